@@ -1,0 +1,380 @@
+/* config: command-line parsing; see config.h.
+ *
+ * A table drives parsing so that --help, validation and the README stay in
+ * step: each flag has a kind (boolean pair, integer with range, seconds,
+ * size, string) and the field it fills. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+enum opt_kind { OPT_BOOL, OPT_INT, OPT_LONG, OPT_SECONDS, OPT_SIZE, OPT_STRING, OPT_SPECIAL };
+
+struct opt {
+    const char *name; /* without "--" */
+    enum opt_kind kind;
+    size_t offset;
+    long min, max;
+    const char *help;
+};
+
+#define F(field) offsetof(struct config, field)
+
+static const struct opt opts[] = {
+    {"host", OPT_STRING, F(host), 0, 0, "Bind socket to this host. [default: 127.0.0.1]"},
+    {"port", OPT_INT, F(port), 0, 65535, "Bind socket to this port; 0 picks a free one. [default: 8000]"},
+    {"uds", OPT_STRING, F(uds), 0, 0, "Bind to a UNIX domain socket."},
+    {"fd", OPT_INT, F(fd), 0, 1 << 20, "Serve on an inherited listening socket with this file descriptor."},
+    {"backlog", OPT_INT, F(backlog), 1, 1 << 20, "Maximum number of connections waiting to be accepted. [default: 2048]"},
+    {"workers", OPT_INT, F(workers), 0, 1024, "Number of worker processes; 0 = one per core. [default: 1]"},
+    {"threads", OPT_INT, F(threads), 1, 4096, "Thread pool size per worker for sync handlers. [default: 40]"},
+    {"plugins", OPT_STRING, F(plugins_dir), 0, 0, "Folder watched for plugin .so files. [default: ./plugins]"},
+    {"log-level", OPT_SPECIAL, 0, 0, 0, "critical|error|warning|info|debug|trace [default: info]"},
+    {"access-log", OPT_BOOL, F(access_log), 0, 0, "Enable/disable the access log. [default: enabled]"},
+    {"timeout-keep-alive", OPT_SECONDS, F(timeout_keep_alive), 0, 0, "Close idle keep-alive connections after this many seconds. [default: 5]"},
+    {"timeout-header", OPT_SECONDS, F(timeout_header), 0, 0, "The whole request head must arrive within this many seconds. [default: 10]"},
+    {"timeout-body", OPT_SECONDS, F(timeout_body), 0, 0, "Close when a request body stalls this many seconds between reads. [default: 30]"},
+    {"timeout-write", OPT_SECONDS, F(timeout_write), 0, 0, "Close when a client reads nothing of a pending response for this many seconds. [default: 60]"},
+    {"timeout-graceful-shutdown", OPT_SECONDS, F(timeout_graceful_shutdown), 0, 0, "Time in-flight requests get to finish on shutdown. [default: 30]"},
+    {"limit-concurrency", OPT_LONG, F(limit_concurrency), 0, 1L << 40, "Requests in flight per worker before answering 503. [default: none]"},
+    {"limit-max-requests", OPT_LONG, F(limit_max_requests), 0, 1L << 62, "Replace a worker after it served this many requests. [default: none]"},
+    {"limit-body", OPT_SIZE, F(limit_body), 0, 0, "Largest request body, in bytes (K, M, G suffixes). [default: 1M]"},
+    {"header", OPT_SPECIAL, 0, 0, 0, "Add a response header NAME:VALUE; repeatable."},
+    {"server-header", OPT_BOOL, F(server_header), 0, 0, "Enable/disable the Server header. [default: enabled]"},
+    {"date-header", OPT_BOOL, F(date_header), 0, 0, "Enable/disable the Date header. [default: enabled]"},
+    {"root-path", OPT_STRING, F(root_path), 0, 0, "ASGI root_path for apps mounted below a prefix."},
+    {"proxy-headers", OPT_BOOL, F(proxy_headers), 0, 0, "Trust X-Forwarded-For/-Proto from --forwarded-allow-ips. [default: enabled]"},
+    {"forwarded-allow-ips", OPT_STRING, F(forwarded_allow_ips), 0, 0, "Comma-separated proxy IPs to trust, or '*'. [default: 127.0.0.1]"},
+    {"app-dir", OPT_STRING, F(app_dir), 0, 0, "Look for APP in this folder. [default: .]"},
+    {"factory", OPT_BOOL, F(factory), 0, 0, "Treat APP as a factory returning the app."},
+    {"lifespan", OPT_SPECIAL, 0, 0, 0, "auto|on|off: run the app's lifespan events. [default: auto]"},
+    {"version", OPT_SPECIAL, 0, 0, 0, "Print the version and exit."},
+    {"help", OPT_SPECIAL, 0, 0, 0, "Print this help and exit."},
+};
+
+static void set_error(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_error(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void print_help(void)
+{
+    printf("Usage: evicorn [APP] [options]\n\n"
+           "Serves HTTP/1.1 from plugin .so files in --plugins, and the ASGI app APP\n"
+           "(module:attr) when given.\n\nOptions:\n");
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        const struct opt *o = &opts[i];
+        char name[64];
+        if (o->kind == OPT_BOOL && strcmp(o->name, "factory") != 0)
+            snprintf(name, sizeof name, "--%s/--no-%s", o->name, o->name);
+        else if (o->kind == OPT_BOOL)
+            snprintf(name, sizeof name, "--%s", o->name);
+        else
+            snprintf(name, sizeof name, "--%s VALUE", o->name);
+        printf("  %-36s %s\n", name, o->help);
+    }
+}
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < 0 || v > 1e7)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    uint64_t mult = 1;
+    if (*end) {
+        switch (*end) {
+        case 'k': case 'K': mult = 1ULL << 10; break;
+        case 'm': case 'M': mult = 1ULL << 20; break;
+        case 'g': case 'G': mult = 1ULL << 30; break;
+        default: return -1;
+        }
+        end++;
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+        if (*end)
+            return -1;
+    }
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out = (uint64_t)v * mult;
+    return 0;
+}
+
+/* Header names are tokens and values may not hold CR, LF or NUL: a header
+ * from the command line must not be able to split a response. */
+static int valid_header_arg(const char *s)
+{
+    const char *colon = strchr(s, ':');
+    if (!colon || colon == s)
+        return 0;
+    for (const char *p = s; p < colon; p++)
+        if (!strchr("!#$%&'*+-.^_`|~", *p) && !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+                                                 (*p >= 'A' && *p <= 'Z')))
+            return 0;
+    for (const char *p = colon + 1; *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t')
+            return 0;
+    return 1;
+}
+
+static int add_header(struct config *cfg, const char *arg)
+{
+    const char **h = realloc(cfg->headers, (cfg->nheaders + 1) * sizeof *h);
+    if (!h)
+        return -1;
+    cfg->headers = h;
+    cfg->headers[cfg->nheaders++] = arg;
+    return 0;
+}
+
+static enum config_result apply_special(struct config *cfg, const struct opt *o, const char *val,
+                                        char *err, size_t errlen)
+{
+    if (strcmp(o->name, "log-level") == 0) {
+        int lvl = log_level_parse(val);
+        if (lvl < 0) {
+            set_error(err, errlen,
+                      "--log-level: invalid value '%s' (expected critical, error, warning, info, "
+                      "debug or trace)",
+                      val);
+            return CONFIG_ERROR;
+        }
+        cfg->log_level = lvl;
+    } else if (strcmp(o->name, "lifespan") == 0) {
+        if (strcmp(val, "auto") == 0)
+            cfg->lifespan = LIFESPAN_AUTO;
+        else if (strcmp(val, "on") == 0)
+            cfg->lifespan = LIFESPAN_ON;
+        else if (strcmp(val, "off") == 0)
+            cfg->lifespan = LIFESPAN_OFF;
+        else {
+            set_error(err, errlen, "--lifespan: invalid value '%s' (expected auto, on or off)",
+                      val);
+            return CONFIG_ERROR;
+        }
+    } else if (strcmp(o->name, "header") == 0) {
+        if (!valid_header_arg(val)) {
+            set_error(err, errlen, "--header: invalid value '%s' (expected NAME:VALUE)", val);
+            return CONFIG_ERROR;
+        }
+        if (add_header(cfg, val) < 0) {
+            set_error(err, errlen, "out of memory");
+            return CONFIG_ERROR;
+        }
+    }
+    return CONFIG_OK;
+}
+
+static enum config_result apply_value(struct config *cfg, const struct opt *o, const char *val,
+                                      char *err, size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    long l;
+    switch (o->kind) {
+    case OPT_STRING:
+        if (!*val) {
+            set_error(err, errlen, "--%s: value must not be empty", o->name);
+            return CONFIG_ERROR;
+        }
+        *(const char **)field = val;
+        return CONFIG_OK;
+    case OPT_INT:
+    case OPT_LONG:
+        if (parse_long(val, o->min, o->max, &l) < 0) {
+            set_error(err, errlen, "--%s: invalid value '%s' (expected an integer from %ld to %ld)",
+                      o->name, val, o->min, o->max);
+            return CONFIG_ERROR;
+        }
+        if (o->kind == OPT_INT)
+            *(int *)field = (int)l;
+        else
+            *(long *)field = l;
+        return CONFIG_OK;
+    case OPT_SECONDS:
+        if (parse_seconds(val, (double *)field) < 0) {
+            set_error(err, errlen, "--%s: invalid value '%s' (expected a number of seconds)",
+                      o->name, val);
+            return CONFIG_ERROR;
+        }
+        return CONFIG_OK;
+    case OPT_SIZE:
+        if (parse_size(val, (uint64_t *)field) < 0) {
+            set_error(err, errlen, "--%s: invalid value '%s' (expected bytes, e.g. 1048576 or 1M)",
+                      o->name, val);
+            return CONFIG_ERROR;
+        }
+        return CONFIG_OK;
+    case OPT_SPECIAL:
+        return apply_special(cfg, o, val, err, errlen);
+    case OPT_BOOL:
+        break;
+    }
+    return CONFIG_ERROR;
+}
+
+static const struct opt *find_opt(const char *name, size_t len, bool *negated)
+{
+    *negated = false;
+    if (len > 3 && strncmp(name, "no-", 3) == 0) {
+        for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+            if (opts[i].kind == OPT_BOOL && strlen(opts[i].name) == len - 3 &&
+                strncmp(opts[i].name, name + 3, len - 3) == 0) {
+                *negated = true;
+                return &opts[i];
+            }
+    }
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+static void set_defaults(struct config *cfg)
+{
+    *cfg = (struct config){
+        .app_dir = ".",
+        .lifespan = LIFESPAN_AUTO,
+        .host = "127.0.0.1",
+        .port = 8000,
+        .fd = -1,
+        .backlog = 2048,
+        .workers = 1,
+        .threads = 40,
+        .plugins_dir = "./plugins",
+        .log_level = LOG_INFO,
+        .access_log = true,
+        .timeout_keep_alive = 5,
+        .timeout_header = 10,
+        .timeout_body = 30,
+        .timeout_write = 60,
+        .timeout_graceful_shutdown = 30,
+        .limit_body = 1 << 20,
+        .server_header = true,
+        .date_header = true,
+        .root_path = "",
+        .proxy_headers = true,
+        .forwarded_allow_ips = "127.0.0.1",
+    };
+}
+
+static int valid_app(const char *app)
+{
+    const char *colon = strchr(app, ':');
+    return colon && colon != app && colon[1] && !strchr(colon + 1, ':');
+}
+
+enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
+                                size_t errlen)
+{
+    set_defaults(cfg);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || arg[1] != '-' || arg[2] == '\0') {
+            if (arg[0] == '-') {
+                set_error(err, errlen, "unknown option '%s' (see --help)", arg);
+                return CONFIG_ERROR;
+            }
+            if (cfg->app) {
+                set_error(err, errlen, "unexpected argument '%s': only one APP may be given", arg);
+                return CONFIG_ERROR;
+            }
+            if (!valid_app(arg)) {
+                set_error(err, errlen, "invalid APP '%s': expected module:attribute", arg);
+                return CONFIG_ERROR;
+            }
+            cfg->app = arg;
+            continue;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        bool negated;
+        const struct opt *o = find_opt(name, nlen, &negated);
+        if (!o) {
+            set_error(err, errlen, "unknown option '--%.*s' (see --help)", (int)nlen, name);
+            return CONFIG_ERROR;
+        }
+        if (strcmp(o->name, "help") == 0 || strcmp(o->name, "version") == 0) {
+            if (eq) {
+                set_error(err, errlen, "--%s takes no value", o->name);
+                return CONFIG_ERROR;
+            }
+            if (o->name[0] == 'h')
+                print_help();
+            else
+                printf("evicorn %s\n", EVICORN_VERSION);
+            return CONFIG_EXIT_OK;
+        }
+        if (o->kind == OPT_BOOL) {
+            if (eq) {
+                set_error(err, errlen, "--%.*s takes no value", (int)nlen, name);
+                return CONFIG_ERROR;
+            }
+            *(bool *)((char *)cfg + o->offset) = !negated;
+            continue;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val) {
+            if (i + 1 >= argc) {
+                set_error(err, errlen, "--%s needs a value", o->name);
+                return CONFIG_ERROR;
+            }
+            val = argv[++i];
+        }
+        enum config_result r = apply_value(cfg, o, val, err, errlen);
+        if (r != CONFIG_OK)
+            return r;
+    }
+    if (cfg->uds && cfg->fd >= 0) {
+        set_error(err, errlen, "--uds and --fd cannot be used together");
+        return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
+}
+
+void config_free(struct config *cfg)
+{
+    free(cfg->headers);
+    cfg->headers = NULL;
+    cfg->nheaders = 0;
+}

@@ -1,0 +1,62 @@
+/* config: the command line, parsed once in the master before anything starts.
+ *
+ * Flag names follow uvicorn's where the concept is the same. Parsing never
+ * exits by itself: it returns a status and a one-line message, so main()
+ * decides how to report it (one line on stderr, exit status 2). */
+#ifndef EVICORN_CONFIG_H
+#define EVICORN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EVICORN_VERSION "0.1.0"
+
+enum lifespan_mode { LIFESPAN_AUTO, LIFESPAN_ON, LIFESPAN_OFF };
+
+struct config {
+    const char *app; /* "module:attr" or NULL */
+    const char *app_dir;
+    bool factory;
+    enum lifespan_mode lifespan;
+
+    const char *host;
+    int port;
+    const char *uds;
+    int fd; /* -1 when not given */
+    int backlog;
+    int workers;
+    int threads;
+    const char *plugins_dir;
+    int log_level;
+    bool access_log;
+
+    double timeout_keep_alive;
+    double timeout_header;
+    double timeout_body;
+    double timeout_write;
+    double timeout_graceful_shutdown;
+
+    long limit_concurrency;  /* 0: none */
+    long limit_max_requests; /* 0: none */
+    uint64_t limit_body;
+
+    /* Extra response headers from --header, each "name: value". */
+    const char **headers;
+    size_t nheaders;
+    bool server_header;
+    bool date_header;
+    const char *root_path;
+    bool proxy_headers;
+    const char *forwarded_allow_ips;
+};
+
+enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
+
+/* Fills cfg from argv. On CONFIG_ERROR, err holds one line naming the flag
+ * and what is wrong. CONFIG_EXIT_OK means --help or --version was printed. */
+enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
+                                size_t errlen);
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,408 @@
+/* http1: http-parser behind evicorn's own interface; see http1.h. */
+#include "http1.h"
+
+#include <http_parser.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http1_guard.h"
+
+struct h1_parser {
+    http_parser hp;
+    struct h1_guard guard;
+    enum h1_mode mode;
+    struct h1_limits limits;
+    const struct h1_callbacks *cb;
+    void *ud;
+    struct h1_head *head;
+    bool in_value;    /* the last header callback was for a value */
+    bool in_message;  /* between message begin and complete */
+    int err_status;   /* non-zero once failed */
+    const char *err_reason;
+};
+
+int h1_head_find(const struct h1_head *h, const char *name, size_t name_len)
+{
+    for (uint32_t i = 0; i < h->nheaders; i++)
+        if (h->headers[i].name_len == name_len &&
+            memcmp(h1_header_name(h, i), name, name_len) == 0)
+            return (int)i;
+    return -1;
+}
+
+void h1_head_reset(struct h1_head *h)
+{
+    buf_clear(&h->store);
+    h->nheaders = 0;
+    h->target_off = h->target_len = 0;
+    h->method = NULL;
+    h->method_len = 0;
+    h->http_major = h->http_minor = 0;
+    h->status = 0;
+    h->keep_alive = h->chunked = h->has_content_length = h->expect_continue = false;
+    h->content_length = 0;
+}
+
+void h1_head_free(struct h1_head *h)
+{
+    buf_free(&h->store);
+    free(h->headers);
+    h->headers = NULL;
+    h->headers_cap = h->nheaders = 0;
+}
+
+void h1_parser_fail(struct h1_parser *p, int status, const char *reason)
+{
+    if (!p->err_status) {
+        p->err_status = status;
+        p->err_reason = reason;
+    }
+}
+
+static struct h1_parser *parser_of(http_parser *hp)
+{
+    return (struct h1_parser *)hp->data;
+}
+
+static int on_message_begin(http_parser *hp)
+{
+    struct h1_parser *p = parser_of(hp);
+    p->head = p->cb->begin(p->ud);
+    if (!p->head) {
+        h1_parser_fail(p, 503, "Service Unavailable");
+        return -1;
+    }
+    h1_head_reset(p->head);
+    p->in_value = false;
+    p->in_message = true;
+    return 0;
+}
+
+static int on_url(http_parser *hp, const char *at, size_t len)
+{
+    struct h1_parser *p = parser_of(hp);
+    if (buf_append(&p->head->store, at, len) < 0) {
+        h1_parser_fail(p, 503, "Service Unavailable");
+        return -1;
+    }
+    p->head->target_len += (uint32_t)len;
+    return 0;
+}
+
+/* Trailing whitespace is not part of a field value (RFC 9110 5.5);
+ * http-parser strips only the leading part. */
+static void trim_last_value(struct h1_head *h)
+{
+    if (h->nheaders == 0)
+        return;
+    struct h1_header *hd = &h->headers[h->nheaders - 1];
+    const char *v = buf_start(&h->store) + hd->value_off;
+    while (hd->value_len > 0 && (v[hd->value_len - 1] == ' ' || v[hd->value_len - 1] == '\t'))
+        hd->value_len--;
+}
+
+static int on_header_field(http_parser *hp, const char *at, size_t len)
+{
+    struct h1_parser *p = parser_of(hp);
+    struct h1_head *h = p->head;
+    if (p->in_value || h->nheaders == 0) {
+        trim_last_value(h);
+        if (h->nheaders >= p->limits.max_headers) {
+            h1_parser_fail(p, 431, "Too many header fields");
+            return -1;
+        }
+        if (h->nheaders == h->headers_cap) {
+            uint32_t cap = h->headers_cap ? h->headers_cap * 2 : 16;
+            struct h1_header *n = realloc(h->headers, cap * sizeof *n);
+            if (!n) {
+                h1_parser_fail(p, 503, "Service Unavailable");
+                return -1;
+            }
+            h->headers = n;
+            h->headers_cap = cap;
+        }
+        h->headers[h->nheaders++] =
+            (struct h1_header){.name_off = (uint32_t)h->store.len, .value_off = 0};
+        p->in_value = false;
+    }
+    char *dst = buf_reserve(&h->store, len);
+    if (!dst) {
+        h1_parser_fail(p, 503, "Service Unavailable");
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = at[i];
+        dst[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    h->store.len += len;
+    h->headers[h->nheaders - 1].name_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_value(http_parser *hp, const char *at, size_t len)
+{
+    struct h1_parser *p = parser_of(hp);
+    struct h1_head *h = p->head;
+    struct h1_header *hd = &h->headers[h->nheaders - 1];
+    if (!p->in_value) {
+        hd->value_off = (uint32_t)h->store.len;
+        p->in_value = true;
+    }
+    if (buf_append(&h->store, at, len) < 0) {
+        h1_parser_fail(p, 503, "Service Unavailable");
+        return -1;
+    }
+    hd->value_len += (uint32_t)len;
+    return 0;
+}
+
+static bool value_is(const struct h1_head *h, uint32_t i, const char *s)
+{
+    size_t n = strlen(s);
+    return h->headers[i].value_len == n && strncasecmp(h1_header_value(h, i), s, n) == 0;
+}
+
+/* Header-level rules http-parser leaves to us; each is a smuggling or
+ * confusion vector when two hops disagree. Returns 0 or fails the parse. */
+static int check_request_head(struct h1_parser *p, struct h1_head *h)
+{
+    unsigned n_cl = 0, n_te = 0, n_host = 0;
+    int te = -1;
+    for (uint32_t i = 0; i < h->nheaders; i++) {
+        const struct h1_header *hd = &h->headers[i];
+        const char *name = h1_header_name(h, i);
+        if (hd->name_len == 4 && memcmp(name, "host", 4) == 0) {
+            n_host++;
+        } else if (hd->name_len == 14 && memcmp(name, "content-length", 14) == 0) {
+            n_cl++;
+        } else if (hd->name_len == 17 && memcmp(name, "transfer-encoding", 17) == 0) {
+            n_te++;
+            te = (int)i;
+        } else if (hd->name_len == 6 && memcmp(name, "expect", 6) == 0) {
+            if (value_is(h, i, "100-continue"))
+                h->expect_continue = true;
+        }
+    }
+    if (h->http_major != 1) {
+        h1_parser_fail(p, 505, "HTTP Version Not Supported");
+        return -1;
+    }
+    if (n_te && n_cl) {
+        h1_parser_fail(p, 400, "Invalid HTTP request: both Content-Length and Transfer-Encoding");
+        return -1;
+    }
+    if (n_cl > 1) {
+        h1_parser_fail(p, 400, "Invalid HTTP request: more than one Content-Length");
+        return -1;
+    }
+    /* evicorn decodes no transfer coding but chunked, so anything else would
+     * leave the body's framing unknown. */
+    if (n_te > 1 || (n_te == 1 && (!value_is(h, (uint32_t)te, "chunked") || h->http_minor == 0))) {
+        h1_parser_fail(p, 400, "Invalid HTTP request: unsupported Transfer-Encoding");
+        return -1;
+    }
+    if (n_host > 1 || (n_host == 0 && h->http_minor >= 1)) {
+        h1_parser_fail(p, 400,
+                       n_host ? "Invalid HTTP request: more than one Host header"
+                              : "Invalid HTTP request: missing Host header");
+        return -1;
+    }
+    if (p->hp.method == HTTP_CONNECT) {
+        h1_parser_fail(p, 400, "Invalid HTTP request: CONNECT is not supported");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_headers_complete(http_parser *hp)
+{
+    struct h1_parser *p = parser_of(hp);
+    struct h1_head *h = p->head;
+    trim_last_value(h);
+    h->http_major = (uint8_t)hp->http_major;
+    h->http_minor = (uint8_t)hp->http_minor;
+    h->keep_alive = http_should_keep_alive(hp) != 0;
+    h->chunked = (hp->flags & F_CHUNKED) != 0;
+    h->has_content_length = (hp->flags & F_CONTENTLENGTH) != 0;
+    h->content_length = h->has_content_length ? hp->content_length : 0;
+
+    enum h1_body_kind body;
+    if (p->mode == H1_REQUEST) {
+        h->method = http_method_str((enum http_method)hp->method);
+        h->method_len = (uint8_t)strlen(h->method);
+        if (check_request_head(p, h) < 0)
+            return -1;
+        body = h->chunked ? H1_BODY_CHUNKED
+                          : (h->content_length ? H1_BODY_LENGTH : H1_BODY_NONE);
+    } else {
+        h->status = (uint16_t)hp->status_code;
+        if (h->status < 200 || h->status == 204 || h->status == 304)
+            body = H1_BODY_NONE;
+        else if (h->chunked)
+            body = H1_BODY_CHUNKED;
+        else if (h->has_content_length)
+            body = h->content_length ? H1_BODY_LENGTH : H1_BODY_NONE;
+        else
+            body = H1_BODY_UNTIL_EOF;
+    }
+
+    int r = p->cb->head(p->ud, h);
+    if (r < 0) {
+        h1_parser_fail(p, 400, "Bad Request");
+        return -1;
+    }
+    if (r == H1_SKIP_BODY)
+        body = H1_BODY_NONE;
+    h1_guard_set_body(&p->guard, body, h->content_length);
+    return r == H1_SKIP_BODY ? 1 : 0;
+}
+
+static int on_body(http_parser *hp, const char *at, size_t len)
+{
+    struct h1_parser *p = parser_of(hp);
+    if (p->cb->body(p->ud, at, len) < 0) {
+        h1_parser_fail(p, 400, "Bad Request");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+    struct h1_parser *p = parser_of(hp);
+    p->in_message = false;
+    if (p->cb->complete(p->ud) < 0) {
+        h1_parser_fail(p, 400, "Bad Request");
+        return -1;
+    }
+    /* Stop after each message so the caller decides when the next
+     * pipelined one may start. */
+    http_parser_pause(hp, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+struct h1_parser *h1_parser_new(enum h1_mode mode, const struct h1_limits *limits,
+                                const struct h1_callbacks *cb, void *ud)
+{
+    struct h1_parser *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->mode = mode;
+    p->limits = *limits;
+    p->cb = cb;
+    p->ud = ud;
+    h1_parser_reset(p);
+    return p;
+}
+
+void h1_parser_reset(struct h1_parser *p)
+{
+    http_parser_init(&p->hp, p->mode == H1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE);
+    p->hp.data = p;
+    h1_guard_init(&p->guard, p->limits.max_head, p->limits.max_line);
+    p->head = NULL;
+    p->in_value = p->in_message = false;
+    p->err_status = 0;
+    p->err_reason = NULL;
+}
+
+void h1_parser_free(struct h1_parser *p)
+{
+    free(p);
+}
+
+bool h1_parser_in_message(const struct h1_parser *p)
+{
+    return p->in_message || h1_guard_in_message(&p->guard);
+}
+
+const char *h1_parser_error(const struct h1_parser *p, int *status)
+{
+    *status = p->err_status;
+    return p->err_reason;
+}
+
+static ssize_t parse_error(struct h1_parser *p)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
+    if (!p->err_status) {
+        /* http-parser's own description names the exact problem. */
+        p->err_status = 400;
+        p->err_reason = e == HPE_INVALID_METHOD    ? "Invalid HTTP request: invalid method"
+                        : e == HPE_INVALID_URL     ? "Invalid HTTP request: invalid request target"
+                        : e == HPE_INVALID_VERSION ? "Invalid HTTP request: invalid HTTP version"
+                                                   : "Invalid HTTP request";
+        if (e == HPE_INVALID_HEADER_TOKEN)
+            p->err_reason = "Invalid HTTP request: invalid character in header";
+        else if (e == HPE_INVALID_CONTENT_LENGTH || e == HPE_UNEXPECTED_CONTENT_LENGTH)
+            p->err_reason = "Invalid HTTP request: invalid Content-Length";
+        else if (e == HPE_INVALID_CHUNK_SIZE)
+            p->err_reason = "Invalid HTTP request: invalid chunk size";
+        else if (e == HPE_INVALID_TRANSFER_ENCODING)
+            p->err_reason = "Invalid HTTP request: unsupported Transfer-Encoding";
+    }
+    return -1;
+}
+
+ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
+{
+    if (p->err_status)
+        return -1;
+    size_t total = 0;
+    while (total < len) {
+        size_t used;
+        enum h1_guard_result g = h1_guard_scan(&p->guard, data + total, len - total, &used);
+        if (g == H1_GUARD_ERROR) {
+            h1_parser_fail(p, p->guard.status, p->guard.reason);
+            return -1;
+        }
+        size_t n = http_parser_execute(&p->hp, &settings, data + total, used);
+        enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&p->hp, 0);
+            total += n;
+            /* The guard and the parser must agree on where a message ends;
+             * if they do not, the framing is ambiguous: refuse it. */
+            if (n != used || h1_guard_in_message(&p->guard)) {
+                h1_parser_fail(p, 400, "Invalid HTTP request: ambiguous message framing");
+                return -1;
+            }
+            return (ssize_t)total;
+        }
+        if (e != HPE_OK)
+            return parse_error(p);
+        if (n != used || g == H1_GUARD_MESSAGE_END) {
+            h1_parser_fail(p, 400, "Invalid HTTP request: ambiguous message framing");
+            return -1;
+        }
+        total += n;
+    }
+    return (ssize_t)total;
+}
+
+int h1_parser_finish(struct h1_parser *p)
+{
+    if (p->err_status)
+        return -1;
+    if (!h1_parser_in_message(p))
+        return 0;
+    http_parser_execute(&p->hp, &settings, NULL, 0);
+    enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
+    if (e == HPE_PAUSED) {
+        http_parser_pause(&p->hp, 0);
+        return 0;
+    }
+    h1_parser_fail(p, 400, "message cut short by end of stream");
+    return -1;
+}

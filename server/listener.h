@@ -1,0 +1,22 @@
+/* listener: the listening sockets, opened once in the master.
+ *
+ * The master binds before forking and every worker inherits the same
+ * sockets (rather than each binding its own with SO_REUSEPORT): a bind
+ * error is reported once, before any worker starts; --fd and --uds work the
+ * same way as TCP; and a worker that dies or is replaced on SIGHUP loses no
+ * connection waiting in the accept queue, because the queue belongs to the
+ * shared socket, not to the worker. */
+#ifndef EVICORN_LISTENER_H
+#define EVICORN_LISTENER_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "worker.h"
+
+/* Opens what cfg asks for; returns 0, or -1 with a one-line reason. */
+int listeners_open(const struct config *cfg, struct listener **out, size_t *n, char *err,
+                   size_t errlen);
+void listeners_close(struct listener *l, size_t n);
+
+#endif

@@ -1,0 +1,45 @@
+/* log: the server's log lines (stderr) and access log (stdout).
+ *
+ * Lines follow uvicorn's shape ("INFO:     message") so operators moving from
+ * uvicorn read them the same way. Each server line is written with a single
+ * write(2), so lines from several processes never interleave. Access-log
+ * lines are buffered and flushed once per event-loop iteration (log_flush),
+ * because one write per request would cost more than the request itself. */
+#ifndef EVICORN_LOG_H
+#define EVICORN_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_level { LOG_CRITICAL, LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_TRACE };
+
+extern enum log_level log_threshold;
+
+/* Parses "info" etc.; returns -1 for an unknown name. */
+int log_level_parse(const char *name);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_enabled(level) ((level) <= log_threshold)
+#define log_critical(...)  log_msg(LOG_CRITICAL, __VA_ARGS__)
+#define log_error(...)     log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warning(...)   log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_info(...)      log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_enabled(LOG_DEBUG))                                                                \
+            log_msg(LOG_DEBUG, __VA_ARGS__);                                                       \
+    } while (0)
+#define log_trace(...)                                                                             \
+    do {                                                                                           \
+        if (log_enabled(LOG_TRACE))                                                                \
+            log_msg(LOG_TRACE, __VA_ARGS__);                                                       \
+    } while (0)
+
+/* Appends one access-log line: client - "METHOD target HTTP/x.y" status. */
+void log_access(const char *client, const char *method, size_t method_len, const char *target,
+                size_t target_len, int http_minor, int status);
+/* Writes buffered access-log lines. */
+void log_flush(void);
+
+#endif

@@ -1,0 +1,57 @@
+/* evicorn: an ASGI-style HTTP/1.1 server whose routes are hot-loaded
+ * plugins. main parses the command line, opens the listening sockets and
+ * hands over to the master process. */
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "master.h"
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    char err[512];
+    switch (config_parse(&cfg, argc, argv, err, sizeof err)) {
+    case CONFIG_ERROR:
+        fprintf(stderr, "evicorn: error: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    case CONFIG_EXIT_OK:
+        config_free(&cfg);
+        return 0;
+    case CONFIG_OK:
+        break;
+    }
+    log_threshold = (enum log_level)cfg.log_level;
+
+    /* libev's ABI must match the headers we were built with. */
+    if (ev_version_major() != EV_VERSION_MAJOR || ev_version_minor() < EV_VERSION_MINOR) {
+        log_critical("libev %d.%d does not match the %d.%d evicorn was built with",
+                     ev_version_major(), ev_version_minor(), EV_VERSION_MAJOR, EV_VERSION_MINOR);
+        return 1;
+    }
+    if (!ev_default_loop(EVFLAG_AUTO)) {
+        log_critical("cannot initialise the event loop");
+        return 1;
+    }
+    /* A client that closes early must cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+
+    struct listener *listeners;
+    size_t n;
+    if (listeners_open(&cfg, &listeners, &n, err, sizeof err) < 0) {
+        log_error("%s", err);
+        config_free(&cfg);
+        return 1;
+    }
+    int status = master_run(&cfg, listeners, n);
+    listeners_close(listeners, n);
+    if (cfg.uds)
+        unlink(cfg.uds);
+    config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,280 @@
+/* master: worker supervision; see master.h.
+ *
+ * Each worker occupies a slot (0..N-1). A slot's process is replaced when it
+ * dies; a crash soon after start doubles the slot's restart delay (100 ms up
+ * to 10 s), and a worker that stayed up resets it. */
+#include "master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define BACKOFF_FIRST 0.1
+#define BACKOFF_MAX 10.0
+/* A worker that lived longer than this did not crash at start. */
+#define STABLE_SECONDS 5.0
+/* After the graceful timeout, how long workers get before SIGKILL. */
+#define KILL_GRACE 5.0
+
+struct proc {
+    struct proc *next;
+    pid_t pid;
+    int slot;
+    bool retiring; /* replaced on SIGHUP; its exit is expected */
+    ev_tstamp started;
+    ev_child child;
+};
+
+struct slot {
+    int failures;
+    ev_timer restart;
+};
+
+static struct {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    struct listener *listeners;
+    size_t nlisteners;
+    int nworkers;
+    struct slot *slots;
+    struct proc *procs;
+    bool stopping;
+    int sigint_count;
+    int exit_status;
+    ev_signal sig_term, sig_int, sig_hup;
+    ev_timer kill_timer;
+} m;
+
+static void on_child(struct ev_loop *loop, ev_child *w, int revents);
+
+/* In a new worker: drop every watcher the master had, so the worker's loop
+ * starts clean. */
+static void forget_master_state(void)
+{
+    ev_loop_fork(m.loop);
+    ev_signal_stop(m.loop, &m.sig_term);
+    ev_signal_stop(m.loop, &m.sig_int);
+    ev_signal_stop(m.loop, &m.sig_hup);
+    ev_timer_stop(m.loop, &m.kill_timer);
+    for (int i = 0; i < m.nworkers; i++)
+        ev_timer_stop(m.loop, &m.slots[i].restart);
+    for (struct proc *p = m.procs; p; p = p->next)
+        ev_child_stop(m.loop, &p->child);
+}
+
+static int spawn(int slot)
+{
+    struct proc *p = calloc(1, sizeof *p);
+    if (!p) {
+        log_error("cannot start worker %d: out of memory", slot);
+        return -1;
+    }
+    log_flush();
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("cannot start worker %d: fork: %s", slot, strerror(errno));
+        free(p);
+        return -1;
+    }
+    if (pid == 0) {
+        free(p);
+        forget_master_state();
+        _exit(worker_run(m.cfg, m.listeners, m.nlisteners, slot));
+    }
+    p->pid = pid;
+    p->slot = slot;
+    p->started = ev_now(m.loop);
+    ev_child_init(&p->child, on_child, pid, 0);
+    p->child.data = p;
+    ev_child_start(m.loop, &p->child);
+    p->next = m.procs;
+    m.procs = p;
+    return 0;
+}
+
+static void on_restart(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct slot *s = t->data;
+    int slot = (int)(s - m.slots);
+    if (m.stopping)
+        return;
+    if (spawn(slot) < 0) {
+        ev_timer_set(t, BACKOFF_MAX, 0);
+        ev_timer_start(m.loop, t);
+    }
+}
+
+static void unlink_proc(struct proc *p)
+{
+    for (struct proc **pp = &m.procs; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    ev_child_stop(m.loop, &p->child);
+    free(p);
+}
+
+static void signal_all(int sig)
+{
+    for (struct proc *p = m.procs; p; p = p->next)
+        kill(p->pid, sig);
+}
+
+static void begin_stop(int status)
+{
+    if (m.stopping)
+        return;
+    m.stopping = true;
+    m.exit_status = status;
+    for (int i = 0; i < m.nworkers; i++)
+        ev_timer_stop(m.loop, &m.slots[i].restart);
+    signal_all(SIGTERM);
+    ev_timer_set(&m.kill_timer, m.cfg->timeout_graceful_shutdown + KILL_GRACE, 0);
+    ev_timer_start(m.loop, &m.kill_timer);
+    if (!m.procs)
+        ev_break(m.loop, EVBREAK_ALL);
+}
+
+static void on_child(struct ev_loop *loop, ev_child *w, int revents)
+{
+    (void)revents;
+    struct proc *p = w->data;
+    int st = w->rstatus, slot = p->slot;
+    bool retiring = p->retiring;
+    ev_tstamp lived = ev_now(loop) - p->started;
+    pid_t pid = p->pid;
+    unlink_proc(p);
+
+    if (m.stopping || retiring) {
+        if (m.stopping && !m.procs)
+            ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    bool crashed = true;
+    if (WIFSIGNALED(st)) {
+        log_error("worker %d (pid %d) died from signal %d (%s)", slot, (int)pid, WTERMSIG(st),
+                  strsignal(WTERMSIG(st)));
+    } else if (WEXITSTATUS(st) == WORKER_EXIT_STARTUP_FAILED) {
+        log_error("worker %d (pid %d) failed to start; stopping", slot, (int)pid);
+        begin_stop(WORKER_EXIT_STARTUP_FAILED);
+        return;
+    } else if (WEXITSTATUS(st) != 0) {
+        log_error("worker %d (pid %d) exited with status %d", slot, (int)pid, WEXITSTATUS(st));
+    } else {
+        log_info("worker %d (pid %d) exited; starting a new one", slot, (int)pid);
+        crashed = false;
+    }
+    struct slot *s = &m.slots[slot];
+    double delay = 0;
+    if (crashed) {
+        s->failures = lived < STABLE_SECONDS ? s->failures + 1 : 1;
+        if (s->failures > 1) {
+            delay = BACKOFF_FIRST;
+            for (int i = 2; i < s->failures && delay < BACKOFF_MAX; i++)
+                delay *= 2;
+            if (delay > BACKOFF_MAX)
+                delay = BACKOFF_MAX;
+            log_warning("worker %d keeps failing; restarting in %.1f s", slot, delay);
+        }
+    } else {
+        s->failures = 0;
+    }
+    ev_timer_set(&s->restart, delay, 0);
+    ev_timer_start(loop, &s->restart);
+}
+
+static void on_kill_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    log_warning("workers did not stop in time; killing them");
+    signal_all(SIGKILL);
+}
+
+static void reload_workers(void)
+{
+    log_info("SIGHUP: starting fresh workers, then draining the old ones");
+    for (struct proc *p = m.procs; p; p = p->next)
+        p->retiring = true;
+    for (int i = 0; i < m.nworkers; i++)
+        spawn(i);
+    for (struct proc *p = m.procs; p; p = p->next)
+        if (p->retiring)
+            kill(p->pid, SIGTERM);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop;
+    (void)revents;
+    if (s->signum == SIGHUP) {
+        if (!m.stopping)
+            reload_workers();
+        return;
+    }
+    if (s->signum == SIGINT && ++m.sigint_count >= 2) {
+        log_warning("second interrupt: exiting now");
+        signal_all(SIGKILL);
+        log_flush();
+        _exit(1);
+    }
+    if (!m.stopping)
+        log_info("shutting down");
+    begin_stop(0);
+}
+
+static int default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int master_run(const struct config *cfg, struct listener *listeners, size_t nlisteners)
+{
+    m.loop = EV_DEFAULT;
+    m.cfg = cfg;
+    m.listeners = listeners;
+    m.nlisteners = nlisteners;
+    m.nworkers = cfg->workers > 0 ? cfg->workers : default_workers();
+    m.slots = calloc((size_t)m.nworkers, sizeof *m.slots);
+    if (!m.slots) {
+        log_error("out of memory");
+        return 1;
+    }
+    for (int i = 0; i < m.nworkers; i++) {
+        ev_init(&m.slots[i].restart, on_restart);
+        m.slots[i].restart.data = &m.slots[i];
+    }
+    ev_signal_init(&m.sig_term, on_signal, SIGTERM);
+    ev_signal_init(&m.sig_int, on_signal, SIGINT);
+    ev_signal_init(&m.sig_hup, on_signal, SIGHUP);
+    ev_signal_start(m.loop, &m.sig_term);
+    ev_signal_start(m.loop, &m.sig_int);
+    ev_signal_start(m.loop, &m.sig_hup);
+    ev_init(&m.kill_timer, on_kill_timer);
+
+    for (size_t i = 0; i < nlisteners; i++)
+        log_info("evicorn running on %s (workers: %d, pid %d)", listeners[i].name, m.nworkers,
+                 (int)getpid());
+    for (int i = 0; i < m.nworkers; i++)
+        if (spawn(i) < 0) {
+            begin_stop(1);
+            break;
+        }
+    ev_run(m.loop, 0);
+    while (m.procs)
+        unlink_proc(m.procs);
+    free(m.slots);
+    log_info("stopped");
+    return m.exit_status;
+}

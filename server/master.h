@@ -1,0 +1,18 @@
+/* master: the supervisor process.
+ *
+ * Forks the workers, restarts one that dies (with back-off, so a crash loop
+ * cannot spin), replaces them all on SIGHUP, and shuts them down gracefully
+ * on SIGTERM/SIGINT. It serves no requests itself. */
+#ifndef EVICORN_MASTER_H
+#define EVICORN_MASTER_H
+
+#include "config.h"
+#include "worker.h"
+
+/* Worker exit status meaning "could not start; do not restart me" (an app
+ * whose startup failed). The master stops and exits with it. */
+#define WORKER_EXIT_STARTUP_FAILED 3
+
+int master_run(const struct config *cfg, struct listener *listeners, size_t nlisteners);
+
+#endif
