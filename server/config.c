@@ -28,32 +28,56 @@ struct opt {
 
 static const struct opt opts[] = {
     {"host", OPT_STRING, F(host), 0, 0, "Bind socket to this host. [default: 127.0.0.1]"},
-    {"port", OPT_INT, F(port), 0, 65535, "Bind socket to this port; 0 picks a free one. [default: 8000]"},
+    {"port", OPT_INT, F(port), 0, 65535,
+     "Bind socket to this port; 0 picks a free one. [default: 8000]"},
     {"uds", OPT_STRING, F(uds), 0, 0, "Bind to a UNIX domain socket."},
-    {"fd", OPT_INT, F(fd), 0, 1 << 20, "Serve on an inherited listening socket with this file descriptor."},
-    {"backlog", OPT_INT, F(backlog), 1, 1 << 20, "Maximum number of connections waiting to be accepted. [default: 2048]"},
-    {"workers", OPT_INT, F(workers), 0, 1024, "Number of worker processes; 0 = one per core. [default: 1]"},
-    {"threads", OPT_INT, F(threads), 1, 4096, "Thread pool size per worker for sync handlers. [default: 40]"},
-    {"plugins", OPT_STRING, F(plugins_dir), 0, 0, "Folder watched for plugin .so files. [default: ./plugins]"},
+    {"fd", OPT_INT, F(fd), 0, 1 << 20,
+     "Serve on an inherited listening socket with this file descriptor."},
+    {"backlog", OPT_INT, F(backlog), 1, 1 << 20,
+     "Maximum number of connections waiting to be accepted. [default: 2048]"},
+    {"workers", OPT_INT, F(workers), 0, 1024,
+     "Number of worker processes; 0 = one per core. [default: 1]"},
+    {"threads", OPT_INT, F(threads), 1, 4096,
+     "Thread pool size per worker for sync handlers. [default: 40]"},
+    {"plugins", OPT_STRING, F(plugins_dir), 0, 0,
+     "Folder watched for plugin .so files. [default: ./plugins]"},
+    {"status-path", OPT_STRING, F(status_path), 0, 0,
+     "Serve the worker's plugin status as JSON on this path (off by default)."},
     {"log-level", OPT_SPECIAL, 0, 0, 0, "critical|error|warning|info|debug|trace [default: info]"},
-    {"access-log", OPT_BOOL, F(access_log), 0, 0, "Enable/disable the access log. [default: enabled]"},
-    {"timeout-keep-alive", OPT_SECONDS, F(timeout_keep_alive), 0, 0, "Close idle keep-alive connections after this many seconds. [default: 5]"},
-    {"timeout-header", OPT_SECONDS, F(timeout_header), 0, 0, "The whole request head must arrive within this many seconds. [default: 10]"},
-    {"timeout-body", OPT_SECONDS, F(timeout_body), 0, 0, "Close when a request body stalls this many seconds between reads. [default: 30]"},
-    {"timeout-write", OPT_SECONDS, F(timeout_write), 0, 0, "Close when a client reads nothing of a pending response for this many seconds. [default: 60]"},
-    {"timeout-graceful-shutdown", OPT_SECONDS, F(timeout_graceful_shutdown), 0, 0, "Time in-flight requests get to finish on shutdown. [default: 30]"},
-    {"limit-concurrency", OPT_LONG, F(limit_concurrency), 0, 1L << 40, "Requests in flight per worker before answering 503. [default: none]"},
-    {"limit-max-requests", OPT_LONG, F(limit_max_requests), 0, 1L << 62, "Replace a worker after it served this many requests. [default: none]"},
-    {"limit-body", OPT_SIZE, F(limit_body), 0, 0, "Largest request body, in bytes (K, M, G suffixes). [default: 1M]"},
+    {"access-log", OPT_BOOL, F(access_log), 0, 0,
+     "Enable/disable the access log. [default: enabled]"},
+    {"timeout-keep-alive", OPT_SECONDS, F(timeout_keep_alive), 0, 0,
+     "Close idle keep-alive connections after this many seconds. [default: 5]"},
+    {"timeout-header", OPT_SECONDS, F(timeout_header), 0, 0,
+     "The whole request head must arrive within this many seconds. [default: 10]"},
+    {"timeout-body", OPT_SECONDS, F(timeout_body), 0, 0,
+     "Close when a request body stalls this many seconds between reads. [default: 30]"},
+    {"timeout-write", OPT_SECONDS, F(timeout_write), 0, 0,
+     "Close when a client reads nothing of a pending response for this many seconds. [default: "
+     "60]"},
+    {"timeout-graceful-shutdown", OPT_SECONDS, F(timeout_graceful_shutdown), 0, 0,
+     "Time in-flight requests get to finish on shutdown. [default: 30]"},
+    {"limit-concurrency", OPT_LONG, F(limit_concurrency), 0, 1L << 40,
+     "Requests in flight per worker before answering 503. [default: none]"},
+    {"limit-max-requests", OPT_LONG, F(limit_max_requests), 0, 1L << 62,
+     "Replace a worker after it served this many requests. [default: none]"},
+    {"limit-body", OPT_SIZE, F(limit_body), 0, 0,
+     "Largest request body, in bytes (K, M, G suffixes). [default: 1M]"},
     {"header", OPT_SPECIAL, 0, 0, 0, "Add a response header NAME:VALUE; repeatable."},
-    {"server-header", OPT_BOOL, F(server_header), 0, 0, "Enable/disable the Server header. [default: enabled]"},
-    {"date-header", OPT_BOOL, F(date_header), 0, 0, "Enable/disable the Date header. [default: enabled]"},
-    {"root-path", OPT_STRING, F(root_path), 0, 0, "ASGI root_path for apps mounted below a prefix."},
-    {"proxy-headers", OPT_BOOL, F(proxy_headers), 0, 0, "Trust X-Forwarded-For/-Proto from --forwarded-allow-ips. [default: enabled]"},
-    {"forwarded-allow-ips", OPT_STRING, F(forwarded_allow_ips), 0, 0, "Comma-separated proxy IPs to trust, or '*'. [default: 127.0.0.1]"},
+    {"server-header", OPT_BOOL, F(server_header), 0, 0,
+     "Enable/disable the Server header. [default: enabled]"},
+    {"date-header", OPT_BOOL, F(date_header), 0, 0,
+     "Enable/disable the Date header. [default: enabled]"},
+    {"root-path", OPT_STRING, F(root_path), 0, 0,
+     "ASGI root_path for apps mounted below a prefix."},
+    {"proxy-headers", OPT_BOOL, F(proxy_headers), 0, 0,
+     "Trust X-Forwarded-For/-Proto from --forwarded-allow-ips. [default: enabled]"},
+    {"forwarded-allow-ips", OPT_STRING, F(forwarded_allow_ips), 0, 0,
+     "Comma-separated proxy IPs to trust, or '*'. [default: 127.0.0.1]"},
     {"app-dir", OPT_STRING, F(app_dir), 0, 0, "Look for APP in this folder. [default: .]"},
     {"factory", OPT_BOOL, F(factory), 0, 0, "Treat APP as a factory returning the app."},
-    {"lifespan", OPT_SPECIAL, 0, 0, 0, "auto|on|off: run the app's lifespan events. [default: auto]"},
+    {"lifespan", OPT_SPECIAL, 0, 0, 0,
+     "auto|on|off: run the app's lifespan events. [default: auto]"},
     {"version", OPT_SPECIAL, 0, 0, 0, "Print the version and exit."},
     {"help", OPT_SPECIAL, 0, 0, 0, "Print this help and exit."},
 };
@@ -92,8 +116,7 @@ static int parse_long(const char *s, long min, long max, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return -1;
+    if (errno || end == s || *end || v < min || v > max) return -1;
     *out = v;
     return 0;
 }
@@ -103,8 +126,7 @@ static int parse_seconds(const char *s, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < 0 || v > 1e7)
-        return -1;
+    if (errno || end == s || *end || !isfinite(v) || v < 0 || v > 1e7) return -1;
     *out = v;
     return 0;
 }
@@ -113,29 +135,33 @@ static int parse_size(const char *s, uint64_t *out)
 {
     char *end;
     errno = 0;
-    if (*s < '0' || *s > '9')
-        return -1;
+    if (*s < '0' || *s > '9') return -1;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return -1;
+    if (errno || end == s) return -1;
     uint64_t mult = 1;
     if (*end) {
         switch (*end) {
-        case 'k': case 'K': mult = 1ULL << 10; break;
-        case 'm': case 'M': mult = 1ULL << 20; break;
-        case 'g': case 'G': mult = 1ULL << 30; break;
-        default: return -1;
+        case 'k':
+        case 'K':
+            mult = 1ULL << 10;
+            break;
+        case 'm':
+        case 'M':
+            mult = 1ULL << 20;
+            break;
+        case 'g':
+        case 'G':
+            mult = 1ULL << 30;
+            break;
+        default:
+            return -1;
         }
         end++;
-        if (*end == 'i' || *end == 'I')
-            end++;
-        if (*end == 'b' || *end == 'B')
-            end++;
-        if (*end)
-            return -1;
+        if (*end == 'i' || *end == 'I') end++;
+        if (*end == 'b' || *end == 'B') end++;
+        if (*end) return -1;
     }
-    if (v > UINT64_MAX / mult)
-        return -1;
+    if (v > UINT64_MAX / mult) return -1;
     *out = (uint64_t)v * mult;
     return 0;
 }
@@ -145,23 +171,20 @@ static int parse_size(const char *s, uint64_t *out)
 static int valid_header_arg(const char *s)
 {
     const char *colon = strchr(s, ':');
-    if (!colon || colon == s)
-        return 0;
+    if (!colon || colon == s) return 0;
     for (const char *p = s; p < colon; p++)
-        if (!strchr("!#$%&'*+-.^_`|~", *p) && !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-                                                 (*p >= 'A' && *p <= 'Z')))
+        if (!strchr("!#$%&'*+-.^_`|~", *p) &&
+            !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
             return 0;
     for (const char *p = colon + 1; *p; p++)
-        if ((unsigned char)*p < 0x20 && *p != '\t')
-            return 0;
+        if ((unsigned char)*p < 0x20 && *p != '\t') return 0;
     return 1;
 }
 
 static int add_header(struct config *cfg, const char *arg)
 {
     const char **h = realloc(cfg->headers, (cfg->nheaders + 1) * sizeof *h);
-    if (!h)
-        return -1;
+    if (!h) return -1;
     cfg->headers = h;
     cfg->headers[cfg->nheaders++] = arg;
     return 0;
@@ -264,8 +287,7 @@ static const struct opt *find_opt(const char *name, size_t len, bool *negated)
             }
     }
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
-        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
-            return &opts[i];
+        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0) return &opts[i];
     return NULL;
 }
 
@@ -303,8 +325,7 @@ static int valid_app(const char *app)
     return colon && colon != app && colon[1] && !strchr(colon + 1, ':');
 }
 
-enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
-                                size_t errlen)
+enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     set_defaults(cfg);
     for (int i = 1; i < argc; i++) {
@@ -362,8 +383,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
             val = argv[++i];
         }
         enum config_result r = apply_value(cfg, o, val, err, errlen);
-        if (r != CONFIG_OK)
-            return r;
+        if (r != CONFIG_OK) return r;
     }
     if (cfg->uds && cfg->fd >= 0) {
         set_error(err, errlen, "--uds and --fd cannot be used together");

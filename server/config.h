@@ -28,6 +28,10 @@ struct config {
     int workers;
     int threads;
     const char *plugins_dir;
+    /* Where plugin copies are made before dlopen; set by main, not a flag. */
+    const char *private_dir;
+    /* Serve this worker's plugin status as JSON on this path (opt-in). */
+    const char *status_path;
     int log_level;
     bool access_log;
 

@@ -18,6 +18,7 @@ struct h1_parser {
     struct h1_head *head;
     bool in_value;    /* the last header callback was for a value */
     bool in_message;  /* between message begin and complete */
+    bool in_trailers; /* past the head: header callbacks are trailers */
     int err_status;   /* non-zero once failed */
     const char *err_reason;
 };
@@ -25,8 +26,7 @@ struct h1_parser {
 int h1_head_find(const struct h1_head *h, const char *name, size_t name_len)
 {
     for (uint32_t i = 0; i < h->nheaders; i++)
-        if (h->headers[i].name_len == name_len &&
-            memcmp(h1_header_name(h, i), name, name_len) == 0)
+        if (h->headers[i].name_len == name_len && memcmp(h1_header_name(h, i), name, name_len) == 0)
             return (int)i;
     return -1;
 }
@@ -76,6 +76,7 @@ static int on_message_begin(http_parser *hp)
     h1_head_reset(p->head);
     p->in_value = false;
     p->in_message = true;
+    p->in_trailers = false;
     return 0;
 }
 
@@ -94,8 +95,7 @@ static int on_url(http_parser *hp, const char *at, size_t len)
  * http-parser strips only the leading part. */
 static void trim_last_value(struct h1_head *h)
 {
-    if (h->nheaders == 0)
-        return;
+    if (h->nheaders == 0) return;
     struct h1_header *hd = &h->headers[h->nheaders - 1];
     const char *v = buf_start(&h->store) + hd->value_off;
     while (hd->value_len > 0 && (v[hd->value_len - 1] == ' ' || v[hd->value_len - 1] == '\t'))
@@ -106,6 +106,11 @@ static int on_header_field(http_parser *hp, const char *at, size_t len)
 {
     struct h1_parser *p = parser_of(hp);
     struct h1_head *h = p->head;
+    /* Trailer fields of a chunked body are dropped: the head was handed
+     * over already (a handler may be reading it), and a trailer must not
+     * pose as a header field (RFC 9110 6.5.1). The guard checked and
+     * bounded their bytes. */
+    if (p->in_trailers) return 0;
     if (p->in_value || h->nheaders == 0) {
         trim_last_value(h);
         if (h->nheaders >= p->limits.max_headers) {
@@ -144,6 +149,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 {
     struct h1_parser *p = parser_of(hp);
     struct h1_head *h = p->head;
+    if (p->in_trailers) return 0;
     struct h1_header *hd = &h->headers[h->nheaders - 1];
     if (!p->in_value) {
         hd->value_off = (uint32_t)h->store.len;
@@ -180,8 +186,7 @@ static int check_request_head(struct h1_parser *p, struct h1_head *h)
             n_te++;
             te = (int)i;
         } else if (hd->name_len == 6 && memcmp(name, "expect", 6) == 0) {
-            if (value_is(h, i, "100-continue"))
-                h->expect_continue = true;
+            if (value_is(h, i, "100-continue")) h->expect_continue = true;
         }
     }
     if (h->http_major != 1) {
@@ -231,10 +236,8 @@ static int on_headers_complete(http_parser *hp)
     if (p->mode == H1_REQUEST) {
         h->method = http_method_str((enum http_method)hp->method);
         h->method_len = (uint8_t)strlen(h->method);
-        if (check_request_head(p, h) < 0)
-            return -1;
-        body = h->chunked ? H1_BODY_CHUNKED
-                          : (h->content_length ? H1_BODY_LENGTH : H1_BODY_NONE);
+        if (check_request_head(p, h) < 0) return -1;
+        body = h->chunked ? H1_BODY_CHUNKED : (h->content_length ? H1_BODY_LENGTH : H1_BODY_NONE);
     } else {
         h->status = (uint16_t)hp->status_code;
         if (h->status < 200 || h->status == 204 || h->status == 304)
@@ -247,15 +250,19 @@ static int on_headers_complete(http_parser *hp)
             body = H1_BODY_UNTIL_EOF;
     }
 
+    p->in_trailers = true;
     int r = p->cb->head(p->ud, h);
     if (r < 0) {
         h1_parser_fail(p, 400, "Bad Request");
         return -1;
     }
-    if (r == H1_SKIP_BODY)
-        body = H1_BODY_NONE;
+    if (r == H1_SKIP_BODY) body = H1_BODY_NONE;
     h1_guard_set_body(&p->guard, body, h->content_length);
-    return r == H1_SKIP_BODY ? 1 : 0;
+    /* Whenever there is no body, tell http-parser so: it would otherwise
+     * read one for a 1xx, 204 or 304 response with Content-Length or
+     * Transfer-Encoding (a 304 often states the representation's length),
+     * and the guard and the parser would disagree on where it ends. */
+    return body == H1_BODY_NONE ? 1 : 0;
 }
 
 static int on_body(http_parser *hp, const char *at, size_t len)
@@ -296,8 +303,7 @@ struct h1_parser *h1_parser_new(enum h1_mode mode, const struct h1_limits *limit
                                 const struct h1_callbacks *cb, void *ud)
 {
     struct h1_parser *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     p->mode = mode;
     p->limits = *limits;
     p->cb = cb;
@@ -311,8 +317,10 @@ void h1_parser_reset(struct h1_parser *p)
     http_parser_init(&p->hp, p->mode == H1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE);
     p->hp.data = p;
     h1_guard_init(&p->guard, p->limits.max_head, p->limits.max_line);
+    h1_guard_set_first_line(&p->guard,
+                            p->mode == H1_REQUEST ? H1_FIRST_LINE_REQUEST : H1_FIRST_LINE_STATUS);
     p->head = NULL;
-    p->in_value = p->in_message = false;
+    p->in_value = p->in_message = p->in_trailers = false;
     p->err_status = 0;
     p->err_reason = NULL;
 }
@@ -357,8 +365,7 @@ static ssize_t parse_error(struct h1_parser *p)
 
 ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
 {
-    if (p->err_status)
-        return -1;
+    if (p->err_status) return -1;
     size_t total = 0;
     while (total < len) {
         size_t used;
@@ -380,8 +387,7 @@ ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
             }
             return (ssize_t)total;
         }
-        if (e != HPE_OK)
-            return parse_error(p);
+        if (e != HPE_OK) return parse_error(p);
         if (n != used || g == H1_GUARD_MESSAGE_END) {
             h1_parser_fail(p, 400, "Invalid HTTP request: ambiguous message framing");
             return -1;
@@ -393,14 +399,14 @@ ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
 
 int h1_parser_finish(struct h1_parser *p)
 {
-    if (p->err_status)
-        return -1;
-    if (!h1_parser_in_message(p))
-        return 0;
+    if (p->err_status) return -1;
+    if (!h1_parser_in_message(p)) return 0;
     http_parser_execute(&p->hp, &settings, NULL, 0);
     enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
     if (e == HPE_PAUSED) {
         http_parser_pause(&p->hp, 0);
+        /* The body ran until the close: the guard is between messages too. */
+        h1_guard_set_body(&p->guard, H1_BODY_NONE, 0);
         return 0;
     }
     h1_parser_fail(p, 400, "message cut short by end of stream");

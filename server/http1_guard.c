@@ -3,6 +3,8 @@
  * a time except where it can skip a run of body bytes. */
 #include "http1_guard.h"
 
+#include <string.h>
+
 enum {
     G_START,       /* before a message; empty lines (CRLF) are skipped */
     G_START_CR,    /* CR before a message, LF must follow */
@@ -39,6 +41,11 @@ void h1_guard_init(struct h1_guard *g, uint32_t max_head, uint32_t max_line)
     *g = (struct h1_guard){.state = G_START, .max_head = max_head, .max_line = max_line};
 }
 
+void h1_guard_set_first_line(struct h1_guard *g, enum h1_first_line kind)
+{
+    g->first_line = (uint8_t)kind;
+}
+
 int h1_guard_in_message(const struct h1_guard *g)
 {
     return g->state != G_START && g->state != G_START_CR;
@@ -46,11 +53,23 @@ int h1_guard_in_message(const struct h1_guard *g)
 
 static int is_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return 1;
     switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
         return 1;
     }
     return 0;
@@ -58,12 +77,9 @@ static int is_tchar(unsigned char c)
 
 static int hex_value(unsigned char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -72,6 +88,45 @@ static int hex_value(unsigned char c)
 static int is_bad_ctl(unsigned char c)
 {
     return (c < 0x20 && c != '\t') || c == 0x7f;
+}
+
+/* Whether s (9 bytes) matches "HTTP/d.d" with the extra byte at the start
+ * (from 0) or at the end (from 1). */
+static int is_version(const char *s)
+{
+    return memcmp(s, "HTTP/", 5) == 0 && s[5] >= '0' && s[5] <= '9' && s[6] == '.' && s[7] >= '0' &&
+           s[7] <= '9';
+}
+
+/* Checks byte c of the first line, at 1-based position pos; returns NULL or
+ * why the line is refused. A request line must end in " HTTP/d.d" and hold
+ * no HT (which some parsers take for a separator); a status line must start
+ * with "HTTP/d.d ". */
+static const char *first_line_byte(struct h1_guard *g, unsigned char c, uint32_t pos)
+{
+    if (g->first_line == H1_FIRST_LINE_REQUEST) {
+        if (c == '\t') return "Invalid HTTP request: invalid request line";
+        if (c != '\r') {
+            g->line_tail[(pos - 1) % sizeof g->line_tail] = (char)c;
+            return NULL;
+        }
+        /* pos - 1 bytes came before the CR; put the last 9 in order */
+        uint32_t n = pos - 1;
+        if (n < sizeof g->line_tail) return "Invalid HTTP request: invalid HTTP version";
+        char tail[sizeof g->line_tail];
+        for (uint32_t i = 0; i < sizeof tail; i++)
+            tail[i] = g->line_tail[(n - sizeof tail + i) % sizeof tail];
+        if (tail[0] != ' ' || !is_version(tail + 1))
+            return "Invalid HTTP request: invalid HTTP version";
+        return NULL;
+    }
+    if (g->first_line == H1_FIRST_LINE_STATUS && pos <= sizeof g->line_tail) {
+        g->line_tail[pos - 1] = (char)c;
+        if (pos == sizeof g->line_tail && (!is_version(g->line_tail) || c != ' '))
+            return "Invalid HTTP response: invalid status line";
+        if (c == '\r') return "Invalid HTTP response: invalid status line";
+    }
+    return NULL;
 }
 
 static enum h1_guard_result fail(struct h1_guard *g, int status, const char *reason)
@@ -107,17 +162,14 @@ void h1_guard_set_body(struct h1_guard *g, enum h1_body_kind kind, uint64_t leng
 /* Counts one head byte against the limits. */
 static int head_byte(struct h1_guard *g)
 {
-    if (++g->head_len > g->max_head)
-        return -1;
-    if (g->in_first_line && ++g->line_len > g->max_line)
-        return -1;
+    if (++g->head_len > g->max_head) return -1;
+    if (g->in_first_line && ++g->line_len > g->max_line) return -1;
     return 0;
 }
 
 static enum h1_guard_result head_limit(struct h1_guard *g)
 {
-    if (g->in_first_line && g->line_len > g->max_line)
-        return fail(g, 414, "Request line too long");
+    if (g->in_first_line && g->line_len > g->max_line) return fail(g, 414, "Request line too long");
     return fail(g, 431, "Request header fields too large");
 }
 
@@ -141,6 +193,7 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
             g->head_len = 0;
             g->line_len = 0;
             g->in_first_line = 1;
+            g->in_name = 0;
             g->state = G_LINE;
             continue; /* scan this byte as part of the line */
         case G_START_CR:
@@ -159,6 +212,26 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
             if (g->state == G_TRAILER_LINE && ++g->head_len > g->max_head) {
                 res = fail(g, 431, "Request trailer fields too large");
                 goto out;
+            }
+            if (g->state == G_LINE && g->in_first_line && g->first_line != H1_FIRST_LINE_ANY) {
+                const char *why = first_line_byte(g, c, g->line_len);
+                if (why) {
+                    res = fail(g, 400, why);
+                    goto out;
+                }
+            }
+            /* A field name is a token, right up to the colon: whitespace
+             * before the colon must be refused (RFC 9112 5.1), and
+             * http-parser would keep it as part of the name. */
+            if (g->in_name) {
+                if (c == ':' && g->in_name == 2) {
+                    g->in_name = 0;
+                } else if (!is_tchar(c)) {
+                    res = fail(g, 400, "Invalid HTTP request: invalid character in header name");
+                    goto out;
+                } else {
+                    g->in_name = 2;
+                }
             }
             if (c == '\r') {
                 g->state = g->state == G_LINE ? G_LINE_CR : G_TRAILER_CR;
@@ -198,6 +271,7 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
                 break;
             }
             g->state = g->state == G_LINE_START ? G_LINE : G_TRAILER_LINE;
+            g->in_name = 1;
             continue;
         case G_END_CR:
         case G_TRAILER_END_CR:
@@ -221,8 +295,7 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
         case G_BODY_LEN:
         case G_CHUNK_DATA: {
             size_t n = len - i;
-            if (n > g->remaining)
-                n = (size_t)g->remaining;
+            if (n > g->remaining) n = (size_t)g->remaining;
             g->remaining -= n;
             i += n;
             if (g->remaining == 0) {
@@ -264,8 +337,7 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
                 goto out;
             }
             if (g->state == G_CHUNK_QESC) {
-                if (is_bad_ctl(c) || c == '\r' || c == '\n')
-                    goto bad_ext;
+                if (is_bad_ctl(c) || c == '\r' || c == '\n') goto bad_ext;
                 g->state = G_CHUNK_QUOTE;
             } else if (g->state == G_CHUNK_QUOTE) {
                 if (c == '"')

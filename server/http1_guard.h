@@ -1,7 +1,8 @@
 /* http1_guard: the byte-level strictness http-parser 2.9.4 lacks.
  *
  * http-parser accepts bare LF line endings, obs-fold continuation lines,
- * spaces after a chunk size and unbounded, unchecked chunk extensions. Each
+ * whitespace between a field name and its colon, spaces after a chunk size
+ * and unbounded, unchecked chunk extensions. Each
  * lets two parsers frame the same bytes differently, which is how requests
  * are smuggled past a proxy. The guard scans every byte before http-parser
  * sees it and rejects those forms; it also bounds the request line and the
@@ -25,10 +26,22 @@ enum h1_guard_result {
 
 enum h1_body_kind { H1_BODY_NONE, H1_BODY_LENGTH, H1_BODY_CHUNKED, H1_BODY_UNTIL_EOF };
 
+/* What the first line of each message must be (h1_guard_set_first_line).
+ * http-parser, built without HTTP_PARSER_STRICT, reads "HTXP/1.1" as
+ * HTTP/1.1; the guard checks the version's spelling itself. */
+enum h1_first_line {
+    H1_FIRST_LINE_ANY,     /* not checked (the default) */
+    H1_FIRST_LINE_REQUEST, /* method SP target SP HTTP/d.d, no HT */
+    H1_FIRST_LINE_STATUS,  /* HTTP/d.d SP status... */
+};
+
 struct h1_guard {
     uint8_t state;
     uint8_t hex_digits;
     uint8_t in_first_line;
+    uint8_t first_line; /* enum h1_first_line */
+    uint8_t in_name;    /* in a field name: 1 before its first byte, 2 after */
+    char line_tail[9];  /* the last bytes of a request line, in a ring */
     uint32_t max_head;  /* bytes of the head (request line + headers) */
     uint32_t max_line;  /* bytes of the request/status line */
     uint32_t head_len;  /* bytes of the current head so far */
@@ -40,6 +53,8 @@ struct h1_guard {
 };
 
 void h1_guard_init(struct h1_guard *g, uint32_t max_head, uint32_t max_line);
+/* Sets what the first line of each message must look like. */
+void h1_guard_set_first_line(struct h1_guard *g, enum h1_first_line kind);
 /* Scans data[0..len); *used is how many bytes were scanned when it stops. */
 enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t len, size_t *used);
 /* After H1_GUARD_HEAD_END: how the body that follows is framed. */

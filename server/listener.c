@@ -17,8 +17,7 @@
 static int set_nonblocking(int fd)
 {
     int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return -1;
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -1;
     return 0;
 }
 
@@ -42,7 +41,8 @@ static void describe_tcp(struct listener *l, const struct sockaddr *sa)
 
 static int open_tcp(const struct config *cfg, struct listener *l, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
     char port[16];
@@ -97,14 +97,12 @@ static int open_unix(const struct config *cfg, struct listener *l, char *err, si
     /* A socket file left by an earlier run would make bind fail; remove it,
      * but never anything that is not a socket. */
     struct stat st;
-    if (lstat(cfg->uds, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(cfg->uds);
+    if (lstat(cfg->uds, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(cfg->uds);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ||
-        chmod(cfg->uds, 0666) < 0 || listen(fd, cfg->backlog) < 0 || set_nonblocking(fd) < 0) {
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 || chmod(cfg->uds, 0666) < 0 ||
+        listen(fd, cfg->backlog) < 0 || set_nonblocking(fd) < 0) {
         snprintf(err, errlen, "cannot listen on unix socket %s: %s", cfg->uds, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         return -1;
     }
     l->fd = fd;
@@ -119,8 +117,7 @@ static int open_fd(const struct config *cfg, struct listener *l, char *err, size
     int fd = cfg->fd, type = 0, acc = 0;
     socklen_t tl = sizeof type, al = sizeof acc;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 || type != SOCK_STREAM ||
-        !acc) {
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 || type != SOCK_STREAM || !acc) {
         snprintf(err, errlen, "--fd %d is not a listening stream socket", fd);
         return -1;
     }
@@ -170,7 +167,6 @@ int listeners_open(const struct config *cfg, struct listener **out, size_t *n, c
 void listeners_close(struct listener *l, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (l[i].fd >= 0)
-            close(l[i].fd);
+        if (l[i].fd >= 0) close(l[i].fd);
     free(l);
 }

@@ -1,15 +1,45 @@
 /* evicorn: an ASGI-style HTTP/1.1 server whose routes are hot-loaded
  * plugins. main parses the command line, opens the listening sockets and
  * hands over to the master process. */
+#include <dirent.h>
 #include <ev.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "listener.h"
 #include "log.h"
 #include "master.h"
+
+/* Plugins are copied here before dlopen (see plugins.c); one folder per
+ * server, shared by its workers, removed at exit. */
+static int make_private_dir(char *out, size_t len)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp) tmp = "/tmp";
+    snprintf(out, len, "%s/evicorn-%d-XXXXXX", tmp, (int)getpid());
+    return mkdtemp(out) ? 0 : -1;
+}
+
+static void remove_private_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            char p[PATH_MAX];
+            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
 
 int main(int argc, char **argv)
 {
@@ -41,17 +71,27 @@ int main(int argc, char **argv)
     /* A client that closes early must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
 
+    char private_dir[PATH_MAX];
+    if (make_private_dir(private_dir, sizeof private_dir) < 0) {
+        log_error("cannot create a private folder for plugin copies in %s: %m",
+                  getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        config_free(&cfg);
+        return 1;
+    }
+    cfg.private_dir = private_dir;
+
     struct listener *listeners;
     size_t n;
     if (listeners_open(&cfg, &listeners, &n, err, sizeof err) < 0) {
         log_error("%s", err);
+        remove_private_dir(private_dir);
         config_free(&cfg);
         return 1;
     }
     int status = master_run(&cfg, listeners, n);
     listeners_close(listeners, n);
-    if (cfg.uds)
-        unlink(cfg.uds);
+    if (cfg.uds) unlink(cfg.uds);
+    remove_private_dir(private_dir);
     config_free(&cfg);
     return status;
 }

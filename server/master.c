@@ -14,9 +14,10 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "scoreboard.h"
 
 #define BACKOFF_FIRST 0.1
-#define BACKOFF_MAX 10.0
+#define BACKOFF_MAX   10.0
 /* A worker that lived longer than this did not crash at start. */
 #define STABLE_SECONDS 5.0
 /* After the graceful timeout, how long workers get before SIGKILL. */
@@ -104,8 +105,7 @@ static void on_restart(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct slot *s = t->data;
     int slot = (int)(s - m.slots);
-    if (m.stopping)
-        return;
+    if (m.stopping) return;
     if (spawn(slot) < 0) {
         ev_timer_set(t, BACKOFF_MAX, 0);
         ev_timer_start(m.loop, t);
@@ -131,8 +131,7 @@ static void signal_all(int sig)
 
 static void begin_stop(int status)
 {
-    if (m.stopping)
-        return;
+    if (m.stopping) return;
     m.stopping = true;
     m.exit_status = status;
     for (int i = 0; i < m.nworkers; i++)
@@ -140,8 +139,7 @@ static void begin_stop(int status)
     signal_all(SIGTERM);
     ev_timer_set(&m.kill_timer, m.cfg->timeout_graceful_shutdown + KILL_GRACE, 0);
     ev_timer_start(m.loop, &m.kill_timer);
-    if (!m.procs)
-        ev_break(m.loop, EVBREAK_ALL);
+    if (!m.procs) ev_break(m.loop, EVBREAK_ALL);
 }
 
 static void on_child(struct ev_loop *loop, ev_child *w, int revents)
@@ -155,14 +153,16 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     unlink_proc(p);
 
     if (m.stopping || retiring) {
-        if (m.stopping && !m.procs)
-            ev_break(loop, EVBREAK_ALL);
+        if (m.stopping && !m.procs) ev_break(loop, EVBREAK_ALL);
         return;
     }
     bool crashed = true;
+    char route[256];
+    const char *in_flight = scoreboard_take(slot, route, sizeof route);
     if (WIFSIGNALED(st)) {
-        log_error("worker %d (pid %d) died from signal %d (%s)", slot, (int)pid, WTERMSIG(st),
-                  strsignal(WTERMSIG(st)));
+        log_error("worker %d (pid %d) died from signal %d (%s)%s%s", slot, (int)pid, WTERMSIG(st),
+                  strsignal(WTERMSIG(st)), in_flight ? " while running " : "",
+                  in_flight ? in_flight : "");
     } else if (WEXITSTATUS(st) == WORKER_EXIT_STARTUP_FAILED) {
         log_error("worker %d (pid %d) failed to start; stopping", slot, (int)pid);
         begin_stop(WORKER_EXIT_STARTUP_FAILED);
@@ -181,8 +181,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
             delay = BACKOFF_FIRST;
             for (int i = 2; i < s->failures && delay < BACKOFF_MAX; i++)
                 delay *= 2;
-            if (delay > BACKOFF_MAX)
-                delay = BACKOFF_MAX;
+            if (delay > BACKOFF_MAX) delay = BACKOFF_MAX;
             log_warning("worker %d keeps failing; restarting in %.1f s", slot, delay);
         }
     } else {
@@ -209,8 +208,7 @@ static void reload_workers(void)
     for (int i = 0; i < m.nworkers; i++)
         spawn(i);
     for (struct proc *p = m.procs; p; p = p->next)
-        if (p->retiring)
-            kill(p->pid, SIGTERM);
+        if (p->retiring) kill(p->pid, SIGTERM);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
@@ -218,8 +216,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     (void)loop;
     (void)revents;
     if (s->signum == SIGHUP) {
-        if (!m.stopping)
-            reload_workers();
+        if (!m.stopping) reload_workers();
         return;
     }
     if (s->signum == SIGINT && ++m.sigint_count >= 2) {
@@ -228,8 +225,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         log_flush();
         _exit(1);
     }
-    if (!m.stopping)
-        log_info("shutting down");
+    if (!m.stopping) log_info("shutting down");
     begin_stop(0);
 }
 
@@ -251,6 +247,8 @@ int master_run(const struct config *cfg, struct listener *listeners, size_t nlis
         log_error("out of memory");
         return 1;
     }
+    if (scoreboard_create(m.nworkers) < 0)
+        log_warning("no scoreboard: crashed workers' routes will not be named");
     for (int i = 0; i < m.nworkers; i++) {
         ev_init(&m.slots[i].restart, on_restart);
         m.slots[i].restart.data = &m.slots[i];

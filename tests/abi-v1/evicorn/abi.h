@@ -1,0 +1,302 @@
+/* evicorn plugin ABI, version 1.
+ *
+ * This header is the whole contract between the evicorn server and a plugin
+ * (a shared object dropped into the plugins folder). It holds declarations
+ * only. The rules that keep it stable, after SQLite's extension table,
+ * OpenXR/Vulkan negotiation and LV2's size-gated descriptors:
+ *
+ *  - A plugin exports exactly one symbol, evicorn_plugin_entry. Everything
+ *    else it defines stays hidden (-fvisibility=hidden).
+ *  - The host passes an evicorn_host with its ABI version and a table of
+ *    functions (evicorn_api). The plugin calls the host only through that
+ *    table; it never links against the server.
+ *  - Every struct that crosses the boundary starts with a uint32_t size. A
+ *    struct or table only ever grows at its end. Whoever reads a struct
+ *    the other side filled reads min(size, sizeof what it knows) and treats
+ *    the rest as zero. Before calling a function added in a later minor, a
+ *    plugin checks that api->size covers it (EVICORN_API_HAS does this).
+ *  - A different major version is refused; so is a plugin requiring a minor
+ *    newer than the host's. Minors add, never change.
+ *  - Requests and everything else are opaque handles. No layout of libev,
+ *    http-parser or libc appears here, so the server may change them.
+ *
+ * The request model is ASGI's HTTP scope: read the scope, receive the body
+ * (whole, or in chunks with more_body), answer with a start and body chunks
+ * (or one respond call), and hear of a disconnect.
+ *
+ * Handlers come in two kinds, chosen per route:
+ *  - EVICORN_ASYNC handlers run on the worker's event loop and must never
+ *    block. They continue by handing a continuation (a callback and a
+ *    user-data pointer) to a host operation: a timer, an offload to the
+ *    thread pool, an outbound HTTP request, the request body. Every
+ *    continuation is called exactly once, on the loop thread, never before
+ *    the call that registered it returns: with status 0 on success, or
+ *    EVICORN_ECANCELED when the client disconnected first (so the plugin can
+ *    always free its user data there).
+ *  - EVICORN_SYNC handlers run on the worker's thread pool and may block.
+ *    The whole request body is read before the handler starts (get it with
+ *    api->body). They answer with the same respond/start/send calls; the
+ *    host carries the response to the loop. From a sync handler, send waits
+ *    while the client is slow to read (backpressure) instead of buffering
+ *    without bound.
+ *
+ * A request is finished when its handler has returned, every continuation
+ * it registered has run, and every hold is released. If by then no
+ * response was sent, the host answers 500 and logs the route (the C twin of
+ * a forgotten await); a response started but not completed is cut off.
+ */
+#ifndef EVICORN_ABI_H
+#define EVICORN_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EVICORN_ABI_MAJOR 1
+#define EVICORN_ABI_MINOR 0
+
+/* The one symbol a plugin exports. */
+#define EVICORN_PLUGIN_ENTRY "evicorn_plugin_entry"
+
+#if defined(__GNUC__)
+#define EVICORN_EXPORT __attribute__((visibility("default")))
+#else
+#define EVICORN_EXPORT
+#endif
+
+/* ---- results ---- */
+
+/* Functions return 0 or one of these negative values (Linux errno values). */
+#define EVICORN_OK          0
+#define EVICORN_EPERM       (-1)   /* not allowed from this thread or kind of handler */
+#define EVICORN_ENOENT      (-2)   /* no such header, parameter or item */
+#define EVICORN_EIO         (-5)   /* the operation failed */
+#define EVICORN_ENOMEM      (-12)  /* out of memory */
+#define EVICORN_EBUSY       (-16)  /* a receive is already pending */
+#define EVICORN_EINVAL      (-22)  /* bad argument, e.g. a header that could split the response */
+#define EVICORN_EPIPE       (-32)  /* the client is gone */
+#define EVICORN_EMSGSIZE    (-90)  /* the request body exceeds --limit-body */
+#define EVICORN_ETIMEDOUT   (-110) /* an outbound request timed out */
+#define EVICORN_ECONNREFUSED (-111)
+#define EVICORN_EALREADY    (-114) /* the response was already sent */
+#define EVICORN_ECANCELED   (-125) /* the client disconnected before this completed */
+
+/* ---- values crossing the boundary ---- */
+
+/* A byte string owned by the host, not NUL-terminated. Valid for as long
+ * as the request it came from (scope values) or the call it was passed to. */
+typedef struct evicorn_str {
+    const char *ptr;
+    size_t len;
+} evicorn_str;
+
+typedef struct evicorn_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} evicorn_header;
+
+/* One HTTP exchange. Opaque. */
+typedef struct evicorn_request evicorn_request;
+
+/* ---- continuations ---- */
+
+/* A timer or a hold-free event fired (status 0) or was cancelled. */
+typedef void (*evicorn_event_fn)(evicorn_request *req, void *ud, int status);
+/* Body bytes: data is valid only during the call; more is nonzero while
+ * more body follows; status is 0, EVICORN_EPIPE/ECANCELED (client gone) or
+ * EVICORN_EMSGSIZE (body over the limit). */
+typedef void (*evicorn_body_fn)(evicorn_request *req, void *ud, const char *data, size_t len,
+                                int more, int status);
+/* Blocking work for the thread pool. */
+typedef void (*evicorn_work_fn)(void *ud);
+/* The result of an outbound HTTP request; see evicorn_fetch_result. */
+typedef struct evicorn_fetch_result evicorn_fetch_result;
+typedef void (*evicorn_fetch_fn)(evicorn_request *req, void *ud, const evicorn_fetch_result *res);
+
+/* ---- outbound HTTP ---- */
+
+typedef struct evicorn_fetch_options {
+    uint32_t size;           /* sizeof(evicorn_fetch_options) */
+    const char *method;      /* NULL: "GET" */
+    const char *url;         /* http://host[:port]/path?query */
+    const evicorn_header *headers;
+    size_t nheaders;
+    const void *body;        /* copied by the host */
+    size_t body_len;
+    double connect_timeout;  /* seconds; 0: 5 */
+    double timeout;          /* seconds for the whole exchange; 0: 30 */
+    size_t max_response;     /* body bytes; 0: 8 MiB */
+} evicorn_fetch_options;
+
+struct evicorn_fetch_result {
+    uint32_t size;           /* filled by the host */
+    int status_code;         /* HTTP status when error == 0 */
+    int error;               /* 0, EVICORN_ECONNREFUSED, EVICORN_ETIMEDOUT, EVICORN_ECANCELED,
+                                EVICORN_EMSGSIZE, EVICORN_EINVAL, EVICORN_EIO */
+    const char *error_message; /* one line when error != 0 */
+    const evicorn_header *headers; /* names lower-cased */
+    size_t nheaders;
+    const char *body;
+    size_t body_len;
+};
+
+/* ---- the host's function table ---- */
+
+typedef struct evicorn_api {
+    uint32_t size; /* sizeof(evicorn_api) as the host knows it */
+
+    /* Logging. level: 0 critical .. 5 trace (uvicorn's names). req may be
+     * NULL. The host prefixes the plugin's name. Any thread. */
+    void (*log)(evicorn_request *req, int level, const char *message);
+
+    /* -- scope (ASGI HTTP scope); any thread while the request is live -- */
+    evicorn_str (*method)(evicorn_request *req);
+    evicorn_str (*path)(evicorn_request *req);         /* percent-decoded */
+    evicorn_str (*raw_path)(evicorn_request *req);     /* as received */
+    evicorn_str (*query_string)(evicorn_request *req); /* still encoded, no '?' */
+    evicorn_str (*root_path)(evicorn_request *req);
+    evicorn_str (*scheme)(evicorn_request *req);       /* "http" or, via proxy headers, "https" */
+    evicorn_str (*http_version)(evicorn_request *req); /* "1.0" or "1.1" */
+    /* client and server addresses; port 0 when unknown (unix sockets) */
+    evicorn_str (*client_host)(evicorn_request *req);
+    int (*client_port)(evicorn_request *req);
+    evicorn_str (*server_host)(evicorn_request *req);
+    int (*server_port)(evicorn_request *req);
+    /* Headers in order, names lower-cased, duplicates kept. */
+    size_t (*header_count)(evicorn_request *req);
+    int (*header_at)(evicorn_request *req, size_t i, evicorn_header *out);
+    /* First header with this lower-case name: 0, or EVICORN_ENOENT. */
+    int (*header)(evicorn_request *req, const char *name, evicorn_str *value);
+    /* The route's path parameters ("/items/{id:int}"), as matched text. */
+    size_t (*param_count)(evicorn_request *req);
+    int (*param_at)(evicorn_request *req, size_t i, evicorn_str *name, evicorn_str *value);
+    int (*param)(evicorn_request *req, const char *name, evicorn_str *value);
+    /* The route pattern that matched, e.g. "/items/{id:int}". */
+    evicorn_str (*route)(evicorn_request *req);
+    /* The plugin's lifespan state (what startup stored); any thread. */
+    void *(*state)(evicorn_request *req);
+
+    /* -- body (ASGI http.request) -- */
+    /* Async: the next chunk (everything that arrived since the last call);
+     * more == 0 on the last. Sends 100 Continue when the client asked. */
+    int (*receive)(evicorn_request *req, evicorn_body_fn fn, void *ud);
+    /* Async: the whole body at once, when it has arrived. */
+    int (*read_body)(evicorn_request *req, evicorn_body_fn fn, void *ud);
+    /* The whole body once it has been read: always in a sync handler, and
+     * in an async one after read_body completed. Empty otherwise. */
+    evicorn_str (*body)(evicorn_request *req);
+
+    /* -- response (ASGI http.response.start / http.response.body) -- */
+    /* Status, headers and the whole body, with Content-Length. */
+    int (*respond)(evicorn_request *req, int status, const evicorn_header *headers, size_t n,
+                   const void *body, size_t len);
+    /* Starts a response; content_length < 0 when unknown (then chunked). */
+    int (*start)(evicorn_request *req, int status, const evicorn_header *headers, size_t n,
+                 int64_t content_length);
+    /* Body bytes; more == 0 completes the response. Each call's bytes are
+     * flushed to the client. From a sync handler, blocks while the client
+     * is slow (backpressure). */
+    int (*send)(evicorn_request *req, const void *data, size_t len, int more);
+    /* Async backpressure: 1 when more output may be queued now. Otherwise
+     * on_writable's continuation runs when the client has caught up. */
+    int (*writable)(evicorn_request *req);
+    int (*on_writable)(evicorn_request *req, evicorn_event_fn fn, void *ud);
+    /* Nonzero once the client has gone (ASGI http.disconnect). */
+    int (*disconnected)(evicorn_request *req);
+    /* fn runs once if the client disconnects before the response is done;
+     * it does not keep the request open. */
+    int (*on_disconnect)(evicorn_request *req, evicorn_event_fn fn, void *ud);
+
+    /* -- async operations (loop thread only; EVICORN_EPERM elsewhere) -- */
+    /* asyncio.sleep: fn runs after seconds (status 0), or on disconnect
+     * with EVICORN_ECANCELED. */
+    int (*sleep)(evicorn_request *req, double seconds, evicorn_event_fn fn, void *ud);
+    /* Starlette's run_in_threadpool: work(ud) runs on the pool, then
+     * done runs on the loop (status 0, or EVICORN_ECANCELED when the
+     * client left meanwhile; work itself is never interrupted). */
+    int (*offload)(evicorn_request *req, evicorn_work_fn work, evicorn_event_fn done, void *ud);
+    /* An outbound HTTP/1.1 request that never blocks the loop. fn gets the
+     * result (its error is EVICORN_ECANCELED on disconnect). */
+    int (*fetch)(evicorn_request *req, const evicorn_fetch_options *opts, evicorn_fetch_fn fn,
+                 void *ud);
+    /* Keeps the request open until release, for plugins that continue from
+     * events of their own. Any thread. */
+    int (*hold)(evicorn_request *req);
+    void (*release)(evicorn_request *req);
+
+    /* FastAPI's BackgroundTasks: fn(ud) runs on the thread pool after the
+     * response has been sent (even if the client has gone). Any thread. */
+    int (*background)(evicorn_request *req, evicorn_work_fn fn, void *ud);
+} evicorn_api;
+
+/* True when the host's table has function `fn` (added in some minor). */
+#define EVICORN_API_HAS(api, fn)                                                                   \
+    ((api)->size >= offsetof(evicorn_api, fn) + sizeof((api)->fn) && (api)->fn != NULL)
+
+/* ---- negotiation ---- */
+
+/* What the host hands to evicorn_plugin_entry. */
+typedef struct evicorn_host {
+    uint32_t size;      /* sizeof(evicorn_host) as the host knows it */
+    uint16_t abi_major; /* EVICORN_ABI_MAJOR of the host */
+    uint16_t abi_minor; /* EVICORN_ABI_MINOR of the host */
+    const evicorn_api *api;
+    const char *server_version; /* "0.1.0" */
+    const char *plugin_file;    /* the file the operator dropped, for messages */
+} evicorn_host;
+
+enum evicorn_handler_kind {
+    EVICORN_ASYNC = 1, /* runs on the event loop; must not block */
+    EVICORN_SYNC = 2,  /* runs on the thread pool; may block */
+};
+
+typedef void (*evicorn_handler_fn)(evicorn_request *req, void *route_data);
+
+typedef struct evicorn_route {
+    uint32_t size;      /* sizeof(evicorn_route) */
+    const char *method; /* "GET", "POST", ... or "*" for any */
+    const char *path;   /* template: "/items/{id}", "{id:int}", "{x:float}", "{rest:path}" */
+    uint32_t kind;      /* enum evicorn_handler_kind */
+    evicorn_handler_fn handler;
+    void *data; /* passed to the handler as route_data */
+} evicorn_route;
+
+/* What a plugin returns from evicorn_plugin_entry. It must stay valid until
+ * shutdown has returned. */
+typedef struct evicorn_plugin {
+    uint32_t size;      /* sizeof(evicorn_plugin) as the plugin knows it */
+    uint16_t abi_major; /* EVICORN_ABI_MAJOR the plugin was built against */
+    uint16_t abi_minor; /* the oldest host minor the plugin works with */
+    const char *name;   /* short, e.g. "hello"; used in logs and the status page */
+    const char *version;
+    /* Routes as an array whose element size is route_size, so the route
+     * struct may grow without breaking old plugins. */
+    const evicorn_route *routes;
+    uint32_t nroutes;
+    uint32_t route_size;
+    /* ASGI lifespan. startup runs on the loop thread before any route is
+     * served; it may store a state pointer (handed to handlers through
+     * api->state). It returns 0, or nonzero after writing a reason into err
+     * (then the plugin is refused and the previous version keeps
+     * serving). shutdown runs when this version is unloaded, after its last
+     * request, continuation and background task finished. Either may be
+     * NULL. */
+    int (*startup)(void **state, char *err, size_t errlen);
+    void (*shutdown)(void *state);
+} evicorn_plugin;
+
+/* The entry point: returns the plugin's descriptor, or NULL to refuse to
+ * load (after logging why through host->api->log). Called on the loop
+ * thread, once per load of the file. */
+typedef const evicorn_plugin *(*evicorn_plugin_entry_fn)(const evicorn_host *host);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

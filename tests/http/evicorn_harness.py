@@ -1,0 +1,525 @@
+"""Black-box harness for evicorn: start the real binary, talk raw HTTP/1.1.
+
+Everything here has a timeout: no helper can block a test forever.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_BIN = os.path.normpath(os.path.join(HERE, "..", "..", "build", "evicorn"))
+
+NOT_FOUND_BODY = b'{"detail":"Not Found"}'
+
+READY_RE = re.compile(r"evicorn running on (\S+) \(workers: (\d+), pid (\d+)\)")
+
+SOCK_TIMEOUT = 5.0
+
+
+def evicorn_bin():
+    path = os.environ.get("EVICORN_BIN") or DEFAULT_BIN
+    if not os.path.isfile(path):
+        raise RuntimeError("evicorn binary not found at %s (set EVICORN_BIN)" % path)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Process helpers
+
+
+def children_of(pid):
+    """PIDs of the direct children of `pid` (via /proc, falling back to ps)."""
+    kids = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                    kids.extend(int(x) for x in f.read().split())
+            except OSError:
+                pass
+        return sorted(set(kids))
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["ps", "--ppid", str(pid), "-o", "pid="], capture_output=True,
+                             text=True, timeout=5).stdout
+        return sorted(int(x) for x in out.split())
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
+def pid_alive(pid):
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+class LogCapture:
+    """Collects the lines of one pipe in a background thread."""
+
+    def __init__(self, pipe, name):
+        self.name = name
+        self.lines = []
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _run(self, pipe):
+        try:
+            for raw in iter(pipe.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                with self.cond:
+                    self.lines.append(line)
+                    self.cond.notify_all()
+        finally:
+            with self.cond:
+                self.closed = True
+                self.cond.notify_all()
+
+    def snapshot(self):
+        with self.cond:
+            return list(self.lines)
+
+    def wait_for(self, regex, timeout, start=0):
+        """First match of regex in lines[start:], waiting up to timeout; or None."""
+        rx = re.compile(regex) if isinstance(regex, str) else regex
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return m
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    return None
+                self.cond.wait(min(left, 0.1))
+
+    def join(self, timeout=2.0):
+        self.thread.join(timeout)
+
+
+class Server:
+    """The real evicorn binary, started on 127.0.0.1 with an ephemeral port.
+
+    Use as a context manager (or call start()/stop()); stop() always runs the
+    SIGTERM -> wait 10 s -> SIGKILL sequence by PID."""
+
+    def __init__(self, *args, listen=None, pass_fds=(), ready_timeout=10.0):
+        self.extra = [str(a) for a in args]
+        self.listen = listen  # replaces --host/--port (e.g. ["--uds", path])
+        self.pass_fds = tuple(pass_fds)
+        self.ready_timeout = ready_timeout
+        self.proc = None
+        self.plugins = None
+        self.port = None
+        self.address = None
+        self.workers = None
+        self.pid = None
+        self.known_workers = set()
+        self.returncode = None
+
+    # ---- lifecycle
+
+    def start(self):
+        self.plugins = tempfile.mkdtemp(prefix="evicorn-plugins-")
+        listen = self.listen if self.listen is not None else ["--host", "127.0.0.1", "--port", "0"]
+        argv = [evicorn_bin()] + listen + ["--plugins", self.plugins] + self.extra
+        self.argv = argv
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, pass_fds=self.pass_fds,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+        self.stdout = LogCapture(self.proc.stdout, "stdout")
+        self.stderr = LogCapture(self.proc.stderr, "stderr")
+        m = self.stderr.wait_for(READY_RE, self.ready_timeout)
+        if not m:
+            self.stop()
+            raise AssertionError("evicorn did not report 'running on' within %.0f s\n%s"
+                                 % (self.ready_timeout, self.output()))
+        self.address = m.group(1)
+        self.workers = int(m.group(2))
+        assert int(m.group(3)) == self.pid, m.group(0)
+        pm = re.match(r"http://127\.0\.0\.1:(\d+)$", self.address)
+        if pm:
+            self.port = int(pm.group(1))
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def worker_pids(self):
+        kids = children_of(self.pid)
+        self.known_workers.update(kids)
+        return kids
+
+    def wait_workers(self, n, timeout=5.0, exclude=()):
+        """Waits until the master has n live children not in exclude."""
+        deadline = time.monotonic() + timeout
+        while True:
+            kids = [p for p in self.worker_pids() if p not in exclude and pid_alive(p)]
+            if len(kids) == n:
+                return kids
+            if time.monotonic() > deadline:
+                raise AssertionError("expected %d worker(s), found %r\n%s"
+                                     % (n, kids, self.output()))
+            time.sleep(0.02)
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout):
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def stop(self):
+        """SIGTERM the master, wait up to 10 s, then SIGKILL; reap by PID only."""
+        if self.proc is None:
+            return self.returncode
+        try:
+            self.worker_pids()
+        except Exception:
+            pass
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+        self.returncode = self.proc.returncode
+        # Workers the master left behind (it was killed, say): by PID only.
+        for pid in self.known_workers:
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        self.stdout.join()
+        self.stderr.join()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        if self.plugins:
+            shutil.rmtree(self.plugins, ignore_errors=True)
+            self.plugins = None
+        return self.returncode
+
+    # ---- logs
+
+    def wait_for_log(self, regex, timeout=5.0, stream="stderr", start=0):
+        cap = self.stderr if stream == "stderr" else self.stdout
+        return cap.wait_for(regex, timeout, start)
+
+    def wait_for_access_log(self, regex, timeout=5.0, start=0):
+        return self.stdout.wait_for(regex, timeout, start)
+
+    def output(self):
+        out = "--- argv: %s\n--- stderr:\n%s\n--- stdout:\n%s" % (
+            " ".join(getattr(self, "argv", [])),
+            "\n".join(self.stderr.snapshot()) if self.proc else "",
+            "\n".join(self.stdout.snapshot()) if self.proc else "")
+        return out
+
+    # ---- clients
+
+    def connect(self, timeout=SOCK_TIMEOUT):
+        return Conn.tcp(self.port, timeout)
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+
+# --------------------------------------------------------------------------
+# Raw HTTP/1.1 client side
+
+
+class Response:
+    def __init__(self, version, status, reason, headers, body, raw):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (lower-case name, value)
+        self.body = body
+        self.raw = raw
+
+    def header(self, name):
+        """The single value of `name`; asserts it appears at most once."""
+        vals = self.header_all(name)
+        assert len(vals) <= 1, "header %s appears %d times: %r" % (name, len(vals), self.raw)
+        return vals[0] if vals else None
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for n, v in self.headers if n == name]
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.raw[:300])
+
+
+class ConnClosed(Exception):
+    pass
+
+
+class Conn:
+    """One client socket with a read buffer; every operation is bounded."""
+
+    def __init__(self, sock, timeout=SOCK_TIMEOUT):
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.eof = False
+        self.reset = False
+
+    @classmethod
+    def tcp(cls, port, timeout=SOCK_TIMEOUT):
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        return cls(s, timeout)
+
+    @classmethod
+    def unix(cls, path, timeout=SOCK_TIMEOUT):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(path)
+        return cls(s, timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        """Reads more bytes into buf; raises ConnClosed at EOF/reset,
+        socket.timeout at the deadline."""
+        if self.eof:
+            raise ConnClosed("connection closed" + (" (reset)" if self.reset else ""))
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("timed out")
+        self.sock.settimeout(left)
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            self.eof = self.reset = True
+            raise ConnClosed("connection reset")
+        finally:
+            self.sock.settimeout(self.timeout)
+        if not data:
+            self.eof = True
+            raise ConnClosed("connection closed")
+        self.buf += data
+
+    def _read_line(self, deadline, limit=65536):
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > limit:
+                raise AssertionError("line too long: %r" % self.buf[:200])
+            self._fill(deadline)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _read_exact(self, n, deadline):
+        while len(self.buf) < n:
+            self._fill(deadline)
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self, head=False, timeout=None):
+        """Reads one full response. head=True: a response to HEAD (no body).
+        Raises ConnClosed if the connection closes before a complete one."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        status_line = self._read_line(deadline)
+        m = re.match(rb"^(HTTP/\d\.\d) (\d{3}) ?(.*)$", status_line)
+        assert m, "bad status line %r" % status_line
+        version, status, reason = m.group(1).decode(), int(m.group(2)), m.group(3).decode("latin-1")
+        headers = []
+        raw = status_line + b"\r\n"
+        while True:
+            line = self._read_line(deadline)
+            raw += line + b"\r\n"
+            if line == b"":
+                break
+            assert b":" in line, "bad header line %r" % line
+            n, v = line.split(b":", 1)
+            assert n == n.strip() and n, "bad header name %r" % line
+            headers.append((n.decode("latin-1").lower(), v.strip(b" \t").decode("latin-1")))
+        resp = Response(version, status, reason, headers, b"", raw)
+        if head or status in (204, 304) or 100 <= status < 200:
+            return resp
+        te = resp.header("transfer-encoding")
+        cl = resp.header("content-length")
+        if te is not None:
+            assert te.lower() == "chunked", te
+            body = b""
+            while True:
+                size_line = self._read_line(deadline)
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while self._read_line(deadline) != b"":
+                        pass
+                    break
+                body += self._read_exact(size, deadline)
+                assert self._read_exact(2, deadline) == b"\r\n"
+            resp.body = body
+        elif cl is not None:
+            resp.body = self._read_exact(int(cl), deadline)
+        else:
+            resp.body = self.read_until_close(max(0.0, deadline - time.monotonic()))
+        resp.raw += resp.body
+        return resp
+
+    def read_until_close(self, timeout=None):
+        """All remaining bytes until the peer closes; asserts it closes in time."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        while True:
+            try:
+                self._fill(deadline)
+            except ConnClosed:
+                data, self.buf = self.buf, b""
+                return data
+            except socket.timeout:
+                raise AssertionError("connection not closed within %.1f s (got %r)"
+                                     % (timeout if timeout is not None else self.timeout,
+                                        self.buf[:300]))
+
+    def assert_closed(self, timeout=3.0, allow_data=False):
+        """Asserts the server closes (EOF or reset) within timeout; by default
+        also that no further bytes arrive before it does. Returns elapsed s."""
+        t0 = time.monotonic()
+        rest = self.read_until_close(timeout)
+        if not allow_data:
+            assert rest == b"", "unexpected bytes before close: %r" % rest[:500]
+        return time.monotonic() - t0
+
+    def assert_open(self, wait=0.3):
+        """Asserts nothing arrives and the connection stays open for `wait` s."""
+        try:
+            self._fill(time.monotonic() + wait)
+        except socket.timeout:
+            return
+        except ConnClosed as e:
+            raise AssertionError("connection closed unexpectedly: %s" % e)
+        raise AssertionError("unexpected bytes: %r" % self.buf[:300])
+
+    def request(self, data, head=False, timeout=None):
+        self.send(data)
+        return self.read_response(head=head, timeout=timeout)
+
+
+def get(path="/", host="127.0.0.1", extra="", version="HTTP/1.1"):
+    """Bytes of a simple GET request."""
+    return ("GET %s %s\r\nHost: %s\r\n%s\r\n" % (path, version, host, extra)).encode("latin-1")
+
+
+def read_all_responses(conn, timeout=3.0, head=False):
+    """Reads responses until the server closes; returns (responses, trailing bytes).
+    Asserts the connection closes within timeout."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("connection not closed within %.1f s after %d response(s)"
+                                 % (timeout, len(out)))
+        if conn.buf == b"":
+            try:
+                conn._fill(deadline)
+            except ConnClosed:
+                return out, b""
+            except socket.timeout:
+                continue
+        try:
+            out.append(conn.read_response(head=head, timeout=left))
+        except ConnClosed:
+            rest, conn.buf = conn.buf, b""
+            return out, rest
+        except socket.timeout:
+            raise AssertionError("connection neither closed nor answered within %.1f s "
+                                 "(got %d responses, pending %r)" % (timeout, len(out), conn.buf[:300]))
+
+
+def assert_not_found(resp):
+    assert resp.status == 404, resp
+    assert resp.reason == "Not Found", resp
+    assert resp.body == NOT_FOUND_BODY, resp
+    assert resp.header("content-type") == "application/json", resp
+    assert resp.header("content-length") == str(len(NOT_FOUND_BODY)), resp
+
+
+def run_cli(*args, timeout=10.0, **kw):
+    """Runs evicorn to completion (for flags that exit)."""
+    return subprocess.run([evicorn_bin()] + [str(a) for a in args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def try_request(port, data=None, timeout=2.0):
+    """One request on a fresh connection; returns the Response or the exception."""
+    try:
+        with Conn.tcp(port, timeout) as c:
+            return c.request(data or get("/"), timeout=timeout)
+    except (OSError, ConnClosed, AssertionError) as e:
+        return e
+
+
+def wait_serving(port, timeout=5.0):
+    """Retries a GET until one succeeds; returns it."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        r = try_request(port, timeout=1.0)
+        if isinstance(r, Response):
+            return r
+        last = r
+        time.sleep(0.02)
+    raise AssertionError("server not serving within %.1f s: %r" % (timeout, last))
+
