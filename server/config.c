@@ -85,12 +85,31 @@ static const struct opt opts[] = {
 static void set_error(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The message is one line even when it quotes a value holding CR, LF or
+ * other control bytes (argv may): those are written as \r, \n or \xHH. */
 static void set_error(char *err, size_t errlen, const char *fmt, ...)
 {
+    char raw[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    if (errlen == 0) return;
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)raw; *p; p++) {
+        char esc[5] = {(char)*p, 0};
+        if (*p == '\r')
+            memcpy(esc, "\\r", 3);
+        else if (*p == '\n')
+            memcpy(esc, "\\n", 3);
+        else if (*p < 0x20 || *p == 0x7f)
+            snprintf(esc, sizeof esc, "\\x%02x", *p);
+        size_t k = strlen(esc);
+        if (n + k >= errlen) break;
+        memcpy(err + n, esc, k);
+        n += k;
+    }
+    err[n] = '\0';
 }
 
 static void print_help(void)
@@ -167,7 +186,8 @@ static int parse_size(const char *s, uint64_t *out)
 }
 
 /* Header names are tokens and values may not hold CR, LF or NUL: a header
- * from the command line must not be able to split a response. */
+ * from the command line must not be able to split a response. Other control
+ * bytes but HT are refused too, as http_header_value_valid does. */
 static int valid_header_arg(const char *s)
 {
     const char *colon = strchr(s, ':');
@@ -177,7 +197,7 @@ static int valid_header_arg(const char *s)
             !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
             return 0;
     for (const char *p = colon + 1; *p; p++)
-        if ((unsigned char)*p < 0x20 && *p != '\t') return 0;
+        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) return 0;
     return 1;
 }
 

@@ -9,7 +9,9 @@
  *
  * One parser per connection, in request mode (server) or response mode
  * (outbound client). Feeding stops after each complete message so the
- * caller decides when the next pipelined message may start. */
+ * caller decides when the next pipelined message may start. Trailer fields
+ * of a chunked body are checked like header lines, then dropped: the head
+ * is never changed once the head callback has seen it. */
 #ifndef EVICORN_HTTP1_H
 #define EVICORN_HTTP1_H
 

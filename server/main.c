@@ -2,12 +2,14 @@
  * plugins. main parses the command line, opens the listening sockets and
  * hands over to the master process. */
 #include <dirent.h>
+#include <errno.h>
 #include <ev.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -67,6 +69,14 @@ int main(int argc, char **argv)
     if (!ev_default_loop(EVFLAG_AUTO)) {
         log_critical("cannot initialise the event loop");
         return 1;
+    }
+    /* Each connection is a descriptor: take all the kernel allows us, as
+     * nginx's worker_rlimit_nofile does, rather than the shell's 1024. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+            log_warning("cannot raise the open-file limit: %s", strerror(errno));
     }
     /* A client that closes early must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);

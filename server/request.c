@@ -178,13 +178,20 @@ void request_on_drain(struct request *r, request_event_fn fn, void *ud)
 
 /* ---- request body ---- */
 
+/* Whether a waiting body continuation can run now: there is data (or the
+ * end) to hand over, or nothing more can ever come. */
 static bool body_ready(const struct request *r)
 {
-    if (r->body_too_large) return true;
-    if (r->body_final_delivered || (!r->conn && !r->body_complete))
-        return !r->conn; /* nothing more can come: only the end can be reported */
-    if (r->body_mode == BODY_CHUNKS) return buf_size(&r->body) > 0 || r->body_complete;
-    return r->body_complete;
+    bool gone = !r->conn;
+    if (r->body_too_large)
+        return true;
+    if (r->body_final_delivered)
+        return gone; /* like ASGI: after the last chunk only the disconnect is left */
+    if (r->body_complete)
+        return true;
+    if (r->body_mode == BODY_CHUNKS && buf_size(&r->body) > 0)
+        return true;
+    return gone;
 }
 
 static void deliver_body(struct defer *d)
@@ -194,15 +201,17 @@ static void deliver_body(struct defer *d)
     if (fn && body_ready(r)) {
         void *ud = r->body_ud;
         r->body_fn = NULL;
+        bool has_data = r->body_complete || (r->body_mode == BODY_CHUNKS && buf_size(&r->body));
         if (r->body_too_large) {
             fn(r, ud, NULL, 0, false, -EMSGSIZE);
-        } else if (r->body_final_delivered || !r->body_complete) {
+        } else if (r->body_final_delivered || !has_data) {
             fn(r, ud, NULL, 0, false, -EPIPE);
         } else {
             struct buf data = r->body;
             r->body = (struct buf){0};
             bool more = !r->body_complete;
-            if (!more) r->body_final_delivered = true;
+            if (!more)
+                r->body_final_delivered = true;
             fn(r, ud, buf_start(&data), buf_size(&data), more, 0);
             if (r->body.cap == 0 && data.cap <= KEEP_BUFFER_MAX) {
                 buf_clear(&data);
@@ -210,7 +219,8 @@ static void deliver_body(struct defer *d)
             } else {
                 buf_free(&data);
             }
-            if (r->conn) conn_body_consumed(r->conn);
+            if (r->conn)
+                conn_body_consumed(r->conn);
         }
     }
     request_release(r);

@@ -136,13 +136,19 @@ class Server:
     # ---- lifecycle
 
     def start(self):
+        binary = evicorn_bin()
         self.plugins = tempfile.mkdtemp(prefix="evicorn-plugins-")
         listen = self.listen if self.listen is not None else ["--host", "127.0.0.1", "--port", "0"]
-        argv = [evicorn_bin()] + listen + ["--plugins", self.plugins] + self.extra
+        argv = [binary] + listen + ["--plugins", self.plugins] + self.extra
         self.argv = argv
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, pass_fds=self.pass_fds,
-                                     start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, pass_fds=self.pass_fds,
+                                         start_new_session=True)
+        except OSError:
+            shutil.rmtree(self.plugins, ignore_errors=True)
+            self.plugins = None
+            raise
         self.pid = self.proc.pid
         self.stdout = LogCapture(self.proc.stdout, "stdout")
         self.stderr = LogCapture(self.proc.stderr, "stderr")

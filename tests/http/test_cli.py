@@ -57,6 +57,17 @@ def test_help_lists_flags():
     assert res.stderr == ""
 
 
+def test_help_shows_no_value_for_valueless_flags():
+    # --version and --help take no value (passing one is an error), so the
+    # help must not advertise "--version VALUE".
+    res = run_cli("--help")
+    assert res.returncode == 0
+    lines = {l.split()[0]: l for l in res.stdout.splitlines() if l.startswith("  --")}
+    assert lines["--version"].split()[1] != "VALUE", lines["--version"]
+    assert lines["--help"].split()[1] != "VALUE", lines["--help"]
+    assert_usage_error(run_cli("--version=1"))
+
+
 def test_bad_app_exit_2():
     line = assert_usage_error(run_cli("main"))
     assert "main" in line

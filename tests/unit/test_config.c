@@ -1,3 +1,513 @@
+/* Unit tests for server/config.c: config_parse's defaults, both value forms
+ * (--flag=value and --flag value), boolean pairs, sizes with suffixes, the
+ * APP argument, --header, and the one-line error naming the flag for every
+ * kind of bad input. */
+#include "config.h"
+
 #include "check.h"
-TEST(placeholder_config) { CHECK(1); }
+#include "log.h"
+
+#include <string.h>
+
+static struct config cfg;
+static char err[256];
+
+static enum config_result parse_argv(char **argv)
+{
+    int argc = 0;
+    while (argv[argc])
+        argc++;
+    memset(err, 0, sizeof err);
+    return config_parse(&cfg, argc, argv, err, sizeof err);
+}
+
+/* Parses "evicorn ARGS..." into cfg. */
+#define PARSE(...) parse_argv((char *[]){"evicorn", __VA_ARGS__, NULL})
+
+/* Expects the arguments to be refused with a message that contains want. */
+#define CHECK_REFUSED(want, ...)                                                                   \
+    do {                                                                                           \
+        CHECK_EQ_INT(PARSE(__VA_ARGS__), CONFIG_ERROR);                                            \
+        if (!strstr(err, want)) {                                                                  \
+            fprintf(stderr, "  %s:%d: error \"%s\" does not mention \"%s\"\n", __FILE__, __LINE__, \
+                    err, want);                                                                    \
+            check_failed_now = 1;                                                                  \
+        }                                                                                          \
+        CHECK(strchr(err, '\n') == NULL);                                                          \
+        config_free(&cfg);                                                                         \
+    } while (0)
+
+/* ---- defaults ---- */
+
+TEST(defaults_without_arguments)
+{
+    CHECK_EQ_INT(parse_argv((char *[]){"evicorn", NULL}), CONFIG_OK);
+    CHECK(cfg.app == NULL);
+    CHECK_EQ_STR(cfg.app_dir, ".");
+    CHECK(!cfg.factory);
+    CHECK_EQ_INT(cfg.lifespan, LIFESPAN_AUTO);
+    CHECK_EQ_STR(cfg.host, "127.0.0.1");
+    CHECK_EQ_INT(cfg.port, 8000);
+    CHECK(cfg.uds == NULL);
+    CHECK_EQ_INT(cfg.fd, -1);
+    CHECK_EQ_INT(cfg.backlog, 2048);
+    CHECK_EQ_INT(cfg.workers, 1);
+    CHECK_EQ_INT(cfg.threads, 40);
+    CHECK_EQ_STR(cfg.plugins_dir, "./plugins");
+    CHECK_EQ_INT(cfg.log_level, LOG_INFO);
+    CHECK(cfg.access_log);
+    CHECK(cfg.timeout_keep_alive == 5);
+    CHECK(cfg.timeout_header == 10);
+    CHECK(cfg.timeout_body == 30);
+    CHECK(cfg.timeout_write == 60);
+    CHECK(cfg.timeout_graceful_shutdown == 30);
+    CHECK_EQ_INT(cfg.limit_concurrency, 0);
+    CHECK_EQ_INT(cfg.limit_max_requests, 0);
+    CHECK_EQ_INT(cfg.limit_body, 1048576);
+    CHECK_EQ_INT(cfg.nheaders, 0);
+    CHECK(cfg.server_header);
+    CHECK(cfg.date_header);
+    CHECK_EQ_STR(cfg.root_path, "");
+    CHECK(cfg.proxy_headers);
+    CHECK_EQ_STR(cfg.forwarded_allow_ips, "127.0.0.1");
+    config_free(&cfg);
+}
+
+/* ---- value forms ---- */
+
+TEST(port_with_equals_sign)
+{
+    CHECK_EQ_INT(PARSE("--port=9000"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.port, 9000);
+    config_free(&cfg);
+}
+
+TEST(port_as_the_next_argument)
+{
+    CHECK_EQ_INT(PARSE("--port", "9000"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.port, 9000);
+    config_free(&cfg);
+}
+
+TEST(port_range_ends_are_accepted)
+{
+    CHECK_EQ_INT(PARSE("--port", "0"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.port, 0);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("--port", "65535"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.port, 65535);
+    config_free(&cfg);
+}
+
+TEST(later_flag_wins)
+{
+    CHECK_EQ_INT(PARSE("--port", "1", "--port=2"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.port, 2);
+    config_free(&cfg);
+}
+
+TEST(value_after_equals_may_contain_equals)
+{
+    CHECK_EQ_INT(PARSE("--root-path=/a=b"), CONFIG_OK);
+    CHECK_EQ_STR(cfg.root_path, "/a=b");
+    config_free(&cfg);
+}
+
+TEST(string_and_integer_flags_fill_their_fields)
+{
+    CHECK_EQ_INT(PARSE("--host", "0.0.0.0", "--workers", "4", "--threads=8", "--backlog", "64",
+                       "--plugins", "/srv/plugins", "--app-dir", "/srv/app", "--root-path", "/api",
+                       "--forwarded-allow-ips", "*", "--limit-concurrency", "100",
+                       "--limit-max-requests=5000"),
+                 CONFIG_OK);
+    CHECK_EQ_STR(cfg.host, "0.0.0.0");
+    CHECK_EQ_INT(cfg.workers, 4);
+    CHECK_EQ_INT(cfg.threads, 8);
+    CHECK_EQ_INT(cfg.backlog, 64);
+    CHECK_EQ_STR(cfg.plugins_dir, "/srv/plugins");
+    CHECK_EQ_STR(cfg.app_dir, "/srv/app");
+    CHECK_EQ_STR(cfg.root_path, "/api");
+    CHECK_EQ_STR(cfg.forwarded_allow_ips, "*");
+    CHECK_EQ_INT(cfg.limit_concurrency, 100);
+    CHECK_EQ_INT(cfg.limit_max_requests, 5000);
+    config_free(&cfg);
+}
+
+TEST(seconds_accept_fractions_and_zero)
+{
+    CHECK_EQ_INT(PARSE("--timeout-keep-alive", "2.5", "--timeout-header=0", "--timeout-body", "1e2",
+                       "--timeout-write", "7", "--timeout-graceful-shutdown", "0.25"),
+                 CONFIG_OK);
+    CHECK(cfg.timeout_keep_alive == 2.5);
+    CHECK(cfg.timeout_header == 0);
+    CHECK(cfg.timeout_body == 100);
+    CHECK(cfg.timeout_write == 7);
+    CHECK(cfg.timeout_graceful_shutdown == 0.25);
+    config_free(&cfg);
+}
+
+TEST(log_level_names)
+{
+    static const char *const names[] = {"critical", "error", "warning", "info", "debug", "trace"};
+    static const int levels[] = {LOG_CRITICAL, LOG_ERROR, LOG_WARNING,
+                                 LOG_INFO,     LOG_DEBUG, LOG_TRACE};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        CHECK_EQ_INT(PARSE("--log-level", (char *)names[i]), CONFIG_OK);
+        CHECK_EQ_INT(cfg.log_level, levels[i]);
+        config_free(&cfg);
+    }
+}
+
+TEST(lifespan_modes)
+{
+    CHECK_EQ_INT(PARSE("--lifespan", "on"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.lifespan, LIFESPAN_ON);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("--lifespan=off"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.lifespan, LIFESPAN_OFF);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("--lifespan", "auto"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.lifespan, LIFESPAN_AUTO);
+    config_free(&cfg);
+}
+
+/* ---- booleans ---- */
+
+TEST(no_access_log_disables_the_access_log)
+{
+    CHECK_EQ_INT(PARSE("--no-access-log"), CONFIG_OK);
+    CHECK(!cfg.access_log);
+    config_free(&cfg);
+}
+
+TEST(boolean_pair_later_one_wins)
+{
+    CHECK_EQ_INT(PARSE("--no-access-log", "--access-log"), CONFIG_OK);
+    CHECK(cfg.access_log);
+    config_free(&cfg);
+}
+
+TEST(negated_booleans_turn_off_their_headers)
+{
+    CHECK_EQ_INT(PARSE("--no-server-header", "--no-date-header", "--no-proxy-headers"), CONFIG_OK);
+    CHECK(!cfg.server_header);
+    CHECK(!cfg.date_header);
+    CHECK(!cfg.proxy_headers);
+    CHECK(cfg.access_log);
+    config_free(&cfg);
+}
+
+TEST(factory_flag)
+{
+    CHECK_EQ_INT(PARSE("--factory"), CONFIG_OK);
+    CHECK(cfg.factory);
+    config_free(&cfg);
+}
+
+TEST(boolean_with_a_value_is_refused)
+{
+    CHECK_REFUSED("--access-log", "--access-log=yes");
+    CHECK_REFUSED("--no-access-log", "--no-access-log=1");
+}
+
+TEST(no_prefix_only_applies_to_booleans)
+{
+    CHECK_REFUSED("--no-port", "--no-port");
+}
+
+/* ---- sizes ---- */
+
+static uint64_t limit_body_of(const char *value)
+{
+    CHECK_EQ_INT(PARSE("--limit-body", (char *)value), CONFIG_OK);
+    uint64_t v = cfg.limit_body;
+    config_free(&cfg);
+    return v;
+}
+
+TEST(limit_body_in_plain_bytes)
+{
+    CHECK_EQ_INT(limit_body_of("0"), 0);
+    CHECK_EQ_INT(limit_body_of("12345"), 12345);
+}
+
+TEST(limit_body_with_megabyte_suffix)
+{
+    CHECK_EQ_INT(limit_body_of("2M"), 2097152);
+    CHECK_EQ_INT(limit_body_of("2m"), 2097152);
+    CHECK_EQ_INT(limit_body_of("2MB"), 2097152);
+}
+
+TEST(limit_body_with_kibibyte_suffix)
+{
+    CHECK_EQ_INT(limit_body_of("1KiB"), 1024);
+    CHECK_EQ_INT(limit_body_of("1k"), 1024);
+    CHECK_EQ_INT(limit_body_of("1Ki"), 1024);
+}
+
+TEST(limit_body_with_gigabyte_suffix)
+{
+    CHECK_EQ_INT(limit_body_of("3G"), 3221225472LL);
+}
+
+TEST(limit_body_bad_values_are_refused)
+{
+    CHECK_REFUSED("--limit-body", "--limit-body", "1X");
+    CHECK_REFUSED("--limit-body", "--limit-body", "-1");
+    CHECK_REFUSED("--limit-body", "--limit-body", "");
+    CHECK_REFUSED("--limit-body", "--limit-body", "M");
+    CHECK_REFUSED("--limit-body", "--limit-body", "1MM");
+    CHECK_REFUSED("--limit-body", "--limit-body", "1 M");
+    CHECK_REFUSED("--limit-body", "--limit-body", "1.5M");
+    CHECK_REFUSED("--limit-body", "--limit-body", "99999999999999999999");
+    CHECK_REFUSED("--limit-body", "--limit-body", "17179869184G"); /* 2^64 bytes */
+}
+
+/* ---- bad values name their flag ---- */
+
+TEST(port_that_is_not_a_number_is_refused)
+{
+    CHECK_REFUSED("--port", "--port", "abc");
+    CHECK_REFUSED("--port", "--port", "80x");
+    CHECK_REFUSED("--port", "--port", "");
+    CHECK_REFUSED("--port", "--port=");
+    CHECK_REFUSED("--port", "--port", "8.5");
+}
+
+TEST(port_out_of_range_is_refused)
+{
+    CHECK_REFUSED("--port", "--port", "70000");
+    CHECK_REFUSED("--port", "--port", "65536");
+    CHECK_REFUSED("--port", "--port", "-1");
+    CHECK_REFUSED("--port", "--port", "99999999999999999999999");
+}
+
+TEST(port_error_states_the_range)
+{
+    CHECK_EQ_INT(PARSE("--port", "abc"), CONFIG_ERROR);
+    CHECK_EQ_STR(err, "--port: invalid value 'abc' (expected an integer from 0 to 65535)");
+    config_free(&cfg);
+}
+
+TEST(error_quoting_a_value_with_control_bytes_stays_on_one_line)
+{
+    CHECK_EQ_INT(PARSE("--port", "1\r\n2\x01"), CONFIG_ERROR);
+    CHECK_EQ_STR(err,
+                 "--port: invalid value '1\\r\\n2\\x01' (expected an integer from 0 to 65535)");
+    config_free(&cfg);
+}
+
+TEST(long_error_is_truncated_to_the_buffer)
+{
+    char small[16];
+    CHECK_EQ_INT(config_parse(&cfg, 3, (char *[]){"evicorn", "--port", "abcdefghijkl", NULL}, small,
+                              sizeof small),
+                 CONFIG_ERROR);
+    CHECK_EQ_STR(small, "--port: invalid");
+    config_free(&cfg);
+}
+
+TEST(workers_and_threads_out_of_range_are_refused)
+{
+    CHECK_REFUSED("--workers", "--workers", "-1");
+    CHECK_REFUSED("--workers", "--workers", "1025");
+    CHECK_REFUSED("--threads", "--threads", "0");
+    CHECK_REFUSED("--backlog", "--backlog", "0");
+    CHECK_REFUSED("--fd", "--fd", "-2");
+    CHECK_REFUSED("--limit-concurrency", "--limit-concurrency", "-5");
+}
+
+TEST(unknown_log_level_is_refused)
+{
+    CHECK_REFUSED("--log-level", "--log-level", "loud");
+    CHECK_REFUSED("--log-level", "--log-level", "INFO");
+    CHECK_REFUSED("--log-level", "--log-level", "");
+}
+
+TEST(unknown_lifespan_is_refused)
+{
+    CHECK_REFUSED("--lifespan", "--lifespan", "maybe");
+}
+
+TEST(bad_seconds_are_refused)
+{
+    CHECK_REFUSED("--timeout-header", "--timeout-header", "-1");
+    CHECK_REFUSED("--timeout-header", "--timeout-header", "abc");
+    CHECK_REFUSED("--timeout-header", "--timeout-header", "nan");
+    CHECK_REFUSED("--timeout-header", "--timeout-header", "inf");
+    CHECK_REFUSED("--timeout-header", "--timeout-header", "1e400");
+    CHECK_REFUSED("--timeout-header", "--timeout-header", "5s");
+    CHECK_REFUSED("--timeout-keep-alive", "--timeout-keep-alive", "");
+}
+
+TEST(empty_string_values_are_refused)
+{
+    CHECK_REFUSED("--host", "--host", "");
+    CHECK_REFUSED("--plugins", "--plugins=");
+}
+
+/* ---- --header ---- */
+
+TEST(repeated_headers_are_collected_in_order)
+{
+    CHECK_EQ_INT(
+        PARSE("--header", "X-A: 1", "--header=X-B:two", "--port", "1", "--header", "x-a: 3"),
+        CONFIG_OK);
+    CHECK_EQ_INT(cfg.nheaders, 3);
+    if (cfg.nheaders == 3) {
+        CHECK_EQ_STR(cfg.headers[0], "X-A: 1");
+        CHECK_EQ_STR(cfg.headers[1], "X-B:two");
+        CHECK_EQ_STR(cfg.headers[2], "x-a: 3");
+    }
+    config_free(&cfg);
+    CHECK(cfg.headers == NULL);
+    CHECK_EQ_INT(cfg.nheaders, 0);
+}
+
+TEST(header_value_may_be_empty_or_hold_tabs_and_colons)
+{
+    CHECK_EQ_INT(
+        PARSE("--header", "X-Empty:", "--header", "X-T:\ta\tb", "--header", "X-Url: http://h:1/"),
+        CONFIG_OK);
+    CHECK_EQ_INT(cfg.nheaders, 3);
+    config_free(&cfg);
+}
+
+TEST(header_without_colon_is_refused)
+{
+    CHECK_REFUSED("--header", "--header", "bad");
+    CHECK_REFUSED("--header", "--header", "");
+}
+
+TEST(header_with_empty_name_is_refused)
+{
+    CHECK_REFUSED("--header", "--header", ":value");
+}
+
+TEST(header_name_must_be_a_token)
+{
+    CHECK_REFUSED("--header", "--header", "X A: b");
+    CHECK_REFUSED("--header", "--header", "X-A : b");
+    CHECK_REFUSED("--header", "--header", "X\r\nY: b");
+}
+
+TEST(header_value_with_cr_or_lf_is_refused)
+{
+    CHECK_REFUSED("--header", "--header", "a:b\r\nc");
+    CHECK_REFUSED("--header", "--header", "a:b\rc");
+    CHECK_REFUSED("--header", "--header", "a:b\nSet-Cookie: x=1");
+}
+
+TEST(header_value_with_control_bytes_is_refused)
+{
+    CHECK_REFUSED("--header", "--header", "a:b\x01");
+    CHECK_REFUSED("--header", "--header", "a:\x1b[0m");
+    CHECK_REFUSED("--header", "--header", "a:b\x7f");
+}
+
+TEST(refused_header_after_accepted_ones_frees_cleanly)
+{
+    CHECK_REFUSED("--header", "--header", "A: 1", "--header", "B: 2", "--header", "bad");
+}
+
+/* ---- flags and arguments ---- */
+
+TEST(unknown_flag_is_refused)
+{
+    CHECK_REFUSED("--nope", "--nope");
+    CHECK_REFUSED("--nope", "--nope=1");
+    CHECK_REFUSED("-p", "-p", "80");
+    CHECK_REFUSED("--reload", "main:app", "--reload");
+}
+
+TEST(lone_dashes_are_refused)
+{
+    CHECK_REFUSED("'-'", "-");
+    CHECK_REFUSED("'--'", "--");
+}
+
+TEST(missing_value_at_the_end_is_refused)
+{
+    CHECK_REFUSED("--port", "--port");
+    CHECK_REFUSED("--header", "--workers", "2", "--header");
+}
+
+TEST(missing_value_error_text)
+{
+    CHECK_EQ_INT(PARSE("--host"), CONFIG_ERROR);
+    CHECK_EQ_STR(err, "--host needs a value");
+    config_free(&cfg);
+}
+
+TEST(app_argument_is_accepted)
+{
+    CHECK_EQ_INT(PARSE("main:app"), CONFIG_OK);
+    CHECK_EQ_STR(cfg.app, "main:app");
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("--port", "1", "pkg.mod:create_app", "--workers=2"), CONFIG_OK);
+    CHECK_EQ_STR(cfg.app, "pkg.mod:create_app");
+    CHECK_EQ_INT(cfg.port, 1);
+    CHECK_EQ_INT(cfg.workers, 2);
+    config_free(&cfg);
+}
+
+TEST(app_without_attribute_is_refused)
+{
+    CHECK_REFUSED("main", "main");
+    CHECK_REFUSED("main:", "main:");
+    CHECK_REFUSED(":app", ":app");
+    CHECK_REFUSED("a:b:c", "a:b:c");
+}
+
+TEST(two_apps_are_refused)
+{
+    CHECK_REFUSED("b:c", "main:app", "b:c");
+}
+
+TEST(uds_with_fd_is_refused)
+{
+    CHECK_REFUSED("--uds", "--uds", "/tmp/evicorn.sock", "--fd", "3");
+    CHECK_REFUSED("--fd", "--fd=3", "--uds=/tmp/evicorn.sock");
+}
+
+TEST(uds_or_fd_alone_is_accepted)
+{
+    CHECK_EQ_INT(PARSE("--uds", "/tmp/evicorn.sock"), CONFIG_OK);
+    CHECK_EQ_STR(cfg.uds, "/tmp/evicorn.sock");
+    CHECK_EQ_INT(cfg.fd, -1);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("--fd", "3"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.fd, 3);
+    CHECK(cfg.uds == NULL);
+    config_free(&cfg);
+}
+
+TEST(help_exits_successfully)
+{
+    CHECK_EQ_INT(PARSE("--help"), CONFIG_EXIT_OK);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("--port", "1", "--help", "--bogus"), CONFIG_EXIT_OK);
+    config_free(&cfg);
+}
+
+TEST(version_exits_successfully)
+{
+    CHECK_EQ_INT(PARSE("--version"), CONFIG_EXIT_OK);
+    config_free(&cfg);
+}
+
+TEST(help_and_version_take_no_value)
+{
+    CHECK_REFUSED("--help", "--help=1");
+    CHECK_REFUSED("--version", "--version=x");
+}
+
+TEST(config_free_twice_is_harmless)
+{
+    CHECK_EQ_INT(PARSE("--header", "A: 1"), CONFIG_OK);
+    config_free(&cfg);
+    config_free(&cfg);
+    CHECK(cfg.headers == NULL);
+}
+
 CHECK_MAIN()

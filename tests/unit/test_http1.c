@@ -36,8 +36,7 @@ struct rec {
 static struct h1_head *on_begin(void *ud)
 {
     struct rec *r = ud;
-    if (r->refuse_begin || r->begins == MAX_MSGS)
-        return NULL;
+    if (r->refuse_begin || r->begins == MAX_MSGS) return NULL;
     return &r->heads[r->begins++];
 }
 
@@ -101,11 +100,9 @@ static int feed_all(struct rec *r, const char *data, size_t len)
     size_t off = 0;
     while (off < len) {
         ssize_t n = h1_parser_feed(r->p, data + off, len - off);
-        if (n < 0)
-            return -1;
+        if (n < 0) return -1;
         CHECK(n > 0); /* never stalls on unconsumed input */
-        if (n <= 0)
-            return -1;
+        if (n <= 0) return -1;
         off += (size_t)n;
     }
     return 0;
@@ -126,8 +123,7 @@ static void put(struct text *t, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(t->s + t->len, sizeof t->s - t->len, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        t->len += (size_t)n < sizeof t->s - t->len ? (size_t)n : sizeof t->s - t->len - 1;
+    if (n > 0) t->len += (size_t)n < sizeof t->s - t->len ? (size_t)n : sizeof t->s - t->len - 1;
 }
 
 /* One line per message head with its framing flags, one per header with the
@@ -147,14 +143,10 @@ static void describe(struct rec *r, struct text *t)
                 h1_head_target(h), h->http_major, h->http_minor);
         else
             put(t, "HTTP/%u.%u %u", h->http_major, h->http_minor, h->status);
-        if (h->keep_alive)
-            put(t, " keep-alive");
-        if (h->chunked)
-            put(t, " chunked");
-        if (h->has_content_length)
-            put(t, " length=%llu", (unsigned long long)h->content_length);
-        if (h->expect_continue)
-            put(t, " expect-continue");
+        if (h->keep_alive) put(t, " keep-alive");
+        if (h->chunked) put(t, " chunked");
+        if (h->has_content_length) put(t, " length=%llu", (unsigned long long)h->content_length);
+        if (h->expect_continue) put(t, " expect-continue");
         put(t, "\n");
         for (uint32_t j = 0; j < h->nheaders; j++)
             put(t, "%.*s: [%.*s]\n", (int)h->headers[j].name_len, h1_header_name(h, j),
@@ -165,8 +157,7 @@ static void describe(struct rec *r, struct text *t)
     }
     int status;
     h1_parser_error(r->p, &status);
-    if (status)
-        put(t, "error %d\n", status);
+    if (status) put(t, "error %d\n", status);
 }
 
 /* The transcript of data fed in two pieces, split at offset cut. */
@@ -174,8 +165,7 @@ static void parse_split(enum h1_mode mode, const char *data, size_t len, size_t 
 {
     struct rec r;
     rec_init(&r, mode);
-    if (feed_all(&r, data, cut) == 0)
-        feed_all(&r, data + cut, len - cut);
+    if (feed_all(&r, data, cut) == 0) feed_all(&r, data + cut, len - cut);
     describe(&r, t);
     rec_free(&r);
 }
@@ -186,8 +176,7 @@ static void parse_bytewise(enum h1_mode mode, const char *data, size_t len, stru
     struct rec r;
     rec_init(&r, mode);
     for (size_t i = 0; i < len; i++)
-        if (feed_all(&r, data + i, 1) < 0)
-            break;
+        if (feed_all(&r, data + i, 1) < 0) break;
     describe(&r, t);
     rec_free(&r);
 }
@@ -234,8 +223,7 @@ static int request_error_limits(const char *data, size_t len, const struct h1_li
         CHECK(why != NULL && *why != '\0');
         CHECK_EQ_INT(h1_parser_feed(r.p, "GET / HTTP/1.1\r\n", 16), -1); /* stays failed */
     }
-    if (reason)
-        *reason = why;
+    if (reason) *reason = why;
     rec_free(&r);
     return status;
 }
@@ -388,11 +376,10 @@ TEST(http10_with_connection_keep_alive_is_keep_alive)
 
 TEST(http10_without_host_is_accepted)
 {
-    CHECK_EQ_STR(parse_request(S("GET /old HTTP/1.0\r\nAccept: */*\r\n\r\n")),
-                 "GET /old HTTP/1.0\n"
-                 "accept: [*/*]\n"
-                 "body []\n"
-                 "complete\n");
+    CHECK_EQ_STR(parse_request(S("GET /old HTTP/1.0\r\nAccept: */*\r\n\r\n")), "GET /old HTTP/1.0\n"
+                                                                               "accept: [*/*]\n"
+                                                                               "body []\n"
+                                                                               "complete\n");
 }
 
 TEST(expect_100_continue_is_flagged)
@@ -654,8 +641,7 @@ TEST(errors_are_found_at_every_split)
         struct rec r;
         rec_init(&r, H1_REQUEST);
         int rc = feed_all(&r, req, cut);
-        if (rc == 0)
-            rc = feed_all(&r, req + cut, len - cut);
+        if (rc == 0) rc = feed_all(&r, req + cut, len - cut);
         int status;
         h1_parser_error(r.p, &status);
         if (rc != -1 || status != 400 || r.completes != 0 || r.heads_seen != 0) {
@@ -673,7 +659,8 @@ TEST(upgrade_request_parses_as_a_normal_request_and_pipelining_continues)
 {
     struct rec r;
     rec_init(&r, H1_REQUEST);
-    const char up[] = "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    const char up[] =
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
     const char next[] = "GET /next HTTP/1.1\r\nHost: h\r\n\r\n";
     char all[256];
     snprintf(all, sizeof all, "%s%s", up, next);
@@ -735,8 +722,7 @@ TEST(reset_mid_message_starts_over)
 {
     struct rec r;
     rec_init(&r, H1_REQUEST);
-    CHECK_EQ_INT(feed_all(&r, S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nab")),
-                 0);
+    CHECK_EQ_INT(feed_all(&r, S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nab")), 0);
     CHECK(h1_parser_in_message(r.p));
     h1_parser_reset(r.p);
     CHECK(!h1_parser_in_message(r.p));
@@ -932,10 +918,8 @@ TEST(two_equal_content_lengths_are_400)
 
 TEST(non_numeric_content_length_is_400)
 {
-    CHECK_EQ_INT(request_error(S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5x\r\n\r\n")),
-                 400);
-    CHECK_EQ_INT(request_error(S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n")),
-                 400);
+    CHECK_EQ_INT(request_error(S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5x\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n")), 400);
     CHECK_EQ_INT(request_error(S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\n")),
                  400);
 }
@@ -1108,8 +1092,8 @@ TEST(invalid_method_is_400)
 
 TEST(connect_is_400)
 {
-    CHECK_EQ_INT(request_error(S("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")),
-                 400);
+    CHECK_EQ_INT(
+        request_error(S("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")), 400);
     CHECK(reason_mentions(S("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
                           "CONNECT"));
 }
@@ -1218,8 +1202,7 @@ static const char *parse_response(const char *data, size_t len, unsigned skip_bo
     struct rec r;
     rec_init(&r, H1_RESPONSE);
     r.skip_body_mask = skip_body_mask;
-    if (feed_all(&r, data, len) == 0)
-        CHECK_EQ_INT(h1_parser_finish(r.p), finish_want);
+    if (feed_all(&r, data, len) == 0) CHECK_EQ_INT(h1_parser_finish(r.p), finish_want);
     describe(&r, &t);
     rec_free(&r);
     return t.s;
@@ -1296,10 +1279,9 @@ TEST(response_body_until_eof_is_completed_by_finish)
 
 TEST(http10_response_without_length_reads_until_eof)
 {
-    CHECK_EQ_STR(parse_response(S("HTTP/1.0 200 OK\r\n\r\nold style"), 0, 0),
-                 "HTTP/1.0 200\n"
-                 "body [old style]\n"
-                 "complete\n");
+    CHECK_EQ_STR(parse_response(S("HTTP/1.0 200 OK\r\n\r\nold style"), 0, 0), "HTTP/1.0 200\n"
+                                                                              "body [old style]\n"
+                                                                              "complete\n");
 }
 
 TEST(response_204_and_304_have_no_body)

@@ -1,0 +1,34 @@
+"""Helpers for tests that need plugins: copy built .so files into a running
+server's plugins folder the way operators should (temp name + rename)."""
+import os
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_plugin(name):
+    """Path of a test-only plugin built into build/test-plugins."""
+    d = os.environ.get("EVICORN_TEST_PLUGINS") or os.path.join(HERE, "..", "..", "build",
+                                                               "test-plugins")
+    path = os.path.join(d, name + ".so")
+    assert os.path.isfile(path), "test plugin %s not built" % path
+    return path
+
+
+def deploy(srv, src, name):
+    """Atomically installs src as <plugins>/<name>."""
+    tmp = os.path.join(srv.plugins, "." + name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.rename(tmp, os.path.join(srv.plugins, name))
+
+
+def with_probe(srv, variant="probe", name="probe.so", timeout=5.0):
+    """Deploys a probe variant and waits until the worker(s) loaded it."""
+    start = len(srv.stderr.snapshot())
+    deploy(srv, test_plugin(variant), name)
+    for _ in range(srv.workers or 1):
+        m = srv.wait_for_log(r"plugin %s: (loaded|replaced)" % name.replace(".", r"\."), timeout,
+                             start=start)
+        assert m, srv.output()
+        start = srv.stderr.snapshot().index(m.string) + 1
+    return srv
