@@ -94,7 +94,8 @@ static void set_error(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    if (errlen == 0) return;
+    if (errlen == 0)
+        return;
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)raw; *p; p++) {
         char esc[5] = {(char)*p, 0};
@@ -105,7 +106,8 @@ static void set_error(char *err, size_t errlen, const char *fmt, ...)
         else if (*p < 0x20 || *p == 0x7f)
             snprintf(esc, sizeof esc, "\\x%02x", *p);
         size_t k = strlen(esc);
-        if (n + k >= errlen) break;
+        if (n + k >= errlen)
+            break;
         memcpy(err + n, esc, k);
         n += k;
     }
@@ -122,7 +124,8 @@ static void print_help(void)
         char name[64];
         if (o->kind == OPT_BOOL && strcmp(o->name, "factory") != 0)
             snprintf(name, sizeof name, "--%s/--no-%s", o->name, o->name);
-        else if (o->kind == OPT_BOOL)
+        else if (o->kind == OPT_BOOL || strcmp(o->name, "help") == 0 ||
+                 strcmp(o->name, "version") == 0) /* these take no value */
             snprintf(name, sizeof name, "--%s", o->name);
         else
             snprintf(name, sizeof name, "--%s VALUE", o->name);
@@ -135,7 +138,8 @@ static int parse_long(const char *s, long min, long max, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) return -1;
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
     *out = v;
     return 0;
 }
@@ -145,7 +149,8 @@ static int parse_seconds(const char *s, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < 0 || v > 1e7) return -1;
+    if (errno || end == s || *end || !isfinite(v) || v < 0 || v > 1e7)
+        return -1;
     *out = v;
     return 0;
 }
@@ -154,9 +159,11 @@ static int parse_size(const char *s, uint64_t *out)
 {
     char *end;
     errno = 0;
-    if (*s < '0' || *s > '9') return -1;
+    if (*s < '0' || *s > '9')
+        return -1;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s) return -1;
+    if (errno || end == s)
+        return -1;
     uint64_t mult = 1;
     if (*end) {
         switch (*end) {
@@ -176,11 +183,15 @@ static int parse_size(const char *s, uint64_t *out)
             return -1;
         }
         end++;
-        if (*end == 'i' || *end == 'I') end++;
-        if (*end == 'b' || *end == 'B') end++;
-        if (*end) return -1;
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+        if (*end)
+            return -1;
     }
-    if (v > UINT64_MAX / mult) return -1;
+    if (v > UINT64_MAX / mult)
+        return -1;
     *out = (uint64_t)v * mult;
     return 0;
 }
@@ -191,20 +202,23 @@ static int parse_size(const char *s, uint64_t *out)
 static int valid_header_arg(const char *s)
 {
     const char *colon = strchr(s, ':');
-    if (!colon || colon == s) return 0;
+    if (!colon || colon == s)
+        return 0;
     for (const char *p = s; p < colon; p++)
         if (!strchr("!#$%&'*+-.^_`|~", *p) &&
             !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
             return 0;
     for (const char *p = colon + 1; *p; p++)
-        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) return 0;
+        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return 0;
     return 1;
 }
 
 static int add_header(struct config *cfg, const char *arg)
 {
     const char **h = realloc(cfg->headers, (cfg->nheaders + 1) * sizeof *h);
-    if (!h) return -1;
+    if (!h)
+        return -1;
     cfg->headers = h;
     cfg->headers[cfg->nheaders++] = arg;
     return 0;
@@ -307,7 +321,8 @@ static const struct opt *find_opt(const char *name, size_t len, bool *negated)
             }
     }
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
-        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0) return &opts[i];
+        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+            return &opts[i];
     return NULL;
 }
 
@@ -403,7 +418,8 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
             val = argv[++i];
         }
         enum config_result r = apply_value(cfg, o, val, err, errlen);
-        if (r != CONFIG_OK) return r;
+        if (r != CONFIG_OK)
+            return r;
     }
     if (cfg->uds && cfg->fd >= 0) {
         set_error(err, errlen, "--uds and --fd cannot be used together");

@@ -29,12 +29,16 @@
 /* After an error response, how long the client may keep sending before the
  * socket is closed (closing at once would reset the response away). */
 #define LINGER_SECONDS 2.0
+/* On shutdown, how long a just-accepted connection may take to send its
+ * request before it is closed. */
+#define SHUTDOWN_FRESH_GRACE 1.0
 
 static void on_read(struct ev_loop *loop, ev_io *io, int revents);
 static void on_write(struct ev_loop *loop, ev_io *io, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents);
 static void conn_close(struct conn *c);
 static void conn_update(struct conn *c);
+static void conn_received(struct conn *c, const char *data, size_t len);
 
 static struct h1_head *on_begin(void *ud);
 static int on_head(void *ud, struct h1_head *head);
@@ -137,8 +141,25 @@ static void conn_linger(struct conn *c)
 
 void conn_shutdown(struct conn *c)
 {
-    /* Idle, or only part of a head read: nothing in flight to wait for. */
     if (!c->first) {
+        /* A request that already arrived is served (with connection: close)
+         * rather than reset away; and a connection accepted a moment ago
+         * gets the shutdown grace to send its request. Idle keep-alive
+         * connections close at once. */
+        ssize_t n;
+        do
+            n = read(c->fd, c->w->scratch, c->w->scratch_cap);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            conn_received(c, c->w->scratch, (size_t)n);
+            conn_schedule_flush(c);
+            conn_update(c);
+            return;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->served == 0) {
+            conn_update(c);
+            return;
+        }
         conn_close(c);
         return;
     }
@@ -287,6 +308,17 @@ static struct h1_head *on_begin(void *ud)
     return &r->head;
 }
 
+static void run_dispatch(struct defer *d)
+{
+    struct request *r = (struct request *)((char *)d - offsetof(struct request, dispatch_defer));
+    if (r->resp != RESP_NONE || !r->conn) {
+        /* Already answered with a parse error, or the client left. */
+        request_finish(r, NULL);
+        return;
+    }
+    dispatch_request(r);
+}
+
 static int on_head(void *ud, struct h1_head *head)
 {
     struct conn *c = ud;
@@ -311,10 +343,14 @@ static int on_head(void *ud, struct h1_head *head)
         request_respond_error(r, 503, "Service Unavailable");
         return 0;
     }
+    /* Dispatch at the end of this parse, not now: if the rest of what the
+     * client sent (a broken chunk, a body over the limit) is already in
+     * hand, that error is the answer, as in uvicorn, where the app runs as
+     * a task after the bytes at hand are parsed. */
     r->dispatched = true;
     r->refs++; /* the handler's reference */
     w->inflight++;
-    dispatch_request(r);
+    defer_schedule(w, &r->dispatch_defer, run_dispatch);
     return 0;
 }
 
@@ -535,6 +571,11 @@ static void conn_update(struct conn *c)
         at = c->head_start + cfg->timeout_header;
     else if (!c->first)
         at = ev_now(w->loop) + cfg->timeout_keep_alive;
+    if (w->draining && !c->first && !c->lingering) {
+        ev_tstamp grace = w->drain_started + SHUTDOWN_FRESH_GRACE;
+        if (at == 0 || grace < at)
+            at = grace;
+    }
     conn_arm(c, at);
 }
 

@@ -80,6 +80,7 @@ struct request {
     request_event_fn drain_fn;
     void *drain_ud;
     struct defer event_defer;
+    struct defer dispatch_defer;
 
     /* Response. */
     enum resp_state resp;

@@ -95,7 +95,8 @@ static int on_url(http_parser *hp, const char *at, size_t len)
  * http-parser strips only the leading part. */
 static void trim_last_value(struct h1_head *h)
 {
-    if (h->nheaders == 0) return;
+    if (h->nheaders == 0)
+        return;
     struct h1_header *hd = &h->headers[h->nheaders - 1];
     const char *v = buf_start(&h->store) + hd->value_off;
     while (hd->value_len > 0 && (v[hd->value_len - 1] == ' ' || v[hd->value_len - 1] == '\t'))
@@ -110,7 +111,8 @@ static int on_header_field(http_parser *hp, const char *at, size_t len)
      * over already (a handler may be reading it), and a trailer must not
      * pose as a header field (RFC 9110 6.5.1). The guard checked and
      * bounded their bytes. */
-    if (p->in_trailers) return 0;
+    if (p->in_trailers)
+        return 0;
     if (p->in_value || h->nheaders == 0) {
         trim_last_value(h);
         if (h->nheaders >= p->limits.max_headers) {
@@ -149,7 +151,8 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 {
     struct h1_parser *p = parser_of(hp);
     struct h1_head *h = p->head;
-    if (p->in_trailers) return 0;
+    if (p->in_trailers)
+        return 0;
     struct h1_header *hd = &h->headers[h->nheaders - 1];
     if (!p->in_value) {
         hd->value_off = (uint32_t)h->store.len;
@@ -186,7 +189,8 @@ static int check_request_head(struct h1_parser *p, struct h1_head *h)
             n_te++;
             te = (int)i;
         } else if (hd->name_len == 6 && memcmp(name, "expect", 6) == 0) {
-            if (value_is(h, i, "100-continue")) h->expect_continue = true;
+            if (value_is(h, i, "100-continue"))
+                h->expect_continue = true;
         }
     }
     if (h->http_major != 1) {
@@ -236,7 +240,8 @@ static int on_headers_complete(http_parser *hp)
     if (p->mode == H1_REQUEST) {
         h->method = http_method_str((enum http_method)hp->method);
         h->method_len = (uint8_t)strlen(h->method);
-        if (check_request_head(p, h) < 0) return -1;
+        if (check_request_head(p, h) < 0)
+            return -1;
         body = h->chunked ? H1_BODY_CHUNKED : (h->content_length ? H1_BODY_LENGTH : H1_BODY_NONE);
     } else {
         h->status = (uint16_t)hp->status_code;
@@ -256,7 +261,8 @@ static int on_headers_complete(http_parser *hp)
         h1_parser_fail(p, 400, "Bad Request");
         return -1;
     }
-    if (r == H1_SKIP_BODY) body = H1_BODY_NONE;
+    if (r == H1_SKIP_BODY)
+        body = H1_BODY_NONE;
     h1_guard_set_body(&p->guard, body, h->content_length);
     /* Whenever there is no body, tell http-parser so: it would otherwise
      * read one for a 1xx, 204 or 304 response with Content-Length or
@@ -303,7 +309,8 @@ struct h1_parser *h1_parser_new(enum h1_mode mode, const struct h1_limits *limit
                                 const struct h1_callbacks *cb, void *ud)
 {
     struct h1_parser *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
+    if (!p)
+        return NULL;
     p->mode = mode;
     p->limits = *limits;
     p->cb = cb;
@@ -365,7 +372,8 @@ static ssize_t parse_error(struct h1_parser *p)
 
 ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
 {
-    if (p->err_status) return -1;
+    if (p->err_status)
+        return -1;
     size_t total = 0;
     while (total < len) {
         size_t used;
@@ -387,7 +395,8 @@ ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
             }
             return (ssize_t)total;
         }
-        if (e != HPE_OK) return parse_error(p);
+        if (e != HPE_OK)
+            return parse_error(p);
         if (n != used || g == H1_GUARD_MESSAGE_END) {
             h1_parser_fail(p, 400, "Invalid HTTP request: ambiguous message framing");
             return -1;
@@ -399,8 +408,10 @@ ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
 
 int h1_parser_finish(struct h1_parser *p)
 {
-    if (p->err_status) return -1;
-    if (!h1_parser_in_message(p)) return 0;
+    if (p->err_status)
+        return -1;
+    if (!h1_parser_in_message(p))
+        return 0;
     http_parser_execute(&p->hp, &settings, NULL, 0);
     enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
     if (e == HPE_PAUSED) {

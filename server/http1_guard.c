@@ -53,7 +53,8 @@ int h1_guard_in_message(const struct h1_guard *g)
 
 static int is_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return 1;
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
     switch (c) {
     case '!':
     case '#':
@@ -77,9 +78,12 @@ static int is_tchar(unsigned char c)
 
 static int hex_value(unsigned char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
@@ -105,14 +109,16 @@ static int is_version(const char *s)
 static const char *first_line_byte(struct h1_guard *g, unsigned char c, uint32_t pos)
 {
     if (g->first_line == H1_FIRST_LINE_REQUEST) {
-        if (c == '\t') return "Invalid HTTP request: invalid request line";
+        if (c == '\t')
+            return "Invalid HTTP request: invalid request line";
         if (c != '\r') {
             g->line_tail[(pos - 1) % sizeof g->line_tail] = (char)c;
             return NULL;
         }
         /* pos - 1 bytes came before the CR; put the last 9 in order */
         uint32_t n = pos - 1;
-        if (n < sizeof g->line_tail) return "Invalid HTTP request: invalid HTTP version";
+        if (n < sizeof g->line_tail)
+            return "Invalid HTTP request: invalid HTTP version";
         char tail[sizeof g->line_tail];
         for (uint32_t i = 0; i < sizeof tail; i++)
             tail[i] = g->line_tail[(n - sizeof tail + i) % sizeof tail];
@@ -124,7 +130,8 @@ static const char *first_line_byte(struct h1_guard *g, unsigned char c, uint32_t
         g->line_tail[pos - 1] = (char)c;
         if (pos == sizeof g->line_tail && (!is_version(g->line_tail) || c != ' '))
             return "Invalid HTTP response: invalid status line";
-        if (c == '\r') return "Invalid HTTP response: invalid status line";
+        if (c == '\r')
+            return "Invalid HTTP response: invalid status line";
     }
     return NULL;
 }
@@ -162,14 +169,17 @@ void h1_guard_set_body(struct h1_guard *g, enum h1_body_kind kind, uint64_t leng
 /* Counts one head byte against the limits. */
 static int head_byte(struct h1_guard *g)
 {
-    if (++g->head_len > g->max_head) return -1;
-    if (g->in_first_line && ++g->line_len > g->max_line) return -1;
+    if (++g->head_len > g->max_head)
+        return -1;
+    if (g->in_first_line && ++g->line_len > g->max_line)
+        return -1;
     return 0;
 }
 
 static enum h1_guard_result head_limit(struct h1_guard *g)
 {
-    if (g->in_first_line && g->line_len > g->max_line) return fail(g, 414, "Request line too long");
+    if (g->in_first_line && g->line_len > g->max_line)
+        return fail(g, 414, "Request line too long");
     return fail(g, 431, "Request header fields too large");
 }
 
@@ -295,7 +305,8 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
         case G_BODY_LEN:
         case G_CHUNK_DATA: {
             size_t n = len - i;
-            if (n > g->remaining) n = (size_t)g->remaining;
+            if (n > g->remaining)
+                n = (size_t)g->remaining;
             g->remaining -= n;
             i += n;
             if (g->remaining == 0) {
@@ -337,7 +348,8 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
                 goto out;
             }
             if (g->state == G_CHUNK_QESC) {
-                if (is_bad_ctl(c) || c == '\r' || c == '\n') goto bad_ext;
+                if (is_bad_ctl(c) || c == '\r' || c == '\n')
+                    goto bad_ext;
                 g->state = G_CHUNK_QUOTE;
             } else if (g->state == G_CHUNK_QUOTE) {
                 if (c == '"')

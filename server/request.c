@@ -326,7 +326,13 @@ int request_start(struct request *r, int status, const struct resp_header *heade
             have_date = true;
         }
     }
-    if (w->draining) r->keep_alive = false;
+    if (w->draining)
+        r->keep_alive = false;
+    /* Answered before asking for a body the client holds back until 100
+     * Continue: that body will never come, so this response ends the
+     * connection (and says so). */
+    if (r->head.expect_continue && !r->sent_continue && !r->body_complete)
+        r->keep_alive = false;
 
     if (!http_status_has_body(status)) {
         r->framing = FRAME_NONE;

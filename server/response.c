@@ -160,11 +160,14 @@ const char *http_date(time_t now)
 
 bool http_header_name_valid(const char *name, size_t len)
 {
-    if (len == 0) return false;
+    if (len == 0)
+        return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];
-        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) continue;
-        if (!c || !strchr("!#$%&'*+-.^_`|~", c)) return false;
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+            continue;
+        if (!c || !strchr("!#$%&'*+-.^_`|~", c))
+            return false;
     }
     return true;
 }
@@ -173,14 +176,16 @@ bool http_header_value_valid(const char *value, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)value[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
     }
     return true;
 }
 
 int http_json_detail(struct buf *b, const char *detail)
 {
-    if (buf_append(b, "{\"detail\":\"", 11) < 0) return -1;
+    if (buf_append(b, "{\"detail\":\"", 11) < 0)
+        return -1;
     for (const unsigned char *p = (const unsigned char *)detail; *p; p++) {
         char esc[8];
         size_t n = 0;
@@ -194,7 +199,8 @@ int http_json_detail(struct buf *b, const char *detail)
             esc[0] = (char)*p;
             n = 1;
         }
-        if (buf_append(b, esc, n) < 0) return -1;
+        if (buf_append(b, esc, n) < 0)
+            return -1;
     }
     return buf_append(b, "\"}", 2);
 }

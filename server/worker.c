@@ -196,6 +196,7 @@ static void worker_begin_shutdown(struct worker *w)
 {
     if (w->draining) return;
     w->draining = true;
+    w->drain_started = ev_now(w->loop);
     accept_pause(w);
     ev_timer_stop(w->loop, &w->accept_retry);
     close_all(w, false);
@@ -234,8 +235,10 @@ static int build_default_headers(struct worker *w)
         const char *h = cfg->headers[i], *colon = strchr(h, ':'), *v = colon + 1;
         while (*v == ' ' || *v == '\t')
             v++;
-        memcpy(p, h, (size_t)(colon - h));
-        p += colon - h;
+        /* Lower-cased like every header evicorn writes (and as uvicorn
+         * writes --header). */
+        for (const char *q = h; q < colon; q++)
+            *p++ = (*q >= 'A' && *q <= 'Z') ? (char)(*q + 32) : *q;
         memcpy(p, ": ", 2);
         p += 2;
         memcpy(p, v, strlen(v));

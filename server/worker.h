@@ -50,6 +50,7 @@ struct worker {
     long inflight; /* requests dispatched and not yet finished by their handler */
     long served;   /* responses completed */
     bool draining;
+    ev_tstamp drain_started;
 
     struct h1_limits limits;
     char *default_headers; /* "server: evicorn\r\n" and --header lines */

@@ -126,6 +126,35 @@ bool sdk_utf8_valid(const char *s, size_t len)
     return true;
 }
 
+size_t sdk_utf8_bad(const unsigned char *s, size_t len)
+{
+    /* The maximal subpart: a lead byte and the continuation bytes that
+     * could still have completed it count as one bad sequence, as in
+     * Python's decoder with errors="replace". */
+    unsigned c = s[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else
+        return 1;
+    size_t i = 1;
+    if (i < len && s[i] >= lo && s[i] <= hi) {
+        i++;
+        while (i < n && i < len && (s[i] & 0xC0) == 0x80)
+            i++;
+    }
+    return i;
+}
+
 int sdk_buf_utf8_lossy(evicorn_buf *b, const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -138,7 +167,8 @@ int sdk_buf_utf8_lossy(evicorn_buf *b, const char *s, size_t len)
         }
         evicorn_buf_append(b, s + run, i - run);
         evicorn_buf_append(b, "\xEF\xBF\xBD", 3);
-        run = ++i;
+        i += sdk_utf8_bad(p + i, len - i);
+        run = i;
     }
     evicorn_buf_append(b, s + run, len - run);
     return b->failed ? EVICORN_ENOMEM : 0;

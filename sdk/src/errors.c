@@ -22,16 +22,28 @@ int evicorn_errors_add_json(evicorn_errors *errs, json_t *loc, const char *msg, 
     json_t *e = json_object();
     if (!errs->list)
         errs->list = json_array();
-    if (!e || !errs->list || !loc || json_object_set_new(e, "loc", loc) < 0 ||
-        json_object_set_new(e, "msg", json_string(msg ? msg : "")) < 0 ||
-        json_object_set_new(e, "type", json_string(type ? type : "")) < 0 ||
-        (ctx && json_object_set_new(e, "ctx", ctx) < 0) || json_array_append_new(errs->list, e) < 0) {
-        /* json_object_set_new consumed loc and ctx once it was reached. */
-        json_decref(e);
-        errors_oom(errs);
-        return EVICORN_ENOMEM;
+    if (!e || !errs->list || !loc) {
+        json_decref(loc);
+        json_decref(ctx);
+        goto oom;
+    }
+    /* json_object_set_new takes its value's reference even when it fails. */
+    int rc = json_object_set_new(e, "loc", loc);
+    rc |= json_object_set_new(e, "msg", json_string(msg ? msg : ""));
+    rc |= json_object_set_new(e, "type", json_string(type ? type : ""));
+    if (ctx)
+        rc |= json_object_set_new(e, "ctx", ctx);
+    if (rc != 0)
+        goto oom;
+    if (json_array_append_new(errs->list, e) < 0) {
+        e = NULL; /* taken too */
+        goto oom;
     }
     return 0;
+oom:
+    json_decref(e);
+    errors_oom(errs);
+    return EVICORN_ENOMEM;
 }
 
 int evicorn_errors_add(evicorn_errors *errs, const char *loc_kind, const char *loc_name,

@@ -11,6 +11,8 @@
  * there are not one (overlong forms, surrogates and values past U+10FFFF
  * are invalid, as in Python's decoder). */
 size_t sdk_utf8_seq(const unsigned char *s, size_t len);
+/* How many bytes at s (an invalid sequence) one U+FFFD replaces. */
+size_t sdk_utf8_bad(const unsigned char *s, size_t len);
 /* Whether all of s[0..len) is valid UTF-8. */
 bool sdk_utf8_valid(const char *s, size_t len);
 /* Appends s[0..len) with every invalid byte replaced by U+FFFD. */

@@ -93,8 +93,11 @@ int evicorn_buf_json_string(evicorn_buf *b, const char *s, size_t len)
                 i += n;
                 continue;
             }
-            memcpy(esc, "\xEF\xBF\xBD", 3);
-            elen = 3;
+            evicorn_buf_append(b, s + run, i - run);
+            evicorn_buf_append(b, "\xEF\xBF\xBD", 3);
+            i += sdk_utf8_bad(p + i, len - i);
+            run = i;
+            continue;
         } else if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;

@@ -8,6 +8,7 @@
 #include "log.h"
 
 #include <string.h>
+#include <unistd.h>
 
 static struct config cfg;
 static char err[256];
@@ -488,6 +489,50 @@ TEST(help_exits_successfully)
     config_free(&cfg);
     CHECK_EQ_INT(PARSE("--port", "1", "--help", "--bogus"), CONFIG_EXIT_OK);
     config_free(&cfg);
+}
+
+/* Runs config_parse on "evicorn --help" with stdout sent to a file; returns
+ * what it printed. */
+static const char *help_text(void)
+{
+    static char text[8192];
+    text[0] = '\0';
+    FILE *tmp = tmpfile();
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return text;
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    dup2(fileno(tmp), STDOUT_FILENO);
+    enum config_result r = PARSE("--help");
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    CHECK_EQ_INT(r, CONFIG_EXIT_OK);
+    config_free(&cfg);
+    rewind(tmp);
+    size_t n = fread(text, 1, sizeof text - 1, tmp);
+    text[n] = '\0';
+    fclose(tmp);
+    return text;
+}
+
+TEST(help_lists_flags_with_their_value_forms)
+{
+    const char *help = help_text();
+    CHECK(strncmp(help, "Usage: evicorn [APP] [options]\n", 31) == 0);
+    CHECK(strstr(help, "\n  --port VALUE ") != NULL);
+    CHECK(strstr(help, "\n  --access-log/--no-access-log ") != NULL);
+    CHECK(strstr(help, "\n  --factory ") != NULL);
+}
+
+TEST(help_shows_no_value_for_help_and_version)
+{
+    const char *help = help_text();
+    CHECK(strstr(help, "\n  --help ") != NULL);
+    CHECK(strstr(help, "\n  --version ") != NULL);
+    CHECK(strstr(help, "--help VALUE") == NULL);
+    CHECK(strstr(help, "--version VALUE") == NULL);
 }
 
 TEST(version_exits_successfully)

@@ -58,7 +58,8 @@ static int chunked_error(const char *body, size_t len)
                  H1_GUARD_HEAD_END);
     h1_guard_set_body(&g, H1_BODY_CHUNKED, 0);
     enum h1_guard_result r = h1_guard_scan(&g, body, len, &used);
-    if (r == H1_GUARD_ERROR) return g.status;
+    if (r == H1_GUARD_ERROR)
+        return g.status;
     CHECK_EQ_INT(r, H1_GUARD_MESSAGE_END);
     CHECK_EQ_INT(used, len);
     return 0;
@@ -365,7 +366,8 @@ static int request_line_status(const char *line)
     h1_guard_set_first_line(&g, H1_FIRST_LINE_REQUEST);
     size_t used;
     enum h1_guard_result r = scan(&g, line, &used);
-    if (r == H1_GUARD_ERROR) return g.status;
+    if (r == H1_GUARD_ERROR)
+        return g.status;
     CHECK_EQ_INT(r, H1_GUARD_HEAD_END);
     return 0;
 }
@@ -417,7 +419,8 @@ static int status_line_status(const char *line)
     h1_guard_set_first_line(&g, H1_FIRST_LINE_STATUS);
     size_t used;
     enum h1_guard_result r = scan(&g, line, &used);
-    if (r == H1_GUARD_ERROR) return g.status;
+    if (r == H1_GUARD_ERROR)
+        return g.status;
     CHECK_EQ_INT(r, H1_GUARD_HEAD_END);
     return 0;
 }

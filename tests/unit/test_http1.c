@@ -36,7 +36,8 @@ struct rec {
 static struct h1_head *on_begin(void *ud)
 {
     struct rec *r = ud;
-    if (r->refuse_begin || r->begins == MAX_MSGS) return NULL;
+    if (r->refuse_begin || r->begins == MAX_MSGS)
+        return NULL;
     return &r->heads[r->begins++];
 }
 
@@ -100,9 +101,11 @@ static int feed_all(struct rec *r, const char *data, size_t len)
     size_t off = 0;
     while (off < len) {
         ssize_t n = h1_parser_feed(r->p, data + off, len - off);
-        if (n < 0) return -1;
+        if (n < 0)
+            return -1;
         CHECK(n > 0); /* never stalls on unconsumed input */
-        if (n <= 0) return -1;
+        if (n <= 0)
+            return -1;
         off += (size_t)n;
     }
     return 0;
@@ -123,7 +126,8 @@ static void put(struct text *t, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(t->s + t->len, sizeof t->s - t->len, fmt, ap);
     va_end(ap);
-    if (n > 0) t->len += (size_t)n < sizeof t->s - t->len ? (size_t)n : sizeof t->s - t->len - 1;
+    if (n > 0)
+        t->len += (size_t)n < sizeof t->s - t->len ? (size_t)n : sizeof t->s - t->len - 1;
 }
 
 /* One line per message head with its framing flags, one per header with the
@@ -143,10 +147,14 @@ static void describe(struct rec *r, struct text *t)
                 h1_head_target(h), h->http_major, h->http_minor);
         else
             put(t, "HTTP/%u.%u %u", h->http_major, h->http_minor, h->status);
-        if (h->keep_alive) put(t, " keep-alive");
-        if (h->chunked) put(t, " chunked");
-        if (h->has_content_length) put(t, " length=%llu", (unsigned long long)h->content_length);
-        if (h->expect_continue) put(t, " expect-continue");
+        if (h->keep_alive)
+            put(t, " keep-alive");
+        if (h->chunked)
+            put(t, " chunked");
+        if (h->has_content_length)
+            put(t, " length=%llu", (unsigned long long)h->content_length);
+        if (h->expect_continue)
+            put(t, " expect-continue");
         put(t, "\n");
         for (uint32_t j = 0; j < h->nheaders; j++)
             put(t, "%.*s: [%.*s]\n", (int)h->headers[j].name_len, h1_header_name(h, j),
@@ -157,7 +165,8 @@ static void describe(struct rec *r, struct text *t)
     }
     int status;
     h1_parser_error(r->p, &status);
-    if (status) put(t, "error %d\n", status);
+    if (status)
+        put(t, "error %d\n", status);
 }
 
 /* The transcript of data fed in two pieces, split at offset cut. */
@@ -165,7 +174,8 @@ static void parse_split(enum h1_mode mode, const char *data, size_t len, size_t 
 {
     struct rec r;
     rec_init(&r, mode);
-    if (feed_all(&r, data, cut) == 0) feed_all(&r, data + cut, len - cut);
+    if (feed_all(&r, data, cut) == 0)
+        feed_all(&r, data + cut, len - cut);
     describe(&r, t);
     rec_free(&r);
 }
@@ -176,7 +186,8 @@ static void parse_bytewise(enum h1_mode mode, const char *data, size_t len, stru
     struct rec r;
     rec_init(&r, mode);
     for (size_t i = 0; i < len; i++)
-        if (feed_all(&r, data + i, 1) < 0) break;
+        if (feed_all(&r, data + i, 1) < 0)
+            break;
     describe(&r, t);
     rec_free(&r);
 }
@@ -223,7 +234,8 @@ static int request_error_limits(const char *data, size_t len, const struct h1_li
         CHECK(why != NULL && *why != '\0');
         CHECK_EQ_INT(h1_parser_feed(r.p, "GET / HTTP/1.1\r\n", 16), -1); /* stays failed */
     }
-    if (reason) *reason = why;
+    if (reason)
+        *reason = why;
     rec_free(&r);
     return status;
 }
@@ -641,7 +653,8 @@ TEST(errors_are_found_at_every_split)
         struct rec r;
         rec_init(&r, H1_REQUEST);
         int rc = feed_all(&r, req, cut);
-        if (rc == 0) rc = feed_all(&r, req + cut, len - cut);
+        if (rc == 0)
+            rc = feed_all(&r, req + cut, len - cut);
         int status;
         h1_parser_error(r.p, &status);
         if (rc != -1 || status != 400 || r.completes != 0 || r.heads_seen != 0) {
@@ -1202,7 +1215,8 @@ static const char *parse_response(const char *data, size_t len, unsigned skip_bo
     struct rec r;
     rec_init(&r, H1_RESPONSE);
     r.skip_body_mask = skip_body_mask;
-    if (feed_all(&r, data, len) == 0) CHECK_EQ_INT(h1_parser_finish(r.p), finish_want);
+    if (feed_all(&r, data, len) == 0)
+        CHECK_EQ_INT(h1_parser_finish(r.p), finish_want);
     describe(&r, &t);
     rec_free(&r);
     return t.s;
