@@ -51,7 +51,8 @@ static const struct h1_callbacks parser_callbacks = {on_begin, on_head, on_body,
 
 void defer_schedule(struct worker *w, struct defer *d, void (*fn)(struct defer *))
 {
-    if (d->queued) return;
+    if (d->queued)
+        return;
     d->fn = fn;
     d->next = NULL;
     d->queued = true;
@@ -66,14 +67,16 @@ void defer_schedule(struct worker *w, struct defer *d, void (*fn)(struct defer *
 
 static void conn_maybe_free(struct conn *c)
 {
-    if (c->fd >= 0 || c->dirty || c->resume_defer.queued) return;
+    if (c->fd >= 0 || c->dirty || c->resume_defer.queued)
+        return;
     free(c);
 }
 
 struct conn *conn_accept(struct worker *w, int fd)
 {
     struct conn *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
+    if (!c)
+        return NULL;
     c->parser = h1_parser_new(H1_REQUEST, &w->limits, &parser_callbacks, c);
     if (!c->parser) {
         free(c);
@@ -97,7 +100,8 @@ struct conn *conn_accept(struct worker *w, int fd)
 static void conn_close(struct conn *c)
 {
     struct worker *w = c->w;
-    if (c->fd < 0) return;
+    if (c->fd < 0)
+        return;
     while (c->first) {
         struct request *r = c->first;
         c->first = r->next;
@@ -129,7 +133,8 @@ void conn_abort(struct conn *c)
  * shut the write side and read until the client closes or LINGER_SECONDS. */
 static void conn_linger(struct conn *c)
 {
-    if (c->lingering) return;
+    if (c->lingering)
+        return;
     c->lingering = true;
     c->head_start = ev_now(c->w->loop);
     if (shutdown(c->fd, SHUT_WR) < 0) {
@@ -171,8 +176,10 @@ void conn_shutdown(struct conn *c)
 
 static bool conn_may_parse(const struct conn *c)
 {
-    if (c->no_more_requests || c->fd < 0) return false;
-    if (c->queued >= MAX_PIPELINE && !c->reading) return false;
+    if (c->no_more_requests || c->fd < 0)
+        return false;
+    if (c->queued >= MAX_PIPELINE && !c->reading)
+        return false;
     const struct request *r = c->reading;
     if (r && r->body_mode != BODY_WHOLE && r->body_mode != BODY_DISCARD &&
         buf_size(&r->body) >= BODY_HIGH_WATER)
@@ -207,7 +214,8 @@ static void conn_parse_failed(struct conn *c)
         request_respond_error(r, status, reason ? reason : "Bad Request");
     else if (r->resp == RESP_STARTED)
         c->closing = true; /* cannot answer mid-response: cut it */
-    if (!r->dispatched) r->resp = RESP_DONE;
+    if (!r->dispatched)
+        r->resp = RESP_DONE;
     conn_response_done(c, r);
 }
 
@@ -281,7 +289,8 @@ static void on_read(struct ev_loop *loop, ev_io *io, int revents)
     do
         n = read(c->fd, w->scratch, w->scratch_cap);
     while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
     if (n <= 0) {
         /* The client closed (or reset): whatever it had in flight is now
          * disconnected, and its handlers hear of it. */
@@ -303,7 +312,8 @@ static struct h1_head *on_begin(void *ud)
 {
     struct conn *c = ud;
     struct request *r = request_alloc(c->w, c);
-    if (!r) return NULL;
+    if (!r)
+        return NULL;
     c->reading = r;
     return &r->head;
 }
@@ -364,7 +374,8 @@ static int on_body(void *ud, const char *data, size_t len)
         h1_parser_fail(c->parser, 413, "Request body too large");
         return -1;
     }
-    if (r->body_mode == BODY_DISCARD) return 0;
+    if (r->body_mode == BODY_DISCARD)
+        return 0;
     if (buf_append(&r->body, data, len) < 0) {
         h1_parser_fail(c->parser, 503, "Service Unavailable");
         return -1;
@@ -380,9 +391,11 @@ static int on_complete(void *ud)
     c->reading = NULL;
     r->body_complete = true;
     request_body_arrived(r);
-    if (!r->keep_alive) c->no_more_requests = true;
+    if (!r->keep_alive)
+        c->no_more_requests = true;
     /* A response finished before its body arrived waited for this. */
-    if (r == c->first && r->resp == RESP_DONE) conn_response_done(c, r);
+    if (r == c->first && r->resp == RESP_DONE)
+        conn_response_done(c, r);
     return 0;
 }
 
@@ -390,7 +403,8 @@ static int on_complete(void *ud)
 
 void conn_schedule_flush(struct conn *c)
 {
-    if (c->dirty || c->fd < 0) return;
+    if (c->dirty || c->fd < 0)
+        return;
     c->dirty = true;
     c->dirty_next = c->w->dirty;
     c->w->dirty = c;
@@ -399,7 +413,8 @@ void conn_schedule_flush(struct conn *c)
 int conn_request_output(struct conn *c, struct request *r, const void *data, size_t len)
 {
     if (r == c->first) {
-        if (buf_append(&c->out, data, len) < 0) return -ENOMEM;
+        if (buf_append(&c->out, data, len) < 0)
+            return -ENOMEM;
         conn_schedule_flush(c);
         return 0;
     }
@@ -436,7 +451,8 @@ void conn_response_done(struct conn *c, struct request *r)
             }
         }
         c->first = f->next;
-        if (!c->first) c->last = NULL;
+        if (!c->first)
+            c->last = NULL;
         c->queued--;
         f->next = NULL;
         bool keep = f->keep_alive;
@@ -453,20 +469,24 @@ void conn_response_done(struct conn *c, struct request *r)
             break;
         }
     }
-    if (!c->first && c->w->draining) c->closing = true;
+    if (!c->first && c->w->draining)
+        c->closing = true;
     conn_schedule_flush(c);
-    if (buf_size(&c->in) > 0 && !c->closing) defer_schedule(c->w, &c->resume_defer, conn_resume);
+    if (buf_size(&c->in) > 0 && !c->closing)
+        defer_schedule(c->w, &c->resume_defer, conn_resume);
 }
 
 static void conn_notify_drain(struct conn *c)
 {
     struct request *r = c->first;
-    if (r && r->drain_fn && buf_size(&c->out) < OUT_LOW_WATER) request_drained(r);
+    if (r && r->drain_fn && buf_size(&c->out) < OUT_LOW_WATER)
+        request_drained(r);
 }
 
 bool conn_output_full(const struct conn *c, const struct request *r)
 {
-    if (r == c->first) return buf_size(&c->out) >= OUT_HIGH_WATER;
+    if (r == c->first)
+        return buf_size(&c->out) >= OUT_HIGH_WATER;
     return buf_size(&r->out) >= OUT_HIGH_WATER;
 }
 
@@ -484,7 +504,8 @@ void conn_flush(struct conn *c)
             c->write_progress = ev_now(w->loop);
             continue;
         }
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (!ev_is_active(&c->wio)) {
                 c->write_progress = ev_now(w->loop);
@@ -528,8 +549,10 @@ static void conn_arm(struct conn *c, ev_tstamp at)
 {
     struct ev_loop *loop = c->w->loop;
     c->deadline = at;
-    if (at == 0) return;
-    if (ev_is_active(&c->timer) && c->timer_at <= at) return;
+    if (at == 0)
+        return;
+    if (ev_is_active(&c->timer) && c->timer_at <= at)
+        return;
     ev_timer_stop(loop, &c->timer);
     ev_timer_set(&c->timer, at - ev_now(loop), 0);
     ev_timer_start(loop, &c->timer);
@@ -540,7 +563,8 @@ static void conn_update(struct conn *c)
 {
     struct worker *w = c->w;
     const struct config *cfg = w->cfg;
-    if (c->fd < 0) return;
+    if (c->fd < 0)
+        return;
 
     /* Read interest: keep reading while a request is in flight so a client
      * that goes away is noticed at once; stop when the client is not reading
@@ -564,7 +588,8 @@ static void conn_update(struct conn *c)
     else if (ev_is_active(&c->wio))
         at = c->write_progress + cfg->timeout_write;
     else if (c->reading && c->reading->dispatched) {
-        if (want) at = c->body_progress + cfg->timeout_body;
+        if (want)
+            at = c->body_progress + cfg->timeout_body;
     } else if (c->reading || h1_parser_in_message(c->parser))
         at = c->head_start + cfg->timeout_header;
     else if (!c->first && c->served == 0)
@@ -584,7 +609,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct conn *c = t->data;
     ev_tstamp now = ev_now(loop);
-    if (c->deadline == 0) return;
+    if (c->deadline == 0)
+        return;
     if (now < c->deadline) {
         ev_timer_set(&c->timer, c->deadline - now, 0);
         ev_timer_start(loop, &c->timer);

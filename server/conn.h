@@ -98,20 +98,20 @@ struct conn {
     int fd;
     ev_io rio, wio;
     ev_timer timer;
-    ev_tstamp deadline;    /* 0: no deadline now */
-    ev_tstamp timer_at;    /* when the armed timer fires */
-    ev_tstamp head_start;  /* when the head being read began */
+    ev_tstamp deadline;   /* 0: no deadline now */
+    ev_tstamp timer_at;   /* when the armed timer fires */
+    ev_tstamp head_start; /* when the head being read began */
     struct h1_parser *parser;
-    struct buf in;  /* bytes read but not yet parsed (parsing paused) */
-    struct buf out; /* bytes waiting for the socket */
+    struct buf in;                /* bytes read but not yet parsed (parsing paused) */
+    struct buf out;               /* bytes waiting for the socket */
     struct request *first, *last; /* queue, arrival order */
     struct request *reading;      /* request whose head or body is being parsed */
     unsigned queued;
     unsigned served;
-    bool no_more_requests; /* a response closes the connection: parse nothing more */
-    bool closing;          /* close once the queue has drained and output is written */
-    bool lingering;        /* write side shut; reading only until the client closes */
-    bool need_linger; /* the client may still be sending when we close */
+    bool no_more_requests;    /* a response closes the connection: parse nothing more */
+    bool closing;             /* close once the queue has drained and output is written */
+    bool lingering;           /* write side shut; reading only until the client closes */
+    bool need_linger;         /* the client may still be sending when we close */
     ev_tstamp body_progress;  /* last body bytes read */
     ev_tstamp write_progress; /* last bytes the client accepted */
     struct defer resume_defer;

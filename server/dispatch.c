@@ -14,7 +14,8 @@
 
 int dispatch_init(struct worker *w)
 {
-    if (host_api_init(w) < 0) return -1;
+    if (host_api_init(w) < 0)
+        return -1;
     return plugins_init(w);
 }
 

@@ -159,7 +159,8 @@ static void background_done(struct pool_job *job)
 
 static void call_maybe_finish(struct call *c)
 {
-    if (c->finished || !c->returned || c->ops || c->holds > 0) return;
+    if (c->finished || !c->returned || c->ops || c->holds > 0)
+        return;
     c->finished = true;
     request_on_disconnect(c->r, NULL, NULL);
     request_finish(c->r, c->re->label);
@@ -190,12 +191,14 @@ static void call_maybe_finish(struct call *c)
 static struct op *op_new(struct call *c, enum op_kind kind, void *ud)
 {
     struct op *o = calloc(1, sizeof *o);
-    if (!o) return NULL;
+    if (!o)
+        return NULL;
     o->c = c;
     o->kind = kind;
     o->ud = ud;
     o->next = c->ops;
-    if (c->ops) c->ops->prev = o;
+    if (c->ops)
+        c->ops->prev = o;
     c->ops = o;
     return o;
 }
@@ -207,7 +210,8 @@ static void op_unlink(struct op *o)
         o->prev->next = o->next;
     else
         c->ops = o->next;
-    if (o->next) o->next->prev = o->prev;
+    if (o->next)
+        o->next->prev = o->prev;
 }
 
 /* Ends an operation: its continuation runs (timed), then the call may be
@@ -218,7 +222,8 @@ static void op_complete(struct op *o, int status)
     op_unlink(o);
     double t0 = host_clock();
     scoreboard_enter(H.w->index, c->re->label);
-    if (o->event_fn) o->event_fn(handle_of(c), o->ud, status);
+    if (o->event_fn)
+        o->event_fn(handle_of(c), o->ud, status);
     scoreboard_leave(H.w->index);
     host_check_slow(c->re->label, t0);
     free(o);
@@ -484,9 +489,12 @@ static int xcall(struct xcall *x)
 
 static void api_log(evicorn_request *req, int level, const char *message)
 {
-    if (level < LOG_CRITICAL) level = LOG_CRITICAL;
-    if (level > LOG_TRACE) level = LOG_TRACE;
-    if (!log_enabled((enum log_level)level)) return;
+    if (level < LOG_CRITICAL)
+        level = LOG_CRITICAL;
+    if (level > LOG_TRACE)
+        level = LOG_TRACE;
+    if (!log_enabled((enum log_level)level))
+        return;
     const char *who = req ? generation_name(call_of(req)->gen) : "plugin";
     log_msg((enum log_level)level, "%s: %s", who, message ? message : "");
 }
@@ -594,7 +602,8 @@ static size_t api_header_count(evicorn_request *req)
 static int api_header_at(evicorn_request *req, size_t i, evicorn_header *out)
 {
     struct request *r = call_of(req)->r;
-    if (!out || i >= request_header_count(r)) return EVICORN_ENOENT;
+    if (!out || i >= request_header_count(r))
+        return EVICORN_ENOENT;
     request_header_at(r, i, &out->name, &out->name_len, &out->value, &out->value_len);
     return 0;
 }
@@ -603,8 +612,10 @@ static int api_header(evicorn_request *req, const char *name, evicorn_str *value
 {
     size_t n;
     const char *v = name ? request_header(call_of(req)->r, name, &n) : NULL;
-    if (!v) return EVICORN_ENOENT;
-    if (value) *value = str_of(v, n);
+    if (!v)
+        return EVICORN_ENOENT;
+    if (value)
+        *value = str_of(v, n);
     return 0;
 }
 
@@ -616,9 +627,12 @@ static size_t api_param_count(evicorn_request *req)
 static int api_param_at(evicorn_request *req, size_t i, evicorn_str *name, evicorn_str *value)
 {
     const struct router_match *m = &call_of(req)->m;
-    if (i >= m->nparams) return EVICORN_ENOENT;
-    if (name) *name = str_of(m->params[i].name, m->params[i].name_len);
-    if (value) *value = str_of(m->params[i].value, m->params[i].value_len);
+    if (i >= m->nparams)
+        return EVICORN_ENOENT;
+    if (name)
+        *name = str_of(m->params[i].name, m->params[i].name_len);
+    if (value)
+        *value = str_of(m->params[i].value, m->params[i].value_len);
     return 0;
 }
 
@@ -628,7 +642,8 @@ static int api_param(evicorn_request *req, const char *name, evicorn_str *value)
     size_t n = name ? strlen(name) : 0;
     for (size_t i = 0; i < m->nparams; i++)
         if (m->params[i].name_len == n && memcmp(m->params[i].name, name, n) == 0) {
-            if (value) *value = str_of(m->params[i].value, m->params[i].value_len);
+            if (value)
+                *value = str_of(m->params[i].value, m->params[i].value_len);
             return 0;
         }
     return EVICORN_ENOENT;
@@ -650,10 +665,13 @@ static void *api_state(evicorn_request *req)
 static int start_body_op(evicorn_request *req, evicorn_body_fn fn, void *ud, bool whole)
 {
     struct call *c = call_of(req);
-    if (!on_loop()) return EVICORN_EPERM;
-    if (!fn) return EVICORN_EINVAL;
+    if (!on_loop())
+        return EVICORN_EPERM;
+    if (!fn)
+        return EVICORN_EINVAL;
     struct op *o = op_new(c, OP_BODY, ud);
-    if (!o) return EVICORN_ENOMEM;
+    if (!o)
+        return EVICORN_ENOMEM;
     o->body_fn = fn;
     o->whole_body = whole;
     int rc =
@@ -679,7 +697,8 @@ static int api_read_body(evicorn_request *req, evicorn_body_fn fn, void *ud)
 static evicorn_str api_body(evicorn_request *req)
 {
     struct call *c = call_of(req);
-    if (!c->body_ready) return str_of("", 0);
+    if (!c->body_ready)
+        return str_of("", 0);
     return str_of(buf_start(&c->body), buf_size(&c->body));
 }
 
@@ -703,7 +722,8 @@ static int api_respond(evicorn_request *req, int status, const evicorn_header *h
                           .len = len};
         return xcall(&x);
     }
-    if ((n && !headers) || (len && !body)) return EVICORN_EINVAL;
+    if ((n && !headers) || (len && !body))
+        return EVICORN_EINVAL;
     return map_err(request_respond(call_of(req)->r, status, (const struct resp_header *)headers, n,
                                    body, len));
 }
@@ -720,7 +740,8 @@ static int api_start(evicorn_request *req, int status, const evicorn_header *hea
                           .content_length = content_length};
         return xcall(&x);
     }
-    if (n && !headers) return EVICORN_EINVAL;
+    if (n && !headers)
+        return EVICORN_EINVAL;
     return map_err(request_start(call_of(req)->r, status, (const struct resp_header *)headers, n,
                                  content_length));
 }
@@ -731,7 +752,8 @@ static int api_send(evicorn_request *req, const void *data, size_t len, int more
         struct xcall x = {.op = X_SEND, .c = call_of(req), .data = data, .len = len, .more = more};
         return xcall(&x);
     }
-    if (len && !data) return EVICORN_EINVAL;
+    if (len && !data)
+        return EVICORN_EINVAL;
     return map_err(request_send(call_of(req)->r, data, len, more != 0));
 }
 
@@ -747,10 +769,13 @@ static int api_writable(evicorn_request *req)
 static int api_on_writable(evicorn_request *req, evicorn_event_fn fn, void *ud)
 {
     struct call *c = call_of(req);
-    if (!on_loop()) return EVICORN_EPERM;
-    if (!fn) return EVICORN_EINVAL;
+    if (!on_loop())
+        return EVICORN_EPERM;
+    if (!fn)
+        return EVICORN_EINVAL;
     struct op *o = op_new(c, OP_WRITABLE, ud);
-    if (!o) return EVICORN_ENOMEM;
+    if (!o)
+        return EVICORN_ENOMEM;
     o->event_fn = fn;
     request_on_drain(c->r, writable_again, o);
     return 0;
@@ -786,11 +811,15 @@ static int api_on_disconnect(evicorn_request *req, evicorn_event_fn fn, void *ud
 static int api_sleep(evicorn_request *req, double seconds, evicorn_event_fn fn, void *ud)
 {
     struct call *c = call_of(req);
-    if (!on_loop()) return EVICORN_EPERM;
-    if (!fn || !(seconds >= 0)) return EVICORN_EINVAL;
-    if (c->cancelled) return EVICORN_EPIPE;
+    if (!on_loop())
+        return EVICORN_EPERM;
+    if (!fn || !(seconds >= 0))
+        return EVICORN_EINVAL;
+    if (c->cancelled)
+        return EVICORN_EPIPE;
     struct op *o = op_new(c, OP_SLEEP, ud);
-    if (!o) return EVICORN_ENOMEM;
+    if (!o)
+        return EVICORN_ENOMEM;
     o->event_fn = fn;
     ev_timer_init(&o->timer, on_sleep_timer, seconds, 0);
     o->timer.data = o;
@@ -801,10 +830,13 @@ static int api_sleep(evicorn_request *req, double seconds, evicorn_event_fn fn, 
 static int api_offload(evicorn_request *req, evicorn_work_fn work, evicorn_event_fn done, void *ud)
 {
     struct call *c = call_of(req);
-    if (!on_loop()) return EVICORN_EPERM;
-    if (!work || !done) return EVICORN_EINVAL;
+    if (!on_loop())
+        return EVICORN_EPERM;
+    if (!work || !done)
+        return EVICORN_EINVAL;
     struct op *o = op_new(c, OP_OFFLOAD, ud);
-    if (!o) return EVICORN_ENOMEM;
+    if (!o)
+        return EVICORN_ENOMEM;
     o->event_fn = done;
     o->work = work;
     o->job.work = offload_work;
@@ -823,15 +855,19 @@ static int api_fetch(evicorn_request *req, const evicorn_fetch_options *opts, ev
                      void *ud)
 {
     struct call *c = call_of(req);
-    if (!on_loop()) return EVICORN_EPERM;
+    if (!on_loop())
+        return EVICORN_EPERM;
     if (!opts || !fn || opts->size < offsetof(evicorn_fetch_options, connect_timeout))
         return EVICORN_EINVAL;
     evicorn_fetch_options o2 = {0};
     memcpy(&o2, opts, opts->size < sizeof o2 ? opts->size : sizeof o2);
-    if (!o2.url) return EVICORN_EINVAL;
-    if (c->cancelled) return EVICORN_EPIPE;
+    if (!o2.url)
+        return EVICORN_EINVAL;
+    if (c->cancelled)
+        return EVICORN_EPIPE;
     struct op *o = op_new(c, OP_FETCH, ud);
-    if (!o) return EVICORN_ENOMEM;
+    if (!o)
+        return EVICORN_ENOMEM;
     o->fetch_fn = fn;
     struct httpc_options ho = {
         .method = o2.method,
@@ -885,9 +921,11 @@ static int api_background(evicorn_request *req, evicorn_work_fn fn, void *ud)
         struct xcall x = {.op = X_BACKGROUND, .c = c, .work = fn, .ud = ud};
         return xcall(&x);
     }
-    if (!fn) return EVICORN_EINVAL;
+    if (!fn)
+        return EVICORN_EINVAL;
     struct background *b = calloc(1, sizeof *b);
-    if (!b) return EVICORN_ENOMEM;
+    if (!b)
+        return EVICORN_ENOMEM;
     b->fn = fn;
     b->ud = ud;
     /* Keep the order they were added in. */

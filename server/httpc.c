@@ -144,15 +144,18 @@ static void fail(struct httpc_request *r)
 
 static bool is_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return true;
     return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
 static bool token_valid(const char *s, size_t len)
 {
-    if (len == 0) return false;
+    if (len == 0)
+        return false;
     for (size_t i = 0; i < len; i++)
-        if (!is_tchar((unsigned char)s[i])) return false;
+        if (!is_tchar((unsigned char)s[i]))
+            return false;
     return true;
 }
 
@@ -162,7 +165,8 @@ static bool value_valid(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
     }
     return true;
 }
@@ -241,7 +245,8 @@ static int parse_url(struct httpc_request *r, const char *url, const char **targ
         after = close + 1;
     } else {
         host_end = memchr(auth, ':', auth_len);
-        if (!host_end) host_end = auth_end;
+        if (!host_end)
+            host_end = auth_end;
         after = host_end;
     }
     size_t host_len = (size_t)(host_end - host);
@@ -342,7 +347,8 @@ static int prepare(struct httpc_request *r, const struct httpc_options *opt)
 {
     const char *target = NULL;
     size_t target_len = 0;
-    if (parse_url(r, opt->url, &target, &target_len) < 0) return r->err;
+    if (parse_url(r, opt->url, &target, &target_len) < 0)
+        return r->err;
 
     const char *method = opt->method ? opt->method : "GET";
     size_t method_len = strlen(method);
@@ -387,28 +393,36 @@ static int prepare(struct httpc_request *r, const struct httpc_options *opt)
     struct buf *b = &r->out;
     bool with_length = opt->body_len > 0 || strcmp(method, "POST") == 0 ||
                        strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
-    if (put(b, method, method_len) < 0 || put(b, " ", 1) < 0) return -ENOMEM;
+    if (put(b, method, method_len) < 0 || put(b, " ", 1) < 0)
+        return -ENOMEM;
     if (target_len == 0 || target[0] == '?') {
-        if (put(b, "/", 1) < 0) return -ENOMEM;
+        if (put(b, "/", 1) < 0)
+            return -ENOMEM;
     }
-    if (put(b, target, target_len) < 0 || put(b, " HTTP/1.1\r\n", 11) < 0) return -ENOMEM;
+    if (put(b, target, target_len) < 0 || put(b, " HTTP/1.1\r\n", 11) < 0)
+        return -ENOMEM;
     int rc = host_h ? put_header(b, "Host", 4, host_h->value, host_h->value_len)
                     : put_header(b, "Host", 4, r->authority, strlen(r->authority));
-    if (rc < 0) return -ENOMEM;
+    if (rc < 0)
+        return -ENOMEM;
     rc = agent_h ? put_header(b, "User-Agent", 10, agent_h->value, agent_h->value_len)
                  : put_header(b, "User-Agent", 10, "evicorn", 7);
-    if (rc < 0) return -ENOMEM;
+    if (rc < 0)
+        return -ENOMEM;
     for (size_t i = 0; i < opt->nheaders; i++) {
         const struct resp_header *h = &opt->headers[i];
         if (h == host_h || h == agent_h || name_is(h, "host") || name_is(h, "user-agent"))
             continue; /* one of each: the last given wins */
-        if (put_header(b, h->name, h->name_len, h->value, h->value_len) < 0) return -ENOMEM;
+        if (put_header(b, h->name, h->name_len, h->value, h->value_len) < 0)
+            return -ENOMEM;
     }
-    if (put_header(b, "Connection", 10, "close", 5) < 0) return -ENOMEM;
+    if (put_header(b, "Connection", 10, "close", 5) < 0)
+        return -ENOMEM;
     if (with_length) {
         char len[24];
         int n = snprintf(len, sizeof len, "%zu", opt->body_len);
-        if (put_header(b, "Content-Length", 14, len, (size_t)n) < 0) return -ENOMEM;
+        if (put_header(b, "Content-Length", 14, len, (size_t)n) < 0)
+            return -ENOMEM;
     }
     if (put(b, "\r\n", 2) < 0 || (opt->body_len && put(b, opt->body, opt->body_len) < 0))
         return -ENOMEM;
@@ -438,7 +452,8 @@ static int on_head(void *ud, struct h1_head *head)
         r->interim = true;
         return 0;
     }
-    if (r->is_head) return H1_SKIP_BODY;
+    if (r->is_head)
+        return H1_SKIP_BODY;
     if (!head->chunked && head->has_content_length && head->content_length > r->max_response) {
         set_error(r, -EMSGSIZE, "response body from %s is %llu bytes, over the limit of %zu",
                   r->peer, (unsigned long long)head->content_length, r->max_response);
@@ -495,8 +510,10 @@ static void parse_failed(struct httpc_request *r)
             set_error(r, -ENOMEM, "out of memory reading the response from %s", r->peer);
         } else {
             static const char prefix[] = "Invalid HTTP request: ";
-            if (!reason) reason = "unparsable";
-            if (strncmp(reason, prefix, sizeof prefix - 1) == 0) reason += sizeof prefix - 1;
+            if (!reason)
+                reason = "unparsable";
+            if (strncmp(reason, prefix, sizeof prefix - 1) == 0)
+                reason += sizeof prefix - 1;
             set_error(r, -EPROTO, "invalid response from %s: %s", r->peer, reason);
         }
     }
@@ -575,8 +592,10 @@ static void do_write(struct httpc_request *r)
             buf_consume(&r->out, (size_t)n);
             continue;
         }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
         r->write_err = n < 0 ? errno : EPIPE;
         break;
     }
@@ -592,16 +611,20 @@ static bool do_read(struct httpc_request *r)
         ssize_t n = recv(r->fd, data, sizeof data, 0);
         if (n > 0) {
             r->got_bytes = true;
-            if (feed(r, data, (size_t)n)) return true;
-            if ((size_t)n < sizeof data) return false;
+            if (feed(r, data, (size_t)n))
+                return true;
+            if ((size_t)n < sizeof data)
+                return false;
             continue;
         }
         if (n == 0) {
             on_eof(r);
             return true;
         }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return false;
         int e = errno;
         if (e == ECONNRESET)
             set_error(r, -ECONNRESET, "connection to %s reset", r->peer);
@@ -622,7 +645,8 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
     if (r->state == ST_CONNECTING) {
         int so_err = 0;
         socklen_t len = sizeof so_err;
-        if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &so_err, &len) < 0) so_err = errno;
+        if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &so_err, &len) < 0)
+            so_err = errno;
         if (so_err) {
             close_socket(r);
             r->last_err = so_err;
@@ -634,8 +658,10 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         watch(r, EV_READ | EV_WRITE);
         revents = EV_WRITE;
     }
-    if (revents & EV_WRITE && buf_size(&r->out) > 0) do_write(r);
-    if (revents & EV_READ) do_read(r);
+    if (revents & EV_WRITE && buf_size(&r->out) > 0)
+        do_write(r);
+    if (revents & EV_READ)
+        do_read(r);
 }
 
 /* Describes addr for messages: "ip:port", or "name:port (ip)" for names. */
@@ -645,7 +671,8 @@ static void describe_peer(struct httpc_request *r, const struct sockaddr *addr)
     const void *a = addr->sa_family == AF_INET6
                         ? (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr
                         : (const void *)&((const struct sockaddr_in *)addr)->sin_addr;
-    if (!inet_ntop(addr->sa_family, a, ip, sizeof ip)) strcpy(ip, "?");
+    if (!inet_ntop(addr->sa_family, a, ip, sizeof ip))
+        strcpy(ip, "?");
     bool v6 = addr->sa_family == AF_INET6;
     if (r->literal)
         snprintf(r->peer, sizeof r->peer, "%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "",
@@ -661,7 +688,8 @@ static void connect_next(struct httpc_request *r)
     while (r->ai_next) {
         struct addrinfo *ai = r->ai_next;
         r->ai_next = ai->ai_next;
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
         describe_peer(r, ai->ai_addr);
         int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -675,7 +703,8 @@ static void connect_next(struct httpc_request *r)
         }
         /* Connected or in progress: writability says which, with SO_ERROR. */
         r->fd = fd;
-        if (r->state != ST_STARTING) r->state = ST_CONNECTING; /* httpc_start sets it */
+        if (r->state != ST_STARTING)
+            r->state = ST_CONNECTING; /* httpc_start sets it */
         ev_io_init(&r->io, on_io, fd, EV_WRITE);
         ev_io_start(r->loop, &r->io);
         ev_timer_stop(r->loop, &r->connect_timer);
@@ -744,7 +773,8 @@ static void dns_work(struct pool_job *j)
     errno = 0;
     d->gai_err = getaddrinfo(d->host, d->port, &hints, &d->res);
     d->sys_err = errno;
-    if (d->gai_err) d->res = NULL;
+    if (d->gai_err)
+        d->res = NULL;
 }
 
 static void dns_done(struct pool_job *j)
@@ -752,7 +782,8 @@ static void dns_done(struct pool_job *j)
     struct dns_job *d = CONTAINER_OF(j, struct dns_job, job);
     struct httpc_request *r = d->req;
     if (!r) { /* the request ended while this ran */
-        if (d->res) freeaddrinfo(d->res);
+        if (d->res)
+            freeaddrinfo(d->res);
         free(d);
         return;
     }
@@ -816,8 +847,10 @@ static void request_free(struct httpc_request *r)
     close_socket(r);
     if (r->dns) /* its done callback frees it */
         r->dns->req = NULL;
-    if (r->ai_list) freeaddrinfo(r->ai_list);
-    if (r->parser) h1_parser_free(r->parser);
+    if (r->ai_list)
+        freeaddrinfo(r->ai_list);
+    if (r->parser)
+        h1_parser_free(r->parser);
     h1_head_free(&r->head);
     buf_free(&r->out);
     buf_free(&r->body);
@@ -864,7 +897,8 @@ struct httpc_request *httpc_start(struct ev_loop *loop, struct pool *pool,
                                   const struct httpc_options *opt, httpc_done_fn done, void *ud)
 {
     struct httpc_request *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    if (!r)
+        return NULL;
     r->loop = loop;
     r->pool = pool;
     r->done = done;
@@ -908,14 +942,16 @@ struct httpc_request *httpc_start(struct ev_loop *loop, struct pool *pool,
         connect_next(r); /* errors wait for the kick timer */
     else
         resolve(r);
-    if (ev_is_active(&r->kick)) return r; /* an error is held: the state stays ST_STARTING */
+    if (ev_is_active(&r->kick))
+        return r; /* an error is held: the state stays ST_STARTING */
     r->state = r->literal ? ST_CONNECTING : ST_RESOLVING;
     return r;
 }
 
 void httpc_cancel(struct httpc_request *r)
 {
-    if (!r || r->state == ST_DONE) return; /* called from its own done: nothing left to cancel */
+    if (!r || r->state == ST_DONE)
+        return; /* called from its own done: nothing left to cancel */
     set_error(r, -ECANCELED, "request to %s cancelled", r->authority);
     finish(r, r->err);
 }

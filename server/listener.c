@@ -17,7 +17,8 @@
 static int set_nonblocking(int fd)
 {
     int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -1;
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -1;
     return 0;
 }
 
@@ -97,12 +98,14 @@ static int open_unix(const struct config *cfg, struct listener *l, char *err, si
     /* A socket file left by an earlier run would make bind fail; remove it,
      * but never anything that is not a socket. */
     struct stat st;
-    if (lstat(cfg->uds, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(cfg->uds);
+    if (lstat(cfg->uds, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(cfg->uds);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 || chmod(cfg->uds, 0666) < 0 ||
         listen(fd, cfg->backlog) < 0 || set_nonblocking(fd) < 0) {
         snprintf(err, errlen, "cannot listen on unix socket %s: %s", cfg->uds, strerror(errno));
-        if (fd >= 0) close(fd);
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     l->fd = fd;
@@ -167,6 +170,7 @@ int listeners_open(const struct config *cfg, struct listener **out, size_t *n, c
 void listeners_close(struct listener *l, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (l[i].fd >= 0) close(l[i].fd);
+        if (l[i].fd >= 0)
+            close(l[i].fd);
     free(l);
 }

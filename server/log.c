@@ -21,7 +21,8 @@ static size_t access_len;
 int log_level_parse(const char *name)
 {
     for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
-        if (strcmp(name, level_names[i]) == 0) return (int)i;
+        if (strcmp(name, level_names[i]) == 0)
+            return (int)i;
     return -1;
 }
 
@@ -30,7 +31,8 @@ static void write_all(int fd, const char *p, size_t n)
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             return; /* nowhere left to report a failing log */
         }
         p += w;
@@ -40,7 +42,8 @@ static void write_all(int fd, const char *p, size_t n)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-    if (!log_enabled(level)) return;
+    if (!log_enabled(level))
+        return;
     char line[2048];
     size_t n = strlen(level_prefixes[level]);
     memcpy(line, level_prefixes[level], n);
@@ -48,7 +51,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
     va_end(ap);
-    if (m < 0) return;
+    if (m < 0)
+        return;
     n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
     line[n++] = '\n';
     write_all(STDERR_FILENO, line, n);
@@ -56,7 +60,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 void log_flush(void)
 {
-    if (access_len == 0) return;
+    if (access_len == 0)
+        return;
     write_all(STDOUT_FILENO, access_buf, access_len);
     access_len = 0;
 }
@@ -64,12 +69,16 @@ void log_flush(void)
 void log_access(const char *client, const char *method, size_t method_len, const char *target,
                 size_t target_len, int http_minor, int status)
 {
-    if (!log_enabled(LOG_INFO)) return;
-    if (target_len > 1024) target_len = 1024; /* keep one line bounded */
+    if (!log_enabled(LOG_INFO))
+        return;
+    if (target_len > 1024)
+        target_len = 1024; /* keep one line bounded */
     size_t need = 10 + strlen(client) + method_len + target_len + 32;
-    if (access_len + need > sizeof access_buf) log_flush();
+    if (access_len + need > sizeof access_buf)
+        log_flush();
     int m = snprintf(access_buf + access_len, sizeof access_buf - access_len,
                      "INFO:     %s - \"%.*s %.*s HTTP/1.%d\" %d\n", client, (int)method_len, method,
                      (int)target_len, target, http_minor, status);
-    if (m > 0 && (size_t)m < sizeof access_buf - access_len) access_len += (size_t)m;
+    if (m > 0 && (size_t)m < sizeof access_buf - access_len)
+        access_len += (size_t)m;
 }

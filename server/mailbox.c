@@ -68,7 +68,8 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 struct mailbox *mailbox_new(struct ev_loop *loop)
 {
     struct mailbox *mb = malloc(sizeof(*mb));
-    if (!mb) return NULL;
+    if (!mb)
+        return NULL;
     int rc = pthread_mutex_init(&mb->lock, NULL);
     if (rc != 0) {
         free(mb);
@@ -94,7 +95,8 @@ void mailbox_post(struct mailbox *mb, struct mailbox_msg *msg)
     mb->tail = &msg->next;
     /* Sent under the lock: once the loop thread can see this message, the
      * poster is done with mb, so running the message may free the mailbox. */
-    if (was_empty) ev_async_send(mb->loop, &mb->async);
+    if (was_empty)
+        ev_async_send(mb->loop, &mb->async);
     check_pthread(pthread_mutex_unlock(&mb->lock), "pthread_mutex_unlock");
 }
 
@@ -107,7 +109,8 @@ void mailbox_drain(struct mailbox *mb)
 
 void mailbox_free(struct mailbox *mb)
 {
-    if (!mb) return;
+    if (!mb)
+        return;
     /* libev requires re-referencing an unref'd watcher before stopping it. */
     ev_ref(mb->loop);
     ev_async_stop(mb->loop, &mb->async);

@@ -22,7 +22,8 @@
 static int make_private_dir(char *out, size_t len)
 {
     const char *tmp = getenv("TMPDIR");
-    if (!tmp || !*tmp) tmp = "/tmp";
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
     snprintf(out, len, "%s/evicorn-%d-XXXXXX", tmp, (int)getpid());
     return mkdtemp(out) ? 0 : -1;
 }
@@ -33,7 +34,8 @@ static void remove_private_dir(const char *path)
     if (d) {
         struct dirent *e;
         while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
             char p[PATH_MAX];
             snprintf(p, sizeof p, "%s/%s", path, e->d_name);
             unlink(p);
@@ -100,7 +102,8 @@ int main(int argc, char **argv)
     }
     int status = master_run(&cfg, listeners, n);
     listeners_close(listeners, n);
-    if (cfg.uds) unlink(cfg.uds);
+    if (cfg.uds)
+        unlink(cfg.uds);
     remove_private_dir(private_dir);
     config_free(&cfg);
     return status;

@@ -105,7 +105,8 @@ static void on_restart(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct slot *s = t->data;
     int slot = (int)(s - m.slots);
-    if (m.stopping) return;
+    if (m.stopping)
+        return;
     if (spawn(slot) < 0) {
         ev_timer_set(t, BACKOFF_MAX, 0);
         ev_timer_start(m.loop, t);
@@ -131,7 +132,8 @@ static void signal_all(int sig)
 
 static void begin_stop(int status)
 {
-    if (m.stopping) return;
+    if (m.stopping)
+        return;
     m.stopping = true;
     m.exit_status = status;
     for (int i = 0; i < m.nworkers; i++)
@@ -139,7 +141,8 @@ static void begin_stop(int status)
     signal_all(SIGTERM);
     ev_timer_set(&m.kill_timer, m.cfg->timeout_graceful_shutdown + KILL_GRACE, 0);
     ev_timer_start(m.loop, &m.kill_timer);
-    if (!m.procs) ev_break(m.loop, EVBREAK_ALL);
+    if (!m.procs)
+        ev_break(m.loop, EVBREAK_ALL);
 }
 
 static void on_child(struct ev_loop *loop, ev_child *w, int revents)
@@ -153,7 +156,8 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     unlink_proc(p);
 
     if (m.stopping || retiring) {
-        if (m.stopping && !m.procs) ev_break(loop, EVBREAK_ALL);
+        if (m.stopping && !m.procs)
+            ev_break(loop, EVBREAK_ALL);
         return;
     }
     bool crashed = true;
@@ -181,7 +185,8 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
             delay = BACKOFF_FIRST;
             for (int i = 2; i < s->failures && delay < BACKOFF_MAX; i++)
                 delay *= 2;
-            if (delay > BACKOFF_MAX) delay = BACKOFF_MAX;
+            if (delay > BACKOFF_MAX)
+                delay = BACKOFF_MAX;
             log_warning("worker %d keeps failing; restarting in %.1f s", slot, delay);
         }
     } else {
@@ -208,7 +213,8 @@ static void reload_workers(void)
     for (int i = 0; i < m.nworkers; i++)
         spawn(i);
     for (struct proc *p = m.procs; p; p = p->next)
-        if (p->retiring) kill(p->pid, SIGTERM);
+        if (p->retiring)
+            kill(p->pid, SIGTERM);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
@@ -216,7 +222,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     (void)loop;
     (void)revents;
     if (s->signum == SIGHUP) {
-        if (!m.stopping) reload_workers();
+        if (!m.stopping)
+            reload_workers();
         return;
     }
     if (s->signum == SIGINT && ++m.sigint_count >= 2) {
@@ -225,7 +232,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         log_flush();
         _exit(1);
     }
-    if (!m.stopping) log_info("shutting down");
+    if (!m.stopping)
+        log_info("shutting down");
     begin_stop(0);
 }
 

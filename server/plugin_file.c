@@ -91,7 +91,8 @@ __attribute__((format(printf, 3, 4))) static int refuse(char *why, size_t whylen
 
 static void clear_why(char *why, size_t whylen)
 {
-    if (why && whylen > 0) why[0] = '\0';
+    if (why && whylen > 0)
+        why[0] = '\0';
 }
 
 /* Whether [off, off + size) lies inside [0, limit), without overflow. */
@@ -126,7 +127,8 @@ static int check_sections(const host_ehdr *eh, const unsigned char *data, size_t
         host_shdr first;
         memcpy(&first, data + eh->e_shoff, sizeof first);
         count = first.sh_size;
-        if (count == 0) count = 1;
+        if (count == 0)
+            count = 1;
     }
     if (count > UINT64_MAX / sizeof(host_shdr) ||
         !range_inside(eh->e_shoff, count * sizeof(host_shdr), file_size))
@@ -138,20 +140,26 @@ int plugin_file_check_elf(const unsigned char *data, size_t len, size_t file_siz
                           size_t whylen)
 {
     clear_why(why, whylen);
-    if (len > file_size) len = file_size;
-    if (file_size == 0) return refuse(why, whylen, "empty file");
-    if (!data || len == 0) return refuse(why, whylen, "truncated ELF header");
+    if (len > file_size)
+        len = file_size;
+    if (file_size == 0)
+        return refuse(why, whylen, "empty file");
+    if (!data || len == 0)
+        return refuse(why, whylen, "truncated ELF header");
 
     size_t magic_len = len < SELFMAG ? len : SELFMAG;
-    if (memcmp(data, ELFMAG, magic_len) != 0) return refuse(why, whylen, "not an ELF file");
-    if (len < EI_NIDENT) return refuse(why, whylen, "truncated ELF header");
+    if (memcmp(data, ELFMAG, magic_len) != 0)
+        return refuse(why, whylen, "not an ELF file");
+    if (len < EI_NIDENT)
+        return refuse(why, whylen, "truncated ELF header");
     if (data[EI_CLASS] != HOST_CLASS)
         return refuse(why, whylen, "not a " HOST_CLASS_NAME " ELF object");
     if (data[EI_DATA] != HOST_DATA)
         return refuse(why, whylen, "wrong byte order (this host is " HOST_DATA_NAME ")");
     if (data[EI_VERSION] != EV_CURRENT)
         return refuse(why, whylen, "unknown ELF version %u", (unsigned)data[EI_VERSION]);
-    if (len < sizeof(host_ehdr)) return refuse(why, whylen, "truncated ELF header");
+    if (len < sizeof(host_ehdr))
+        return refuse(why, whylen, "truncated ELF header");
 
     host_ehdr eh;
     memcpy(&eh, data, sizeof eh);
@@ -166,7 +174,8 @@ int plugin_file_check_elf(const unsigned char *data, size_t len, size_t file_siz
                       (unsigned)eh.e_machine);
     if (eh.e_ehsize != sizeof(host_ehdr))
         return refuse(why, whylen, "bad ELF header size (e_ehsize %u)", (unsigned)eh.e_ehsize);
-    if (eh.e_phnum == 0) return refuse(why, whylen, "no program headers");
+    if (eh.e_phnum == 0)
+        return refuse(why, whylen, "no program headers");
     if (eh.e_phnum == PN_XNUM)
         return refuse(why, whylen, "too many program headers (e_phnum is PN_XNUM)");
     if (eh.e_phentsize != sizeof(host_phdr))
@@ -179,7 +188,8 @@ int plugin_file_check_elf(const unsigned char *data, size_t len, size_t file_siz
     if (!range_inside(eh.e_phoff, ph_bytes, len))
         return refuse(why, whylen, "program headers beyond the first 64 KiB");
 
-    if (check_sections(&eh, data, len, file_size, why, whylen) != 0) return -1;
+    if (check_sections(&eh, data, len, file_size, why, whylen) != 0)
+        return -1;
 
     unsigned loads = 0;
     bool dynamic = false;
@@ -198,8 +208,10 @@ int plugin_file_check_elf(const unsigned char *data, size_t len, size_t file_siz
             dynamic = true;
         }
     }
-    if (loads == 0) return refuse(why, whylen, "no PT_LOAD segment");
-    if (!dynamic) return refuse(why, whylen, "no PT_DYNAMIC segment");
+    if (loads == 0)
+        return refuse(why, whylen, "no PT_LOAD segment");
+    if (!dynamic)
+        return refuse(why, whylen, "no PT_DYNAMIC segment");
     return 0;
 }
 
@@ -221,7 +233,8 @@ static int write_all(int fd, const unsigned char *p, size_t n)
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             return -1;
         }
         if (w == 0) {
@@ -241,10 +254,12 @@ static ssize_t read_full(int fd, unsigned char *p, size_t n)
     while (got < n) {
         ssize_t r = read(fd, p + got, n - got);
         if (r < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             return -1;
         }
-        if (r == 0) break;
+        if (r == 0)
+            break;
         got += (size_t)r;
     }
     return (ssize_t)got;
@@ -259,7 +274,8 @@ static bool same_timespec(struct timespec a, struct timespec b)
 static int check_copy(const char *dst, unsigned char *buf, char *why, size_t whylen)
 {
     int fd = open(dst, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return refuse(why, whylen, "cannot read back %s: %s", dst, strerror(errno));
+    if (fd < 0)
+        return refuse(why, whylen, "cannot read back %s: %s", dst, strerror(errno));
     struct stat st;
     int rc;
     ssize_t got;
@@ -284,10 +300,12 @@ static int copy_bytes(int src, const char *path, int dst, const char *dst_path, 
         size_t want = left < COPY_BUF_BYTES ? (size_t)left : COPY_BUF_BYTES;
         ssize_t r = read(src, buf, want);
         if (r < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             return refuse(why, whylen, "cannot read %s: %s", path, strerror(errno));
         }
-        if (r == 0) return 1;
+        if (r == 0)
+            return 1;
         if (write_all(dst, buf, (size_t)r) != 0)
             return refuse(why, whylen, "cannot copy to %s: %s", dst_path, strerror(errno));
         left -= r;
@@ -299,7 +317,8 @@ static int copy_bytes(int src, const char *path, int dst, const char *dst_path, 
  * already in why, since the caller should hear about a file left behind. */
 static void remove_copy(const char *dst_path, char *why, size_t whylen)
 {
-    if (unlink(dst_path) == 0 || errno == ENOENT) return;
+    if (unlink(dst_path) == 0 || errno == ENOENT)
+        return;
     int err = errno;
     size_t used = why ? strnlen(why, whylen) : 0;
     if (why && used + 1 < whylen)
@@ -310,7 +329,8 @@ static void remove_copy(const char *dst_path, char *why, size_t whylen)
 static int open_source(const char *path, char *why, size_t whylen)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd >= 0) return fd;
+    if (fd >= 0)
+        return fd;
     int err = errno;
     struct stat st;
     if (err == ELOOP && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
@@ -322,12 +342,14 @@ int plugin_file_copy(const char *path, const char *private_dir, const char *pref
                      size_t out_len, char *why, size_t whylen)
 {
     clear_why(why, whylen);
-    if (out_path && out_len > 0) out_path[0] = '\0';
+    if (out_path && out_len > 0)
+        out_path[0] = '\0';
     if (!path || !private_dir || !out_path || !prefix || !*prefix || strchr(prefix, '/'))
         return refuse(why, whylen, "bad arguments");
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
-    if (!*base) return refuse(why, whylen, "no file name in %s", path);
+    if (!*base)
+        return refuse(why, whylen, "no file name in %s", path);
 
     char dst_path[PATH_MAX];
     size_t dir_len = strlen(private_dir);
@@ -337,7 +359,8 @@ int plugin_file_copy(const char *path, const char *private_dir, const char *pref
         return refuse(why, whylen, "path too long: %s%s%s-%s", private_dir, sep, prefix, base);
 
     int src = open_source(path, why, whylen);
-    if (src < 0) return -1;
+    if (src < 0)
+        return -1;
 
     int rc = -1, dst = -1;
     bool created = false;
@@ -369,7 +392,8 @@ int plugin_file_copy(const char *path, const char *private_dir, const char *pref
     created = true;
 
     int copied = copy_bytes(src, path, dst, dst_path, before.st_size, buf, why, whylen);
-    if (copied < 0) goto out;
+    if (copied < 0)
+        goto out;
     /* close reports deferred write errors on some filesystems. */
     if (close_checked(&dst) != 0) {
         refuse(why, whylen, "cannot copy to %s: %s", dst_path, strerror(errno));
@@ -387,7 +411,8 @@ int plugin_file_copy(const char *path, const char *private_dir, const char *pref
         rc = 1;
         goto out;
     }
-    if (check_copy(dst_path, buf, why, whylen) != 0) goto out;
+    if (check_copy(dst_path, buf, why, whylen) != 0)
+        goto out;
 
     memcpy(out_path, dst_path, (size_t)n + 1);
     rc = 0;
@@ -395,7 +420,8 @@ out:
     /* A close error matters only for the copy's writes, checked above. */
     (void)close_checked(&dst);
     (void)close_checked(&src);
-    if (rc != 0 && created) remove_copy(dst_path, why, whylen);
+    if (rc != 0 && created)
+        remove_copy(dst_path, why, whylen);
     free(buf);
     return rc;
 }
@@ -410,12 +436,15 @@ static bool ends_with(const char *s, size_t len, const char *suffix)
 
 int plugin_file_is_candidate(const char *name)
 {
-    if (!name || name[0] == '\0' || name[0] == '.') return 0;
+    if (!name || name[0] == '\0' || name[0] == '.')
+        return 0;
     size_t len = strnlen(name, MAX_NAME_BYTES + 1);
-    if (len > MAX_NAME_BYTES) return 0;
+    if (len > MAX_NAME_BYTES)
+        return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];
-        if (c == '/' || c == '~' || c < 0x20 || c == 0x7f) return 0;
+        if (c == '/' || c == '~' || c < 0x20 || c == 0x7f)
+            return 0;
     }
     if (ends_with(name, len, ".tmp") || ends_with(name, len, ".part") ||
         ends_with(name, len, ".swp"))

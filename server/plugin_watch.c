@@ -66,7 +66,8 @@ struct plugin_watch {
 static size_t known_find(const struct plugin_watch *w, const char *name)
 {
     for (size_t i = 0; i < w->known_len; i++)
-        if (strcmp(w->known[i], name) == 0) return i;
+        if (strcmp(w->known[i], name) == 0)
+            return i;
     return SIZE_MAX;
 }
 
@@ -80,16 +81,19 @@ static void known_set(struct plugin_watch *w, const char *name, bool present)
         }
         return;
     }
-    if (i != SIZE_MAX) return;
+    if (i != SIZE_MAX)
+        return;
     if (w->known_len == w->known_cap) {
         size_t cap = w->known_cap ? 2 * w->known_cap : 16;
         char **grown = realloc(w->known, cap * sizeof *grown);
-        if (!grown) goto oom;
+        if (!grown)
+            goto oom;
         w->known = grown;
         w->known_cap = cap;
     }
     char *copy = strdup(name);
-    if (!copy) goto oom;
+    if (!copy)
+        goto oom;
     w->known[w->known_len++] = copy;
     return;
 oom:
@@ -124,12 +128,14 @@ static int name_list_add(struct name_list *l, const char *name)
     if (l->len == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
         char **grown = realloc(l->names, cap * sizeof *grown);
-        if (!grown) return -1;
+        if (!grown)
+            return -1;
         l->names = grown;
         l->cap = cap;
     }
     char *copy = strdup(name);
-    if (!copy) return -1;
+    if (!copy)
+        return -1;
     l->names[l->len++] = copy;
     return 0;
 }
@@ -165,7 +171,8 @@ static int list_candidates(struct plugin_watch *w, struct name_list *out)
             }
             break;
         }
-        if (!plugin_file_is_candidate(e->d_name)) continue;
+        if (!plugin_file_is_candidate(e->d_name))
+            continue;
         if (e->d_type == DT_DIR || (e->d_type == DT_UNKNOWN && is_directory(d, e->d_name)))
             continue;
         if (name_list_add(out, e->d_name) != 0) {
@@ -182,14 +189,16 @@ static int list_candidates(struct plugin_watch *w, struct name_list *out)
         name_list_free(out);
         return -1;
     }
-    if (out->len > 1) qsort(out->names, out->len, sizeof *out->names, compare_names);
+    if (out->len > 1)
+        qsort(out->names, out->len, sizeof *out->names, compare_names);
     return 0;
 }
 
 int plugin_watch_scan(struct plugin_watch *w)
 {
     struct name_list l;
-    if (list_candidates(w, &l) != 0) return -1;
+    if (list_candidates(w, &l) != 0)
+        return -1;
     /* Reports run on this private list, so fn may scan again. */
     for (size_t i = 0; i < l.len; i++)
         report(w, l.names[i], true);
@@ -215,7 +224,8 @@ static bool name_present(struct plugin_watch *w, const char *name)
 {
     int dir_fd = open(w->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd < 0) {
-        if (errno == ENOENT) return false; /* the folder went, and the file with it */
+        if (errno == ENOENT)
+            return false; /* the folder went, and the file with it */
         log_warning("cannot check %s/%s: %s; reporting it present", w->dir, name, strerror(errno));
         return true; /* let the consumer try it and log the real reason */
     }
@@ -248,10 +258,12 @@ static void touch(struct plugin_watch *w, const char *name)
 {
     ev_tstamp now = ev_now(w->loop);
     for (struct pending *p = w->pending; p; p = p->next) {
-        if (strcmp(p->name, name) != 0) continue;
+        if (strcmp(p->name, name) != 0)
+            continue;
         /* A name that never goes quiet is still reported, at the latest
          * PLUGIN_WATCH_DEBOUNCE_MAX_SECONDS after its burst began. */
-        if (now - p->first < PLUGIN_WATCH_DEBOUNCE_MAX_SECONDS) ev_timer_again(w->loop, &p->timer);
+        if (now - p->first < PLUGIN_WATCH_DEBOUNCE_MAX_SECONDS)
+            ev_timer_again(w->loop, &p->timer);
         return;
     }
     size_t len = strlen(name);
@@ -279,10 +291,12 @@ static void touch(struct plugin_watch *w, const char *name)
 static void rescan_after_overflow(struct plugin_watch *w)
 {
     struct name_list now;
-    if (list_candidates(w, &now) != 0) return;
+    if (list_candidates(w, &now) != 0)
+        return;
     for (size_t i = 0; i < w->known_len; i++) {
         const char *name = w->known[i];
-        if (!bsearch(&name, now.names, now.len, sizeof *now.names, compare_names)) touch(w, name);
+        if (!bsearch(&name, now.names, now.len, sizeof *now.names, compare_names))
+            touch(w, name);
     }
     for (size_t i = 0; i < now.len; i++)
         touch(w, now.names[i]);
@@ -293,7 +307,8 @@ static void rescan_after_overflow(struct plugin_watch *w)
 
 static void stop_io(struct plugin_watch *w)
 {
-    if (!w->io_active) return;
+    if (!w->io_active)
+        return;
     /* libev requires re-referencing an unref'd watcher before stopping it. */
     ev_ref(w->loop);
     ev_io_stop(w->loop, &w->io);
@@ -302,7 +317,8 @@ static void stop_io(struct plugin_watch *w)
 
 static void folder_gone(struct plugin_watch *w, uint32_t mask)
 {
-    if (w->gone) return;
+    if (w->gone)
+        return;
     w->gone = true;
     if (mask & IN_MOVE_SELF) {
         log_error("plugins folder %s was moved away; no further changes will be seen", w->dir);
@@ -322,13 +338,16 @@ static void handle_event(struct plugin_watch *w, const struct inotify_event *ev,
         *overflow = true;
         return;
     }
-    if (ev->wd != w->wd) return;
+    if (ev->wd != w->wd)
+        return;
     if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
         folder_gone(w, ev->mask);
         return;
     }
-    if (ev->len == 0 || (ev->mask & IN_ISDIR)) return;
-    if (!plugin_file_is_candidate(ev->name)) return;
+    if (ev->len == 0 || (ev->mask & IN_ISDIR))
+        return;
+    if (!plugin_file_is_candidate(ev->name))
+        return;
     touch(w, ev->name);
 }
 
@@ -342,22 +361,26 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
     for (int reads = 0; reads < MAX_READS_PER_WAKEUP && w->io_active; reads++) {
         ssize_t n = read(w->inotify_fd, buf, sizeof buf);
         if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
             log_error("plugins folder %s: reading inotify events failed: %s; no further "
                       "changes will be seen",
                       w->dir, strerror(errno));
             stop_io(w);
             break;
         }
-        if (n == 0) break;
+        if (n == 0)
+            break;
         size_t off = 0;
         while (off < (size_t)n && w->io_active) {
             size_t left = (size_t)n - off;
             /* Aligned: buf is, and the kernel pads each name so the next
              * event is too. The kernel never splits an event; checked anyway. */
             const struct inotify_event *ev = (const void *)(buf + off);
-            if (left < sizeof *ev || ev->len > left - sizeof *ev) break;
+            if (left < sizeof *ev || ev->len > left - sizeof *ev)
+                break;
             handle_event(w, ev, &overflow);
             off += sizeof *ev + ev->len;
         }
@@ -375,15 +398,18 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
 struct plugin_watch *plugin_watch_new(struct ev_loop *loop, const char *dir, plugin_watch_fn fn,
                                       void *ud, char *err, size_t errlen)
 {
-    if (err && errlen) err[0] = '\0';
+    if (err && errlen)
+        err[0] = '\0';
     if (!loop || !dir || !fn) {
-        if (err && errlen) snprintf(err, errlen, "cannot watch plugins folder: bad arguments");
+        if (err && errlen)
+            snprintf(err, errlen, "cannot watch plugins folder: bad arguments");
         return NULL;
     }
     struct plugin_watch *w = calloc(1, sizeof *w);
     char *dir_copy = strdup(dir);
     if (!w || !dir_copy) {
-        if (err && errlen) snprintf(err, errlen, "cannot watch %s: out of memory", dir);
+        if (err && errlen)
+            snprintf(err, errlen, "cannot watch %s: out of memory", dir);
         free(w);
         free(dir_copy);
         return NULL;
@@ -394,9 +420,11 @@ struct plugin_watch *plugin_watch_new(struct ev_loop *loop, const char *dir, plu
     w->dir = dir_copy;
     w->wd = -1;
     w->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (w->inotify_fd < 0) goto fail;
+    if (w->inotify_fd < 0)
+        goto fail;
     w->wd = inotify_add_watch(w->inotify_fd, dir, WATCH_MASK);
-    if (w->wd < 0) goto fail;
+    if (w->wd < 0)
+        goto fail;
 
     ev_io_init(&w->io, io_cb, w->inotify_fd, EV_READ);
     w->io.data = w;
@@ -405,9 +433,11 @@ struct plugin_watch *plugin_watch_new(struct ev_loop *loop, const char *dir, plu
     w->io_active = true;
     return w;
 fail:
-    if (err && errlen) snprintf(err, errlen, "cannot watch %s: %s", dir, strerror(errno));
+    if (err && errlen)
+        snprintf(err, errlen, "cannot watch %s: %s", dir, strerror(errno));
     /* Opened for nothing but this watch; a close error is moot. */
-    if (w->inotify_fd >= 0) close(w->inotify_fd);
+    if (w->inotify_fd >= 0)
+        close(w->inotify_fd);
     free(w->dir);
     free(w);
     return NULL;
@@ -415,7 +445,8 @@ fail:
 
 void plugin_watch_free(struct plugin_watch *w)
 {
-    if (!w) return;
+    if (!w)
+        return;
     stop_io(w);
     while (w->pending) {
         struct pending *p = w->pending;

@@ -100,7 +100,8 @@ static struct route_table *build_table(struct generation *skip, struct generatio
     t->refs = 1;
     for (struct generation *g = P.active;; g = g->next) {
         struct generation *cur = g ? g : add;
-        if (!cur) break;
+        if (!cur)
+            break;
         if (cur != skip) {
             for (size_t i = 0; i < cur->nroutes; i++) {
                 struct route_entry *re = &cur->routes[i];
@@ -112,7 +113,8 @@ static struct route_table *build_table(struct generation *skip, struct generatio
                 }
             }
         }
-        if (!g) break;
+        if (!g)
+            break;
     }
     return t;
 }
@@ -182,11 +184,16 @@ static void unlink_retired(struct generation *g)
 
 void generation_release(struct generation *g)
 {
-    if (--g->refs > 0) return;
+    if (--g->refs > 0)
+        return;
     /* The last request, continuation and background task on this code has
      * finished: run its lifespan shutdown, then unmap it. */
-    if (g->desc.shutdown) g->desc.shutdown(g->state);
-    if (P.w) ev_timer_stop(P.w->loop, &g->drain_timer);
+    if (g->desc.shutdown)
+        g->desc.shutdown(g->state);
+    if (g->retired && ev_is_active(&g->drain_timer)) {
+        ev_ref(P.w->loop); /* balances the unref in retire() */
+        ev_timer_stop(P.w->loop, &g->drain_timer);
+    }
     unlink_retired(g);
     if (dlclose(g->dl) != 0)
         log_warning("plugin %s: dlclose of generation %u failed: %s", g->file, g->id, dlerror());
@@ -221,16 +228,20 @@ static void retire(struct generation *g)
 static struct generation **find_active(const char *file)
 {
     for (struct generation **pp = &P.active; *pp; pp = &(*pp)->next)
-        if (strcmp((*pp)->file, file) == 0) return pp;
+        if (strcmp((*pp)->file, file) == 0)
+            return pp;
     return NULL;
 }
 
 static bool valid_method(const char *m)
 {
-    if (!m || !*m) return false;
-    if (strcmp(m, "*") == 0) return true;
+    if (!m || !*m)
+        return false;
+    if (strcmp(m, "*") == 0)
+        return true;
     for (const char *p = m; *p; p++)
-        if (*p < 'A' || *p > 'Z') return false;
+        if (*p < 'A' || *p > 'Z')
+            return false;
     return strlen(m) <= 16;
 }
 
@@ -330,14 +341,16 @@ static void load_file(const char *name, int tries)
         return;
     }
     if (rc < 0) {
-        if (errno == ENOENT && !find_active(name)) return; /* gone before we got to it */
+        if (errno == ENOENT && !find_active(name))
+            return; /* gone before we got to it */
         plugin_log_refusal(path, why);
         return;
     }
     struct generation *g = calloc(1, sizeof *g);
     if (!g || !(g->file = strdup(name)) || !(g->path = strdup(path))) {
         unlink(copy);
-        if (g) generation_free(g);
+        if (g)
+            generation_free(g);
         plugin_log_refusal(path, "out of memory");
         return;
     }
@@ -390,12 +403,14 @@ static void load_file(const char *name, int tries)
         snprintf(why, sizeof why, "descriptor has no valid name");
         goto refuse;
     }
-    if (copy_routes(g, why, sizeof why) < 0) goto refuse;
+    if (copy_routes(g, why, sizeof why) < 0)
+        goto refuse;
 
     struct generation **slot = find_active(name);
     struct generation *old = slot ? *slot : NULL;
     struct route_table *t = build_table(old, g, why, sizeof why);
-    if (!t) goto refuse;
+    if (!t)
+        goto refuse;
     if (g->desc.startup) {
         char err[512] = "";
         int src = g->desc.startup(&g->state, err, sizeof err);
@@ -429,7 +444,8 @@ static void load_file(const char *name, int tries)
 
 refuse:
     plugin_log_refusal(path, why);
-    if (g->dl) dlclose(g->dl);
+    if (g->dl)
+        dlclose(g->dl);
     generation_free(g);
 }
 
@@ -458,7 +474,8 @@ static void schedule_retry(const char *name, int tries)
         return;
     }
     for (size_t i = 0; i < P.nretries; i++)
-        if (strcmp(P.retries[i].name, name) == 0) return;
+        if (strcmp(P.retries[i].name, name) == 0)
+            return;
     if (P.nretries == MAX_RETRIES_PENDING) {
         log_error("plugin %s/%s refused: too many files changing at once", P.w->cfg->plugins_dir,
                   name);
@@ -478,7 +495,8 @@ static void schedule_retry(const char *name, int tries)
 static void unload_file(const char *name)
 {
     struct generation **slot = find_active(name);
-    if (!slot) return;
+    if (!slot)
+        return;
     struct generation *g = *slot;
     char why[512];
     struct route_table *t = build_table(g, NULL, why, sizeof why);
@@ -508,13 +526,15 @@ int plugins_init(struct worker *w)
     P.w = w;
     ev_init(&P.retry_timer, on_retry);
     P.table = build_table(NULL, NULL, (char[128]){0}, 128);
-    if (!P.table) return -1;
+    if (!P.table)
+        return -1;
     char err[512];
     P.watch =
         plugin_watch_new(w->loop, w->cfg->plugins_dir, on_folder_change, NULL, err, sizeof err);
     if (!P.watch) {
         /* Serving without plugins beats not serving: say so once. */
-        if (w->index == 0) log_warning("%s; serving without plugins", err);
+        if (w->index == 0)
+            log_warning("%s; serving without plugins", err);
         return 0;
     }
     plugin_watch_scan(P.watch);
@@ -524,7 +544,8 @@ int plugins_init(struct worker *w)
 void plugins_shutdown(struct worker *w)
 {
     (void)w;
-    if (!P.w) return;
+    if (!P.w)
+        return;
     plugin_watch_free(P.watch);
     P.watch = NULL;
     ev_timer_stop(P.w->loop, &P.retry_timer);
@@ -541,9 +562,11 @@ void plugins_shutdown(struct worker *w)
 bool plugins_busy(void)
 {
     for (struct generation *g = P.retired; g; g = g->next)
-        if (g->inflight > 0) return true;
+        if (g->inflight > 0)
+            return true;
     for (struct generation *g = P.active; g; g = g->next)
-        if (g->inflight > 0) return true;
+        if (g->inflight > 0)
+            return true;
     return false;
 }
 
@@ -551,7 +574,8 @@ bool plugins_busy(void)
 
 static int json_str(struct buf *b, const char *s)
 {
-    if (buf_append(b, "\"", 1) < 0) return -1;
+    if (buf_append(b, "\"", 1) < 0)
+        return -1;
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
         char esc[8];
         int n;
@@ -561,7 +585,8 @@ static int json_str(struct buf *b, const char *s)
             n = snprintf(esc, sizeof esc, "\\u%04x", *p);
         else
             n = snprintf(esc, sizeof esc, "%c", *p);
-        if (buf_append(b, esc, (size_t)n) < 0) return -1;
+        if (buf_append(b, esc, (size_t)n) < 0)
+            return -1;
     }
     return buf_append(b, "\"", 1);
 }
@@ -569,7 +594,8 @@ static int json_str(struct buf *b, const char *s)
 static int status_generation(struct buf *b, const struct generation *g, bool *first)
 {
     char num[160];
-    if (!*first && buf_append(b, ",", 1) < 0) return -1;
+    if (!*first && buf_append(b, ",", 1) < 0)
+        return -1;
     *first = false;
     if (buf_append_str(b, "{\"file\":") < 0 || json_str(b, g->file) < 0 ||
         buf_append_str(b, ",\"name\":") < 0 || json_str(b, generation_name(g)) < 0 ||
@@ -599,11 +625,14 @@ int plugins_status_json(struct buf *b)
     char head[128];
     snprintf(head, sizeof head, "{\"worker\":%d,\"pid\":%d,\"plugins\":[", P.w ? P.w->index : -1,
              (int)getpid());
-    if (buf_append_str(b, head) < 0) return -1;
+    if (buf_append_str(b, head) < 0)
+        return -1;
     bool first = true;
     for (struct generation *g = P.active; g; g = g->next)
-        if (status_generation(b, g, &first) < 0) return -1;
+        if (status_generation(b, g, &first) < 0)
+            return -1;
     for (struct generation *g = P.retired; g; g = g->next)
-        if (status_generation(b, g, &first) < 0) return -1;
+        if (status_generation(b, g, &first) < 0)
+            return -1;
     return buf_append_str(b, "]}");
 }

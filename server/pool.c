@@ -75,10 +75,12 @@ static void *worker_main(void *arg)
             check_pthread(pthread_cond_wait(&p->wake, &p->lock), "pthread_cond_wait");
             p->idle--;
         }
-        if (!p->head) break; /* stopping and nothing left to run */
+        if (!p->head)
+            break; /* stopping and nothing left to run */
         struct pool_job *job = p->head;
         p->head = job->next;
-        if (!p->head) p->tail = &p->head;
+        if (!p->head)
+            p->tail = &p->head;
         p->queued--;
         p->busy++;
         unlock(p);
@@ -106,18 +108,22 @@ static int start_thread(struct pool *p)
     sigset_t all, saved;
 
     int rc = pthread_attr_init(&attr);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     rc = pthread_attr_setstacksize(&attr, POOL_STACK_SIZE);
-    if (rc == 0 && sigfillset(&all) != 0) rc = errno;
+    if (rc == 0 && sigfillset(&all) != 0)
+        rc = errno;
     /* The new thread inherits the creator's mask: block everything around
      * pthread_create so signals only ever reach the loop thread. */
-    if (rc == 0) rc = pthread_sigmask(SIG_SETMASK, &all, &saved);
+    if (rc == 0)
+        rc = pthread_sigmask(SIG_SETMASK, &all, &saved);
     if (rc == 0) {
         rc = pthread_create(&p->tids[p->threads], &attr, worker_main, p);
         /* Leaving the loop thread with every signal blocked is not
          * recoverable. */
         check_pthread(pthread_sigmask(SIG_SETMASK, &saved, NULL), "pthread_sigmask");
-        if (rc == 0) p->threads++;
+        if (rc == 0)
+            p->threads++;
     }
     check_pthread(pthread_attr_destroy(&attr), "pthread_attr_destroy");
     return rc;
@@ -130,12 +136,15 @@ struct pool *pool_new(struct mailbox *mb, unsigned max_threads)
         return NULL;
     }
     struct pool *p = calloc(1, sizeof(*p));
-    if (!p) return NULL;
+    if (!p)
+        return NULL;
     int rc = ENOMEM;
     p->tids = calloc(max_threads, sizeof(*p->tids));
-    if (!p->tids) goto fail;
+    if (!p->tids)
+        goto fail;
     rc = pthread_mutex_init(&p->lock, NULL);
-    if (rc != 0) goto fail;
+    if (rc != 0)
+        goto fail;
     rc = pthread_cond_init(&p->wake, NULL);
     if (rc != 0) {
         check_pthread(pthread_mutex_destroy(&p->lock), "pthread_mutex_destroy");
@@ -176,7 +185,8 @@ int pool_submit(struct pool *p, struct pool_job *job)
     *p->tail = job;
     p->tail = &job->next;
     p->queued++;
-    if (p->idle > 0) check_pthread(pthread_cond_signal(&p->wake), "pthread_cond_signal");
+    if (p->idle > 0)
+        check_pthread(pthread_cond_signal(&p->wake), "pthread_cond_signal");
     unlock(p);
     return 0;
 }
@@ -209,7 +219,8 @@ unsigned pool_queued(const struct pool *p)
 
 void pool_free(struct pool *p)
 {
-    if (!p) return;
+    if (!p)
+        return;
     lock(p);
     p->stopping = 1;
     /* Threads drain the queue before they notice stopping, so queued jobs

@@ -35,7 +35,8 @@ struct request *request_alloc(struct worker *w, struct conn *c)
         w->nfree_requests--;
     } else {
         r = calloc(1, sizeof *r);
-        if (!r) return NULL;
+        if (!r)
+            return NULL;
     }
     /* Keep the storage of recycled buffers; reset everything else. */
     struct h1_head head = r->head;
@@ -66,7 +67,8 @@ struct request *request_alloc(struct worker *w, struct conn *c)
 
 static void shrink(struct buf *b)
 {
-    if (b->cap > KEEP_BUFFER_MAX) buf_free(b);
+    if (b->cap > KEEP_BUFFER_MAX)
+        buf_free(b);
 }
 
 void request_retain(struct request *r)
@@ -76,7 +78,8 @@ void request_retain(struct request *r)
 
 void request_release(struct request *r)
 {
-    if (--r->refs > 0) return;
+    if (--r->refs > 0)
+        return;
     struct worker *w = r->w;
     if (w->nfree_requests < FREE_REQUESTS_MAX) {
         shrink(&r->head.store);
@@ -104,13 +107,15 @@ static void run_events(struct defer *d)
         r->pending_disconnect = false;
         request_event_fn fn = r->disconnect_fn;
         r->disconnect_fn = NULL;
-        if (fn) fn(r, r->disconnect_ud);
+        if (fn)
+            fn(r, r->disconnect_ud);
     }
     if (r->pending_drain) {
         r->pending_drain = false;
         request_event_fn fn = r->drain_fn;
         r->drain_fn = NULL;
-        if (fn) fn(r, r->drain_ud);
+        if (fn)
+            fn(r, r->drain_ud);
     }
     request_release(r);
 }
@@ -173,7 +178,8 @@ void request_on_drain(struct request *r, request_event_fn fn, void *ud)
 {
     r->drain_fn = fn;
     r->drain_ud = ud;
-    if (fn && (request_writable(r) || !r->conn)) request_drained(r);
+    if (fn && (request_writable(r) || !r->conn))
+        request_drained(r);
 }
 
 /* ---- request body ---- */
@@ -243,19 +249,23 @@ static void maybe_continue(struct request *r)
         r->resp != RESP_NONE)
         return;
     static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    if (conn_request_output(c, r, line, sizeof line - 1) == 0) r->sent_continue = true;
+    if (conn_request_output(c, r, line, sizeof line - 1) == 0)
+        r->sent_continue = true;
 }
 
 static int start_body(struct request *r, enum body_mode mode, request_body_fn fn, void *ud)
 {
-    if (r->body_fn) return -EBUSY;
-    if (r->body_mode == BODY_DISCARD) return -EPIPE;
+    if (r->body_fn)
+        return -EBUSY;
+    if (r->body_mode == BODY_DISCARD)
+        return -EPIPE;
     r->body_mode = mode;
     r->body_fn = fn;
     r->body_ud = ud;
     maybe_continue(r);
     request_body_arrived(r);
-    if (r->conn) conn_body_consumed(r->conn); /* reading may have paused for us */
+    if (r->conn)
+        conn_body_consumed(r->conn); /* reading may have paused for us */
     return 0;
 }
 
@@ -278,10 +288,12 @@ static bool name_is(const struct resp_header *h, const char *name, size_t len)
 
 static int parse_length(const char *s, size_t n, int64_t *out)
 {
-    if (n == 0 || n > 18) return -1;
+    if (n == 0 || n > 18)
+        return -1;
     int64_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
         v = v * 10 + (s[i] - '0');
     }
     *out = v;
@@ -302,9 +314,12 @@ int request_start(struct request *r, int status, const struct resp_header *heade
     struct conn *c = r->conn;
     struct worker *w = r->w;
     const struct config *cfg = w->cfg;
-    if (r->resp != RESP_NONE) return -EALREADY;
-    if (!c) return -EPIPE;
-    if (status < 200 || status > 999) return -EINVAL;
+    if (r->resp != RESP_NONE)
+        return -EALREADY;
+    if (!c)
+        return -EPIPE;
+    if (status < 200 || status > 999)
+        return -EINVAL;
 
     bool have_server = false, have_date = false;
     size_t need = 128 + w->default_headers_len;
@@ -316,10 +331,13 @@ int request_start(struct request *r, int status, const struct resp_header *heade
         need += h->name_len + h->value_len + 4;
         if (name_is(h, "content-length", 14)) {
             int64_t v;
-            if (parse_length(h->value, h->value_len, &v) < 0) return -EINVAL;
-            if (content_length < 0) content_length = v;
+            if (parse_length(h->value, h->value_len, &v) < 0)
+                return -EINVAL;
+            if (content_length < 0)
+                content_length = v;
         } else if (name_is(h, "connection", 10)) {
-            if (h->value_len >= 5 && strcasestr(h->value, "close")) r->keep_alive = false;
+            if (h->value_len >= 5 && strcasestr(h->value, "close"))
+                r->keep_alive = false;
         } else if (name_is(h, "server", 6)) {
             have_server = true;
         } else if (name_is(h, "date", 4)) {
@@ -348,7 +366,8 @@ int request_start(struct request *r, int status, const struct resp_header *heade
 
     struct buf *out = conn_output_for(c, r);
     char *start = buf_reserve(out, need);
-    if (!start) return -ENOMEM;
+    if (!start)
+        return -ENOMEM;
     char *p = PUT_LIT(start, "HTTP/1.1 ");
     *p++ = (char)('0' + status / 100);
     *p++ = (char)('0' + status / 10 % 10);
@@ -357,7 +376,8 @@ int request_start(struct request *r, int status, const struct resp_header *heade
     const char *reason = http_reason(status);
     p = put(p, reason, strlen(reason));
     p = PUT_LIT(p, "\r\n");
-    if (cfg->server_header && !have_server) p = PUT_LIT(p, "server: evicorn\r\n");
+    if (cfg->server_header && !have_server)
+        p = PUT_LIT(p, "server: evicorn\r\n");
     if (cfg->date_header && !have_date) {
         p = PUT_LIT(p, "date: ");
         p = put(p, http_date((time_t)ev_now(w->loop)), 29);
@@ -395,12 +415,16 @@ int request_start(struct request *r, int status, const struct resp_header *heade
 
 int request_send(struct request *r, const void *data, size_t len, bool more)
 {
-    if (r->resp == RESP_NONE) return -EINVAL;
-    if (r->resp == RESP_DONE) return -EALREADY;
+    if (r->resp == RESP_NONE)
+        return -EINVAL;
+    if (r->resp == RESP_DONE)
+        return -EALREADY;
     struct conn *c = r->conn;
-    if (!c) return -EPIPE;
+    if (!c)
+        return -EPIPE;
     if (r->framing == FRAME_LENGTH) {
-        if (len > r->resp_remaining) return -EINVAL; /* more than the Content-Length promised */
+        if (len > r->resp_remaining)
+            return -EINVAL; /* more than the Content-Length promised */
         r->resp_remaining -= len;
     }
     bool write_body = !r->is_head && r->framing != FRAME_NONE;
@@ -408,7 +432,8 @@ int request_send(struct request *r, const void *data, size_t len, bool more)
         struct buf *out = conn_output_for(c, r);
         if (r->framing == FRAME_CHUNKED) {
             char *p = buf_reserve(out, len + 24);
-            if (!p) return -ENOMEM;
+            if (!p)
+                return -ENOMEM;
             static const char hex[] = "0123456789abcdef";
             char tmp[16];
             size_t k = 0;
@@ -435,7 +460,8 @@ int request_send(struct request *r, const void *data, size_t len, bool more)
             log_warning("%s: response shorter than its Content-Length; closing", r->client);
             r->keep_alive = false;
         }
-        if (r->framing == FRAME_CLOSE) r->keep_alive = false;
+        if (r->framing == FRAME_CLOSE)
+            r->keep_alive = false;
         request_complete(r);
     }
     return 0;
@@ -445,7 +471,8 @@ int request_respond(struct request *r, int status, const struct resp_header *hea
                     const void *body, size_t len)
 {
     int rc = request_start(r, status, headers, n, (int64_t)len);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     return request_send(r, body, len, false);
 }
 
@@ -485,12 +512,14 @@ static void request_complete(struct request *r)
             log_access(r->client, "-", 1, "-", 1, 1, r->status);
     }
     worker_request_served(w);
-    if (r->conn) conn_response_done(r->conn, r);
+    if (r->conn)
+        conn_response_done(r->conn, r);
 }
 
 void request_finish(struct request *r, const char *route)
 {
-    if (r->handler_done) return;
+    if (r->handler_done)
+        return;
     r->handler_done = true;
     r->w->inflight--;
     const char *what = route ? route : "handler";
@@ -511,9 +540,11 @@ void request_finish(struct request *r, const char *route)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= '0' && c <= '9')
+        return c - '0';
     c = (char)(c | 0x20);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
     return -1;
 }
 
@@ -522,8 +553,10 @@ static bool peer_trusted(const struct request *r)
 {
     const char *allow = r->w->cfg->forwarded_allow_ips;
     const struct conn *c = r->conn;
-    if (strcmp(allow, "*") == 0) return true;
-    if (c->unix_socket) return false;
+    if (strcmp(allow, "*") == 0)
+        return true;
+    if (c->unix_socket)
+        return false;
     size_t n = c->peer_ip_len;
     for (const char *p = allow; *p;) {
         while (*p == ' ' || *p == ',')
@@ -531,7 +564,8 @@ static bool peer_trusted(const struct request *r)
         const char *e = p;
         while (*e && *e != ',' && *e != ' ')
             e++;
-        if ((size_t)(e - p) == n && memcmp(p, c->peer, n) == 0) return true;
+        if ((size_t)(e - p) == n && memcmp(p, c->peer, n) == 0)
+            return true;
         p = e;
     }
     return false;
@@ -572,13 +606,15 @@ int request_prepare(struct request *r)
     if (n > 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
         const char *s = memchr(t + 7, '/', n - 7);
         const char *q = memchr(t + 7, '?', n - 7);
-        if (q && (!s || q < s)) s = q;
+        if (q && (!s || q < s))
+            s = q;
         size_t skip = s ? (size_t)(s - t) : n;
         t += skip;
         n -= skip;
     }
     const char *hash = memchr(t, '#', n);
-    if (hash) n = (size_t)(hash - t);
+    if (hash)
+        n = (size_t)(hash - t);
     const char *q = memchr(t, '?', n);
     r->raw_path = t;
     r->raw_path_len = q ? (size_t)(q - t) : n;
@@ -588,14 +624,16 @@ int request_prepare(struct request *r)
         r->raw_path = "/";
         r->raw_path_len = 1;
     }
-    if (r->raw_path[0] != '/' && !(r->raw_path_len == 1 && r->raw_path[0] == '*')) return -1;
+    if (r->raw_path[0] != '/' && !(r->raw_path_len == 1 && r->raw_path[0] == '*'))
+        return -1;
 
     r->path = r->raw_path;
     r->path_len = r->raw_path_len;
     if (memchr(r->raw_path, '%', r->raw_path_len)) {
         buf_clear(&r->path_buf);
         char *d = buf_reserve(&r->path_buf, r->raw_path_len);
-        if (!d) return -1;
+        if (!d)
+            return -1;
         size_t k = 0;
         for (size_t i = 0; i < r->raw_path_len; i++) {
             char ch = r->raw_path[i];
@@ -603,7 +641,8 @@ int request_prepare(struct request *r)
             if (ch == '%' && i + 2 < r->raw_path_len && (hi = hexval(r->raw_path[i + 1])) >= 0 &&
                 (lo = hexval(r->raw_path[i + 2])) >= 0) {
                 ch = (char)(hi << 4 | lo);
-                if (ch == '\0') return -1; /* a NUL would truncate the path for C code */
+                if (ch == '\0')
+                    return -1; /* a NUL would truncate the path for C code */
                 i += 2;
             }
             d[k++] = ch;
@@ -612,7 +651,8 @@ int request_prepare(struct request *r)
         r->path = buf_start(&r->path_buf);
         r->path_len = k;
     }
-    if (r->w->cfg->proxy_headers && r->conn && peer_trusted(r)) apply_proxy_headers(r);
+    if (r->w->cfg->proxy_headers && r->conn && peer_trusted(r))
+        apply_proxy_headers(r);
     return 0;
 }
 
@@ -673,7 +713,8 @@ void request_header_at(const struct request *r, size_t i, const char **name, siz
 const char *request_header(const struct request *r, const char *name, size_t *len)
 {
     int i = h1_head_find(&r->head, name, strlen(name));
-    if (i < 0) return NULL;
+    if (i < 0)
+        return NULL;
     *len = r->head.headers[i].value_len;
     return h1_header_value(&r->head, (uint32_t)i);
 }

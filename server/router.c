@@ -76,7 +76,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (!err || errlen == 0) return;
+    if (!err || errlen == 0)
+        return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
@@ -89,7 +90,8 @@ static int bad_pattern(char *err, size_t errlen, const char *pattern, const char
 
 static int bad_pattern(char *err, size_t errlen, const char *pattern, const char *fmt, ...)
 {
-    if (!err || errlen == 0) return -1;
+    if (!err || errlen == 0)
+        return -1;
     int n = snprintf(err, errlen, "invalid route pattern '%s': ", pattern);
     if (n >= 0 && (size_t)n < errlen) {
         va_list ap;
@@ -114,9 +116,11 @@ static bool is_digit(char c)
 
 static bool is_ident(const char *s, size_t len)
 {
-    if (len == 0 || !is_ident_start(s[0])) return false;
+    if (len == 0 || !is_ident_start(s[0]))
+        return false;
     for (size_t i = 1; i < len; i++)
-        if (!is_ident_start(s[i]) && !is_digit(s[i])) return false;
+        if (!is_ident_start(s[i]) && !is_digit(s[i]))
+            return false;
     return true;
 }
 
@@ -124,11 +128,14 @@ static bool is_ident(const char *s, size_t len)
  * clients send, so it is rejected rather than silently dead. */
 static bool is_method(const char *m)
 {
-    if (!*m) return false;
+    if (!*m)
+        return false;
     for (const char *p = m; *p; p++) {
         char c = *p;
-        if ((c >= 'A' && c <= 'Z') || is_digit(c)) continue;
-        if (!strchr("!#$%&'*+-.^_`|~", c)) return false;
+        if ((c >= 'A' && c <= 'Z') || is_digit(c))
+            continue;
+        if (!strchr("!#$%&'*+-.^_`|~", c))
+            return false;
     }
     return true;
 }
@@ -136,7 +143,8 @@ static bool is_method(const char *m)
 static bool has_control(const char *s)
 {
     for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
     return false;
 }
 
@@ -145,7 +153,8 @@ static int parse_param(const char *pattern, const char *s, size_t len, struct se
                        size_t errlen)
 {
     const char *close = memchr(s, '}', len);
-    if (!close) return bad_pattern(err, errlen, pattern, "unclosed '{'");
+    if (!close)
+        return bad_pattern(err, errlen, pattern, "unclosed '{'");
     if (close != s + len - 1)
         return bad_pattern(err, errlen, pattern,
                            "a parameter must fill a whole segment, found '%.*s'", (int)len, s);
@@ -163,7 +172,8 @@ static int parse_param(const char *pattern, const char *s, size_t len, struct se
     out->text = name;
     out->len = name_len;
     out->type = ROUTER_PARAM_STR;
-    if (!colon) return 0;
+    if (!colon)
+        return 0;
     const char *type = colon + 1;
     size_t type_len = (size_t)(close - type);
     for (int t = 0; t < NTYPES; t++) {
@@ -189,7 +199,8 @@ static int parse_pattern(const char *pattern, struct seg *segs, size_t *nsegs, s
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
         struct seg *sg = &segs[n];
         if (len > 0 && p[0] == '{') {
-            if (parse_param(pattern, p, len, sg, err, errlen) < 0) return -1;
+            if (parse_param(pattern, p, len, sg, err, errlen) < 0)
+                return -1;
             for (size_t i = 0; i < n; i++)
                 if (!segs[i].is_static && segs[i].len == sg->len &&
                     memcmp(segs[i].text, sg->text, sg->len) == 0)
@@ -210,15 +221,18 @@ static int parse_pattern(const char *pattern, struct seg *segs, size_t *nsegs, s
                                    "a parameter must fill a whole segment, found '%.*s'", (int)len,
                                    p);
             }
-            if (memchr(p, '}', len)) return bad_pattern(err, errlen, pattern, "unmatched '}'");
+            if (memchr(p, '}', len))
+                return bad_pattern(err, errlen, pattern, "unmatched '}'");
             /* Only the last segment may be empty: that is the trailing slash. */
-            if (len == 0 && slash) return bad_pattern(err, errlen, pattern, "empty segment ('//')");
+            if (len == 0 && slash)
+                return bad_pattern(err, errlen, pattern, "empty segment ('//')");
             sg->is_static = true;
             sg->text = p;
             sg->len = len;
         }
         n++;
-        if (!slash) break;
+        if (!slash)
+            break;
         p = slash + 1;
     }
     *nsegs = n;
@@ -231,7 +245,8 @@ static int parse_pattern(const char *pattern, struct seg *segs, size_t *nsegs, s
 static struct node *node_new(const char *label, size_t len)
 {
     struct node *n = calloc(1, sizeof(*n) + len + 1);
-    if (!n) return NULL;
+    if (!n)
+        return NULL;
     memcpy(n->label, label, len);
     n->label[len] = '\0';
     n->label_len = len;
@@ -240,7 +255,8 @@ static struct node *node_new(const char *label, size_t len)
 
 static void node_free(struct node *n)
 {
-    if (!n) return;
+    if (!n)
+        return;
     for (size_t i = 0; i < n->nstatics; i++)
         node_free(n->statics[i].child);
     for (int t = 0; t < NTYPES; t++)
@@ -253,7 +269,8 @@ static void node_free(struct node *n)
 
 static int label_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-    if (alen != blen) return alen < blen ? -1 : 1;
+    if (alen != blen)
+        return alen < blen ? -1 : 1;
     return memcmp(a, b, alen);
 }
 
@@ -281,31 +298,38 @@ static size_t static_search(const struct node *n, const char *s, size_t len, boo
  * memory, in which case arr is untouched and still owned by the caller. */
 static void *grow(void *arr, size_t *cap, size_t need, size_t elem)
 {
-    if (need <= *cap) return arr;
+    if (need <= *cap)
+        return arr;
     size_t ncap = *cap ? *cap : 4;
     while (ncap < need) {
-        if (ncap > SIZE_MAX / 2 / elem) return NULL;
+        if (ncap > SIZE_MAX / 2 / elem)
+            return NULL;
         ncap *= 2;
     }
     void *p = realloc(arr, ncap * elem);
-    if (p) *cap = ncap;
+    if (p)
+        *cap = ncap;
     return p;
 }
 
 static struct node *child_for(struct node *n, const struct seg *sg)
 {
     if (!sg->is_static) {
-        if (!n->param[sg->type]) n->param[sg->type] = node_new("", 0);
+        if (!n->param[sg->type])
+            n->param[sg->type] = node_new("", 0);
         return n->param[sg->type];
     }
     bool found;
     size_t i = static_search(n, sg->text, sg->len, &found);
-    if (found) return n->statics[i].child;
+    if (found)
+        return n->statics[i].child;
     struct edge *e = grow(n->statics, &n->capstatics, n->nstatics + 1, sizeof(*e));
-    if (!e) return NULL;
+    if (!e)
+        return NULL;
     n->statics = e;
     struct node *c = node_new(sg->text, sg->len);
-    if (!c) return NULL;
+    if (!c)
+        return NULL;
     memmove(&n->statics[i + 1], &n->statics[i], (n->nstatics - i) * sizeof(*n->statics));
     n->statics[i] = (struct edge){c->label, c->label_len, c};
     n->nstatics++;
@@ -322,20 +346,24 @@ static char *build_allow(const struct node *n, const char *extra)
 {
     size_t cap = n->nroutes + 2;
     const char **ms = malloc(cap * sizeof(*ms));
-    if (!ms) return NULL;
+    if (!ms)
+        return NULL;
     size_t k = 0;
     bool get = false;
     for (size_t i = 0; i <= n->nroutes; i++) {
         const char *m = i < n->nroutes ? n->routes[i]->method : extra;
-        if (strcmp(m, "*") == 0) continue;
+        if (strcmp(m, "*") == 0)
+            continue;
         ms[k++] = m;
         get = get || strcmp(m, "GET") == 0;
     }
-    if (get) ms[k++] = "HEAD";
+    if (get)
+        ms[k++] = "HEAD";
     qsort(ms, k, sizeof(*ms), cmp_str_ptr);
     size_t total = 1, u = 0;
     for (size_t i = 0; i < k; i++) {
-        if (u > 0 && strcmp(ms[u - 1], ms[i]) == 0) continue;
+        if (u > 0 && strcmp(ms[u - 1], ms[i]) == 0)
+            continue;
         ms[u++] = ms[i];
         total += strlen(ms[i]) + 2;
     }
@@ -364,9 +392,11 @@ static struct route *route_new(const char *method, const char *pattern, void *ta
     size_t mlen = strlen(method), plen = strlen(pattern);
     size_t size = sizeof(struct route) + nparams * sizeof(struct route_param) + mlen + plen + 2;
     for (size_t i = 0; i < nsegs; i++)
-        if (!segs[i].is_static) size += segs[i].len + 1;
+        if (!segs[i].is_static)
+            size += segs[i].len + 1;
     struct route *rt = malloc(size);
-    if (!rt) return NULL;
+    if (!rt)
+        return NULL;
     char *w = (char *)&rt->params[nparams];
     memcpy(w, method, mlen + 1);
     rt->method = w;
@@ -379,7 +409,8 @@ static struct route *route_new(const char *method, const char *pattern, void *ta
     rt->nparams = nparams;
     size_t k = 0;
     for (size_t i = 0; i < nsegs; i++) {
-        if (segs[i].is_static) continue;
+        if (segs[i].is_static)
+            continue;
         memcpy(w, segs[i].text, segs[i].len);
         w[segs[i].len] = '\0';
         rt->params[k++] = (struct route_param){w, segs[i].len, segs[i].type};
@@ -393,7 +424,8 @@ static struct route *route_new(const char *method, const char *pattern, void *ta
 struct router *router_new(void)
 {
     struct router *r = calloc(1, sizeof(*r));
-    if (!r) return NULL;
+    if (!r)
+        return NULL;
     r->root = node_new("", 0);
     if (!r->root) {
         free(r);
@@ -404,7 +436,8 @@ struct router *router_new(void)
 
 void router_free(struct router *r)
 {
-    if (!r) return;
+    if (!r)
+        return;
     node_free(r->root);
     for (size_t i = 0; i < r->nroutes; i++)
         free(r->routes[i]);
@@ -432,7 +465,8 @@ int router_add(struct router *r, const char *method, const char *pattern, void *
         set_err(err, errlen, "invalid route pattern: contains a control character");
         return -1;
     }
-    if (pattern[0] != '/') return bad_pattern(err, errlen, pattern, "must start with '/'");
+    if (pattern[0] != '/')
+        return bad_pattern(err, errlen, pattern, "must start with '/'");
 
     size_t maxsegs = 0;
     for (const char *p = pattern; *p; p++)
@@ -456,7 +490,8 @@ int router_add(struct router *r, const char *method, const char *pattern, void *
     struct node *n = r->root;
     for (size_t i = 0; i < nsegs && n; i++)
         n = child_for(n, &segs[i]);
-    if (!n) goto oom;
+    if (!n)
+        goto oom;
     bool wild = strcmp(method, "*") == 0;
     for (size_t i = 0; i < n->nroutes; i++) {
         const struct route *o = n->routes[i];
@@ -467,14 +502,17 @@ int router_add(struct router *r, const char *method, const char *pattern, void *
         }
     }
     struct route **nr = grow(n->routes, &n->caproutes, n->nroutes + 1, sizeof(*nr));
-    if (!nr) goto oom;
+    if (!nr)
+        goto oom;
     n->routes = nr;
     struct route **rr = grow(r->routes, &r->caproutes, r->nroutes + 1, sizeof(*rr));
-    if (!rr) goto oom;
+    if (!rr)
+        goto oom;
     r->routes = rr;
     allow = build_allow(n, method);
     rt = route_new(method, pattern, target, segs, nsegs, nparams);
-    if (!allow || !rt) goto oom;
+    if (!allow || !rt)
+        goto oom;
 
     free(n->allow);
     n->allow = allow;
@@ -511,15 +549,20 @@ enum { NUM_INT = 1, NUM_FLOAT = 2 };
 static int classify_number(const char *s, size_t len)
 {
     size_t i = 0;
-    if (i < len && s[i] == '-') i++;
+    if (i < len && s[i] == '-')
+        i++;
     size_t digits = i;
     while (i < len && is_digit(s[i]))
         i++;
-    if (i == digits) return 0;
-    if (i == len) return NUM_INT | NUM_FLOAT;
-    if (s[i] != '.') return 0;
+    if (i == digits)
+        return 0;
+    if (i == len)
+        return NUM_INT | NUM_FLOAT;
+    if (s[i] != '.')
+        return 0;
     for (i++; i < len; i++)
-        if (!is_digit(s[i])) return 0;
+        if (!is_digit(s[i]))
+            return 0;
     return NUM_FLOAT;
 }
 
@@ -537,20 +580,23 @@ static const struct route *route_for_method(const struct node *n, const struct l
         else if (rt->method_len == 1 && rt->method[0] == '*')
             any = rt;
     }
-    if (get && lk->method_len == 4 && memcmp(lk->method, "HEAD", 4) == 0) return get;
+    if (get && lk->method_len == 4 && memcmp(lk->method, "HEAD", 4) == 0)
+        return get;
     return any;
 }
 
 /* The path is fully consumed at n: succeed if a route there takes the method. */
 static bool finish(struct lookup *lk, const struct node *n)
 {
-    if (n->nroutes == 0) return false;
+    if (n->nroutes == 0)
+        return false;
     const struct route *rt = route_for_method(n, lk);
     if (rt) {
         lk->found = rt;
         return true;
     }
-    if (!lk->partial) lk->partial = n;
+    if (!lk->partial)
+        lk->partial = n;
     return false;
 }
 
@@ -559,7 +605,8 @@ static bool walk(struct lookup *lk, const struct node *n, size_t pos, size_t k);
 /* Continues into child after the segment ending at end (the path end when last). */
 static bool descend(struct lookup *lk, const struct node *child, bool last, size_t end, size_t k)
 {
-    if (last) return finish(lk, child);
+    if (last)
+        return finish(lk, child);
     return walk(lk, child, end + 1, k);
 }
 
@@ -579,7 +626,8 @@ static bool walk(struct lookup *lk, const struct node *n, size_t pos, size_t k)
     if (n->nstatics) {
         bool found;
         size_t i = static_search(n, seg, len, &found);
-        if (found && descend(lk, n->statics[i].child, last, end, k)) return true;
+        if (found && descend(lk, n->statics[i].child, last, end, k))
+            return true;
     }
     /* Depth is bounded by the pattern's parameter count, checked at add time. */
     struct router_param *pv = &lk->params[k];
@@ -589,25 +637,29 @@ static bool walk(struct lookup *lk, const struct node *n, size_t pos, size_t k)
         if (ci && (num & NUM_INT)) {
             pv->value = seg;
             pv->value_len = len;
-            if (descend(lk, ci, last, end, k + 1)) return true;
+            if (descend(lk, ci, last, end, k + 1))
+                return true;
         }
         if (cf && (num & NUM_FLOAT)) {
             pv->value = seg;
             pv->value_len = len;
-            if (descend(lk, cf, last, end, k + 1)) return true;
+            if (descend(lk, cf, last, end, k + 1))
+                return true;
         }
     }
     const struct node *cs = n->param[ROUTER_PARAM_STR];
     if (cs && len > 0) {
         pv->value = seg;
         pv->value_len = len;
-        if (descend(lk, cs, last, end, k + 1)) return true;
+        if (descend(lk, cs, last, end, k + 1))
+            return true;
     }
     const struct node *cp = n->param[ROUTER_PARAM_PATH];
     if (cp) {
         pv->value = seg;
         pv->value_len = rest;
-        if (finish(lk, cp)) return true;
+        if (finish(lk, cp))
+            return true;
     }
     return false;
 }
@@ -619,7 +671,8 @@ enum router_result router_match(const struct router *r, const char *method, size
     m->pattern = NULL;
     m->nparams = 0;
     m->allow = NULL;
-    if (!r || !path || path_len == 0 || path[0] != '/') return ROUTER_NOT_FOUND;
+    if (!r || !path || path_len == 0 || path[0] != '/')
+        return ROUTER_NOT_FOUND;
     struct lookup lk = {method, method_len, path, path_len, m->params, NULL, NULL};
     if (walk(&lk, r->root, 1, 0)) {
         const struct route *rt = lk.found;
@@ -650,10 +703,14 @@ size_t router_count(const struct router *r)
 int router_route_at(const struct router *r, size_t i, const char **method, const char **pattern,
                     void **target)
 {
-    if (!r || i >= r->nroutes) return -1;
+    if (!r || i >= r->nroutes)
+        return -1;
     const struct route *rt = r->routes[i];
-    if (method) *method = rt->method;
-    if (pattern) *pattern = rt->pattern;
-    if (target) *target = rt->target;
+    if (method)
+        *method = rt->method;
+    if (pattern)
+        *pattern = rt->pattern;
+    if (target)
+        *target = rt->target;
     return 0;
 }

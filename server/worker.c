@@ -41,7 +41,8 @@ static void accept_pause(struct worker *w)
 
 static void accept_resume(struct worker *w)
 {
-    if (w->draining) return;
+    if (w->draining)
+        return;
     for (size_t i = 0; i < w->nlisteners; i++)
         ev_io_start(w->loop, &w->accept_io[i]);
 }
@@ -87,8 +88,10 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         socklen_t len = sizeof sa;
         int fd = accept4(l->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Keep serving the connections we have; try again shortly
                  * instead of spinning on a listener that stays readable. */
@@ -114,7 +117,8 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         }
         describe_peer(c, &sa, l->unix_socket);
         c->next = w->conns;
-        if (w->conns) w->conns->prev = c;
+        if (w->conns)
+            w->conns->prev = c;
         w->conns = c;
         w->nconns++;
         log_trace("%s: connected", c->peer);
@@ -127,7 +131,8 @@ void worker_conn_closed(struct worker *w, struct conn *c)
         c->prev->next = c->next;
     else
         w->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
+    if (c->next)
+        c->next->prev = c->prev;
     c->prev = c->next = NULL;
     w->nconns--;
     log_trace("%s: closed", c->peer);
@@ -153,7 +158,8 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
         while (w->defer_first) {
             struct defer *d = w->defer_first;
             w->defer_first = d->next;
-            if (!w->defer_first) w->defer_last = NULL;
+            if (!w->defer_first)
+                w->defer_last = NULL;
             d->queued = false;
             d->fn(d);
         }
@@ -194,7 +200,8 @@ static void on_grace_expired(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void worker_begin_shutdown(struct worker *w)
 {
-    if (w->draining) return;
+    if (w->draining)
+        return;
     w->draining = true;
     w->drain_started = ev_now(w->loop);
     accept_pause(w);
@@ -229,7 +236,8 @@ static int build_default_headers(struct worker *w)
     for (size_t i = 0; i < cfg->nheaders; i++)
         cap += strlen(cfg->headers[i]) + 4;
     w->default_headers = malloc(cap);
-    if (!w->default_headers) return -1;
+    if (!w->default_headers)
+        return -1;
     char *p = w->default_headers;
     for (size_t i = 0; i < cfg->nheaders; i++) {
         const char *h = cfg->headers[i], *colon = strchr(h, ':'), *v = colon + 1;

@@ -63,8 +63,7 @@ struct worker {
 };
 
 /* Runs a worker until it has shut down; returns the process exit status. */
-int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners,
-               int index);
+int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index);
 /* A response completed (for --limit-max-requests). */
 void worker_request_served(struct worker *w);
 /* Connection bookkeeping, for conn.c. */

@@ -6,7 +6,7 @@ import shutil
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def test_plugin(name):
+def plugin_path(name):
     """Path of a test-only plugin built into build/test-plugins."""
     d = os.environ.get("EVICORN_TEST_PLUGINS") or os.path.join(HERE, "..", "..", "build",
                                                                "test-plugins")
@@ -25,7 +25,7 @@ def deploy(srv, src, name):
 def with_probe(srv, variant="probe", name="probe.so", timeout=5.0):
     """Deploys a probe variant and waits until the worker(s) loaded it."""
     start = len(srv.stderr.snapshot())
-    deploy(srv, test_plugin(variant), name)
+    deploy(srv, plugin_path(variant), name)
     for _ in range(srv.workers or 1):
         m = srv.wait_for_log(r"plugin %s: (loaded|replaced)" % name.replace(".", r"\."), timeout,
                              start=start)

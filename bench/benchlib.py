@@ -1,0 +1,276 @@
+"""Shared helpers for bench/weather_10k.py and bench/hot_reload.py: start one
+evicorn pinned to a CPU, find its worker, read its RSS, stop it by PID.
+
+Only Debian's /usr/bin/python3 and its standard library are needed."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pin_self(cpu):
+    """Pins this process (the load generator) to one CPU, when it exists."""
+    if cpu is None or cpu < 0:
+        return
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError as e:
+        print(f"warning: cannot pin to CPU {cpu}: {e}", file=sys.stderr)
+
+
+def raise_nofile(need):
+    """Raises RLIMIT_NOFILE as far as the hard limit allows; returns the soft
+    limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(need, soft)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def children(pid):
+    """Direct children of pid, from /proc (all of its threads)."""
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def vmrss_kib(pid):
+    """VmRSS of pid in KiB, from /proc/<pid>/status."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def http_get(port, path, timeout=5.0):
+    """One GET on a fresh connection: (status, body bytes). Raises OSError."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1."):
+        raise OSError(f"not an HTTP response: {data[:60]!r}")
+    return int(head.split()[1]), body
+
+
+class Evicorn:
+    """One evicorn master (+ its worker), started pinned to a CPU and always
+    stopped by PID. Use as a context manager."""
+
+    def __init__(self, binary, plugins, cpu=0, port=None, log_path=None, extra=()):
+        self.binary = binary
+        self.plugins = plugins
+        self.cpu = cpu
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.extra = list(extra)
+        self.proc = None
+        self.worker = None
+        self._log = None
+
+    def start(self):
+        cmd = [self.binary, "--host", "127.0.0.1", "--port", str(self.port),
+               "--plugins", self.plugins, "--no-access-log", "--workers", "1",
+               "--log-level", "warning"] + self.extra
+        if self.cpu is not None and self.cpu >= 0:
+            cmd = ["taskset", "-c", str(self.cpu)] + cmd
+        self.command = cmd
+        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=self._log)
+        return self
+
+    def wait_ready(self, path, timeout=15.0, want_status=200):
+        """Waits until GET path answers want_status; then finds the worker."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"evicorn exited with {self.proc.returncode} during start")
+            try:
+                status, body = http_get(self.port, path, timeout=5.0)
+                if status == want_status:
+                    break
+                last = f"status {status}: {body[:80]!r}"
+            except OSError as e:
+                last = str(e)
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"evicorn not ready on {path} after {timeout}s ({last})")
+        kids = children(self.proc.pid)
+        if len(kids) != 1:
+            raise RuntimeError(f"expected one worker under master {self.proc.pid}, found {kids}")
+        self.worker = kids[0]
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        kids = children(self.proc.pid)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        for k in kids:  # a worker left behind by a killed master
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def exit_on_signals():
+    """SIGTERM/SIGINT/SIGHUP raise SystemExit, so `with Evicorn(...)` blocks
+    and finally clauses stop the servers."""
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, handler)
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    if n == 0:
+        return None
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = min(len(xs) - 1, max(0, int(round(p / 100.0 * (len(xs) - 1)))))
+    return xs[k]
+
+
+class ResponseParser:
+    """Incremental HTTP/1.1 response parser for one connection: feed() bytes,
+    get back the responses completed so far as (status, body, close) tuples.
+    Knows Content-Length and chunked bodies; a response with neither and no
+    1xx/204/304 status is taken to end at EOF (feed(b"") signals EOF)."""
+
+    def __init__(self):
+        self.buf = b""
+        self.eof_body = None  # (status,) while reading an until-EOF body
+
+    def feed(self, data):
+        out = []
+        if self.eof_body is not None:
+            if data:
+                self.buf += data
+                return out
+            out.append((self.eof_body, self.buf, True))
+            self.buf, self.eof_body = b"", None
+            return out
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return out
+            head = self.buf[:end].decode("latin-1").split("\r\n")
+            try:
+                status = int(head[0].split()[1])
+            except (IndexError, ValueError):
+                raise ValueError(f"bad status line {head[0]!r}")
+            length, chunked, close = None, False, False
+            for line in head[1:]:
+                name, _, value = line.partition(":")
+                name, value = name.strip().lower(), value.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "transfer-encoding" and "chunked" in value:
+                    chunked = True
+                elif name == "connection" and "close" in value:
+                    close = True
+            rest = self.buf[end + 4:]
+            if status < 200 or status in (204, 304):
+                body, used = b"", 0
+            elif chunked:
+                body, used = self._chunked(rest)
+                if body is None:
+                    return out
+            elif length is not None:
+                if len(rest) < length:
+                    return out
+                body, used = rest[:length], length
+            else:
+                self.buf, self.eof_body = rest, status
+                return out
+            self.buf = rest[used:]
+            if status >= 200:
+                out.append((status, body, close))
+
+    @staticmethod
+    def _chunked(data):
+        body, pos = b"", 0
+        while True:
+            eol = data.find(b"\r\n", pos)
+            if eol < 0:
+                return None, 0
+            size = int(data[pos:eol].split(b";")[0], 16)
+            pos = eol + 2
+            if size == 0:
+                end = data.find(b"\r\n\r\n", pos - 2)
+                if end < 0:
+                    return None, 0
+                return body, end + 4
+            if len(data) < pos + size + 2:
+                return None, 0
+            body += data[pos:pos + size]
+            pos += size + 2
