@@ -163,14 +163,12 @@ def run(args, folder, log_path):
                     res["regressions"] += 1
                 if target is not None:
                     resp_times.append(t)
-                sent_at = c.sent_at
                 if close:
                     res["reconnects"] += 1
                     drop(c)
                     connect()
                 else:
                     c.send()
-                del sent_at
             # A request unanswered for too long counts as failed.
             now = time.perf_counter()
             for c in list(conns.values()):
@@ -242,8 +240,8 @@ def main():
         print(f"reload {i + 1} -> v{r['to']}: {ms}")
     med = res["reload_ms_median"]
     print(f"{res['reloads_seen']}/{res['reloads_done']} reloads seen; median "
-          f"{'n/a' if med is None else f'{med:.1f}'} ms (min {res['reload_ms_min']}, max "
-          f"{res['reload_ms_max']}), target <= 50 ms; {res['requests']} requests "
+          f"{'n/a' if med is None else f'{med:.1f}'} ms (min {res['reload_ms_min'] or 0:.1f}, "
+          f"max {res['reload_ms_max'] or 0:.1f}), target <= 50 ms; {res['requests']} requests "
           f"({res['req_per_s']:.0f}/s over {args.conns} connections), failed "
           f"{res['failed']}, regressions {res['regressions']}, reconnects "
           f"{res['reconnects']}")

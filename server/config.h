@@ -19,6 +19,7 @@ struct config {
     const char *app_dir;
     bool factory;
     enum lifespan_mode lifespan;
+    const char *bridge; /* path of asgi.so when APP is given; set by main */
 
     const char *host;
     int port;

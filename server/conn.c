@@ -520,8 +520,10 @@ void conn_flush(struct conn *c)
         return;
     }
     ev_io_stop(w->loop, &c->wio);
-    if (c->out.cap > 64 * 1024 || !c->first)
-        buf_free(&c->out); /* idle connections hold no output memory */
+    /* Keep a small output buffer for the next response on this connection
+     * (no allocation per request); give back a large one. */
+    if (c->out.cap > 4096)
+        buf_free(&c->out);
     conn_notify_drain(c);
     if (c->closing) {
         if (c->need_linger)

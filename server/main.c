@@ -45,6 +45,34 @@ static void remove_private_dir(const char *path)
     rmdir(path);
 }
 
+/* The bridge that serves an ASGI app is a plugin shipped with the server,
+ * found relative to the binary (build tree: plugins/asgi.so beside it;
+ * installed: ../lib/evicorn/asgi.so), never in the user's plugins folder. */
+static char bridge_path[PATH_MAX];
+
+static int find_bridge(struct config *cfg)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return -1;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    static const char *const candidates[] = {"%.3800s/plugins/asgi.so",
+                                             "%.3800s/../lib/evicorn/asgi.so"};
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+        int len = snprintf(bridge_path, sizeof bridge_path, candidates[i], exe);
+        if (len > 0 && (size_t)len < sizeof bridge_path && access(bridge_path, R_OK) == 0) {
+            cfg->bridge = bridge_path;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -82,6 +110,13 @@ int main(int argc, char **argv)
     }
     /* A client that closes early must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
+
+    if (cfg.app && find_bridge(&cfg) < 0) {
+        log_error("cannot serve %s: the Python bridge plugin (asgi.so) was not found next to %s",
+                  cfg.app, argv[0]);
+        config_free(&cfg);
+        return 1;
+    }
 
     char private_dir[PATH_MAX];
     if (make_private_dir(private_dir, sizeof private_dir) < 0) {

@@ -18,9 +18,8 @@ const evicorn_api *evicorn_sdk_api_;
  * log first so a refusal can still be explained. */
 static void host_log(const evicorn_host *host, int level, const char *msg)
 {
-    const evicorn_api *api = host->size >= offsetof(evicorn_host, api) + sizeof host->api
-                                 ? host->api
-                                 : NULL;
+    const evicorn_api *api =
+        host->size >= offsetof(evicorn_host, api) + sizeof host->api ? host->api : NULL;
     if (api && api->size >= offsetof(evicorn_api, log) + sizeof api->log && api->log)
         api->log(NULL, level, msg);
     else
@@ -37,8 +36,7 @@ const evicorn_plugin *evicorn_sdk_negotiate(const evicorn_host *host, const evic
     if (host->abi_major != EVICORN_ABI_MAJOR || host->abi_minor < desc->abi_minor) {
         snprintf(msg, sizeof msg, "%s %s needs ABI %d.%u or a later 1.x, the host speaks %u.%u",
                  desc->name, desc->version ? desc->version : "", EVICORN_ABI_MAJOR,
-                 (unsigned)desc->abi_minor, (unsigned)host->abi_major,
-                 (unsigned)host->abi_minor);
+                 (unsigned)desc->abi_minor, (unsigned)host->abi_major, (unsigned)host->abi_minor);
         host_log(host, EVICORN_LOG_ERROR, msg);
         return NULL;
     }

@@ -111,8 +111,7 @@ static bool scan_string(struct scan *sc, size_t end, size_t *next_out)
             return scan_fail(sc, "Invalid \\uXXXX escape", end - 5);
         unsigned u = hexval4(s + next);
         next = end;
-        if (u >= 0xD800 && u <= 0xDBFF && end + 6 < len && s[next] == '\\' &&
-            s[next + 1] == 'u') {
+        if (u >= 0xD800 && u <= 0xDBFF && end + 6 < len && s[next] == '\\' && s[next + 1] == 'u') {
             end += 6;
             if (!hex4(s + next + 2))
                 return scan_fail(sc, "Invalid \\uXXXX escape", end - 5);
@@ -231,7 +230,8 @@ static bool scan_value(struct scan *sc, size_t idx, size_t *next_out)
         return scan_fail(sc, "Expecting value", idx);
     bool ok;
     switch (sc->s[idx]) {
-    case '"': return scan_string(sc, idx + 1, next_out);
+    case '"':
+        return scan_string(sc, idx + 1, next_out);
     case '{':
     case '[':
         if (++sc->depth > SCAN_MAX_DEPTH)
@@ -308,17 +308,16 @@ static void add_decode_error(evicorn_errors *errs, const char *doc, size_t len, 
     char full[256];
     snprintf(full, sizeof full, "%s: line %zu column %zu (char %zu)", msg, lineno, colno, pos);
     json_t *loc = json_pack("[sI]", "body", (json_int_t)pos);
-    json_t *ctx = json_pack("{s:s, s:s%, s:I, s:I, s:I}", "msg", msg, "doc", doc, len, "pos",
-                            (json_int_t)pos, "lineno", (json_int_t)lineno, "colno",
-                            (json_int_t)colno);
+    json_t *ctx =
+        json_pack("{s:s, s:s%, s:I, s:I, s:I}", "msg", msg, "doc", doc, len, "pos", (json_int_t)pos,
+                  "lineno", (json_int_t)lineno, "colno", (json_int_t)colno);
     evicorn_errors_add_json(errs, loc, full, "value_error.jsondecode", ctx);
 }
 
 json_t *evicorn_json_parse(const char *data, size_t len, evicorn_errors *errs)
 {
     if (len == 0 || !data) {
-        evicorn_errors_add(errs, EVICORN_LOC_BODY, NULL, EVICORN_MSG_MISSING,
-                           EVICORN_TYPE_MISSING);
+        evicorn_errors_add(errs, EVICORN_LOC_BODY, NULL, EVICORN_MSG_MISSING, EVICORN_TYPE_MISSING);
         return NULL;
     }
     /* json.loads(bytes) decodes with utf-8-sig: one BOM is dropped. */
@@ -409,9 +408,15 @@ int evicorn_json_to_float(const json_t *v, const json_t *loc, double *out, evico
     }
     switch (json_typeof(v)) {
     case JSON_INTEGER:
-    case JSON_REAL: *out = json_number_value(v); return 0;
-    case JSON_TRUE: *out = 1; return 0;
-    case JSON_FALSE: *out = 0; return 0;
+    case JSON_REAL:
+        *out = json_number_value(v);
+        return 0;
+    case JSON_TRUE:
+        *out = 1;
+        return 0;
+    case JSON_FALSE:
+        *out = 0;
+        return 0;
     case JSON_STRING:
         if (evicorn_parse_float(json_string_value(v), json_string_length(v), out) == 0)
             return 0;
@@ -420,7 +425,8 @@ int evicorn_json_to_float(const json_t *v, const json_t *loc, double *out, evico
         msg = EVICORN_MSG_NONE;
         type = EVICORN_TYPE_NONE;
         break;
-    default: break;
+    default:
+        break;
     }
 fail:
     evicorn_errors_add_json(errs, loc ? json_deep_copy(loc) : json_array(), msg, type, NULL);

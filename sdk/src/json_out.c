@@ -106,11 +106,21 @@ int evicorn_buf_json_string(evicorn_buf *b, const char *s, size_t len)
             esc[0] = '\\';
             elen = 2;
             switch (c) {
-            case '\b': esc[1] = 'b'; break;
-            case '\f': esc[1] = 'f'; break;
-            case '\n': esc[1] = 'n'; break;
-            case '\r': esc[1] = 'r'; break;
-            case '\t': esc[1] = 't'; break;
+            case '\b':
+                esc[1] = 'b';
+                break;
+            case '\f':
+                esc[1] = 'f';
+                break;
+            case '\n':
+                esc[1] = 'n';
+                break;
+            case '\r':
+                esc[1] = 'r';
+                break;
+            case '\t':
+                esc[1] = 't';
+                break;
             default:
                 memcpy(esc + 1, "u00", 3);
                 esc[4] = hex[c >> 4];
@@ -181,9 +191,15 @@ static int dump(evicorn_buf *b, const json_t *v, int depth)
         evicorn_buf_puts(b, num);
         break;
     }
-    case JSON_TRUE: evicorn_buf_append(b, "true", 4); break;
-    case JSON_FALSE: evicorn_buf_append(b, "false", 5); break;
-    case JSON_NULL: evicorn_buf_append(b, "null", 4); break;
+    case JSON_TRUE:
+        evicorn_buf_append(b, "true", 4);
+        break;
+    case JSON_FALSE:
+        evicorn_buf_append(b, "false", 5);
+        break;
+    case JSON_NULL:
+        evicorn_buf_append(b, "null", 4);
+        break;
     }
     return b->failed ? EVICORN_ENOMEM : 0;
 }

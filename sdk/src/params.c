@@ -166,8 +166,7 @@ int evicorn_parse_bool(const char *s, size_t len, int *out)
 
 /* ---- path parameters ---- */
 
-static int path_value(evicorn_request *req, const char *name, evicorn_str *v,
-                      evicorn_errors *errs)
+static int path_value(evicorn_request *req, const char *name, evicorn_str *v, evicorn_errors *errs)
 {
     if (evicorn_sdk_api_->param(req, name, v) == 0)
         return 0;
@@ -302,7 +301,9 @@ static void query_each(evicorn_request *req, const char *name,
                 fn(v, (size_t)(stop - v), ud);
             }
         }
-        p = stop + 1;
+        if (!amp)
+            break;
+        p = amp + 1;
     }
 }
 
@@ -358,8 +359,7 @@ char *evicorn_query_str(evicorn_request *req, const char *name, const char *def,
 }
 
 /* The decoded last value, for a conversion; NULL when absent. */
-static char *query_value(evicorn_request *req, const char *name, size_t *len,
-                         evicorn_errors *errs)
+static char *query_value(evicorn_request *req, const char *name, size_t *len, evicorn_errors *errs)
 {
     struct last l = query_last(req, name);
     if (!l.found)
@@ -386,8 +386,7 @@ long long evicorn_query_int(evicorn_request *req, const char *name, long long de
     return out;
 }
 
-double evicorn_query_float(evicorn_request *req, const char *name, double def,
-                           evicorn_errors *errs)
+double evicorn_query_float(evicorn_request *req, const char *name, double def, evicorn_errors *errs)
 {
     size_t len;
     char *v = query_value(req, name, &len, errs);

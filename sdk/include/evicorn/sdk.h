@@ -81,7 +81,7 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__)
-#define EVICORN_SDK_HIDDEN __attribute__((visibility("hidden")))
+#define EVICORN_SDK_HIDDEN   __attribute__((visibility("hidden")))
 #define EVICORN_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define EVICORN_SDK_HIDDEN
@@ -133,6 +133,23 @@ extern "C" {
  * minor older than desc->abi_minor. */
 const evicorn_plugin *evicorn_sdk_negotiate(const evicorn_host *host, const evicorn_plugin *desc);
 
+/* The entry keeps its C name in a C++ plugin too. */
+#ifdef __cplusplus
+#define EVICORN_SDK_EXTERN_C extern "C"
+#else
+#define EVICORN_SDK_EXTERN_C
+#endif
+
+/* Refuses to compile when `a` is a pointer rather than an array (its
+ * element count would silently be wrong). */
+#if defined(__GNUC__) && !defined(__cplusplus)
+#define EVICORN_SDK_ASSERT_ARRAY_(a)                                                               \
+    _Static_assert(!__builtin_types_compatible_p(__typeof__(a), __typeof__(&(a)[0])),              \
+                   "EVICORN_PLUGIN: routes must be an array, not a pointer")
+#else
+#define EVICORN_SDK_ASSERT_ARRAY_(a) ((void)0)
+#endif
+
 /* Defines evicorn_plugin_entry, the only symbol a plugin exports.
  *   name, version: string literals, shown in logs and on the status page;
  *   routes: a static array of evicorn_route (not a pointer: its size is
@@ -147,8 +164,10 @@ const evicorn_plugin *evicorn_sdk_negotiate(const evicorn_host *host, const evic
  *           the state there.
  * Use it once, at file scope, in one of the plugin's files. */
 #define EVICORN_PLUGIN(name_, version_, routes_, startup_, shutdown_)                              \
-    EVICORN_EXPORT const evicorn_plugin *evicorn_plugin_entry(const evicorn_host *evicorn_host_);           \
-    EVICORN_EXPORT const evicorn_plugin *evicorn_plugin_entry(const evicorn_host *evicorn_host_)   \
+    EVICORN_SDK_EXTERN_C EVICORN_EXPORT const evicorn_plugin *evicorn_plugin_entry(                \
+        const evicorn_host *evicorn_host_);                                                        \
+    EVICORN_SDK_EXTERN_C EVICORN_EXPORT const evicorn_plugin *evicorn_plugin_entry(                \
+        const evicorn_host *evicorn_host_)                                                         \
     {                                                                                              \
         static const evicorn_plugin desc = {                                                       \
             .size = sizeof(evicorn_plugin),                                                        \
@@ -162,6 +181,7 @@ const evicorn_plugin *evicorn_sdk_negotiate(const evicorn_host *host, const evic
             .startup = (startup_),                                                                 \
             .shutdown = (shutdown_),                                                               \
         };                                                                                         \
+        EVICORN_SDK_ASSERT_ARRAY_(routes_);                                                        \
         return evicorn_sdk_negotiate(evicorn_host_, &desc);                                        \
     }
 
@@ -306,13 +326,12 @@ static inline int evicorn_on_disconnect(evicorn_request *req, evicorn_event_fn f
 }
 
 /* -- async operations: loop thread only -- */
-static inline int evicorn_sleep(evicorn_request *req, double seconds, evicorn_event_fn fn,
-                                void *ud)
+static inline int evicorn_sleep(evicorn_request *req, double seconds, evicorn_event_fn fn, void *ud)
 {
     return evicorn_sdk_api_->sleep(req, seconds, fn, ud);
 }
-static inline int evicorn_offload(evicorn_request *req, evicorn_work_fn work,
-                                  evicorn_event_fn done, void *ud)
+static inline int evicorn_offload(evicorn_request *req, evicorn_work_fn work, evicorn_event_fn done,
+                                  void *ud)
 {
     return evicorn_sdk_api_->offload(req, work, done, ud);
 }
@@ -372,7 +391,10 @@ typedef struct evicorn_buf {
     int failed;
 } evicorn_buf;
 
-#define EVICORN_BUF_INIT {NULL, 0, 0, 0}
+#define EVICORN_BUF_INIT                                                                           \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
 
 /* Each returns 0, or EVICORN_ENOMEM. */
 int evicorn_buf_append(evicorn_buf *b, const void *data, size_t len);
@@ -438,7 +460,10 @@ typedef struct evicorn_errors {
     const char *detail;
 } evicorn_errors;
 
-#define EVICORN_ERRORS_INIT {NULL, 0, NULL}
+#define EVICORN_ERRORS_INIT                                                                        \
+    {                                                                                              \
+        NULL, 0, NULL                                                                              \
+    }
 
 /* Where an error is: the first element of FastAPI's "loc". */
 #define EVICORN_LOC_PATH   "path"

@@ -1,0 +1,535 @@
+#!/usr/bin/python3
+"""Summarises bench/results/<run>/ folders and regenerates docs/benchmarks.md.
+
+For every scenario it takes the newest run folder that has it, so a subset
+run (`bench/run json`) refreshes only that part of the document. It writes
+summary.json into each run folder it used.
+
+    report.py [--results bench/results] [--out docs/benchmarks.md]
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import median  # noqa: E402
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+SERVERS = ["evicorn", "nginx", "kore", "uvicorn", "h2o", "hypercorn"]
+WRK_SCENARIOS = ["plaintext", "json", "pipeline"]
+SCENARIO_TITLE = {
+    "plaintext": "GET /plaintext",
+    "json": "GET /json",
+    "pipeline": "GET /plaintext, 16-deep pipelining",
+}
+SERVER_TITLE = {
+    "evicorn": "evicorn", "nginx": "nginx", "kore": "Kore", "uvicorn": "uvicorn+FastAPI",
+    "h2o": "h2o (mruby)", "hypercorn": "hypercorn+FastAPI",
+}
+# (scenario, peer) -> the ratio evicorn/peer aimed at; None: no target.
+TARGETS = {
+    ("plaintext", "nginx"): 1.0, ("json", "nginx"): 1.0, ("pipeline", "nginx"): 1.5,
+    ("plaintext", "kore"): 1.5, ("json", "kore"): 1.5, ("pipeline", "kore"): 1.5,
+    ("plaintext", "uvicorn"): 5.0, ("json", "uvicorn"): 5.0, ("pipeline", "uvicorn"): 5.0,
+}
+
+UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_time(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m|h)$", text)
+    return float(m.group(1)) * UNIT[m.group(2)] if m else None
+
+
+def parse_wrk(path):
+    """One wrk --latency output: req/s, latency percentiles (s), errors."""
+    with open(path, errors="replace") as f:
+        text = f.read()
+    r = {"file": os.path.basename(path)}
+    m = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
+    r["rps"] = float(m.group(1)) if m else None
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s*{pct}%\s+(\S+)", text, re.M)
+        r[f"p{pct}"] = parse_time(m.group(1)) if m else None
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+\w+)", text, re.M)
+    r["requests"] = int(m.group(1)) if m else None
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    cpu = read_kv(path + ".cpu")
+    for k, v in cpu.items():
+        r[k] = float(v)
+    if r.get("server_cpu_s") and r["requests"]:
+        r["req_per_cpu_s"] = r["requests"] / r["server_cpu_s"]
+    if r.get("server_cpu_s") is not None and r.get("wall_s"):
+        r["server_cpu_share"] = r["server_cpu_s"] / r["wall_s"]
+    return r
+
+
+def read_kv(path):
+    out = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                k, sep, v = line.rstrip("\n").partition("=")
+                if sep:
+                    out[k] = v
+    return out
+
+
+def summarise_run(run_dir):
+    """summary.json content for one run folder."""
+    meta = read_kv(os.path.join(run_dir, "meta.txt"))
+    s = {"run_id": os.path.basename(run_dir), "meta": meta,
+         "commands": read_kv(os.path.join(run_dir, "commands.txt")),
+         "unavailable": read_kv(os.path.join(run_dir, "unavailable.txt")), "wrk": {},
+         "stalled": {}}
+    p = os.path.join(run_dir, "stalled.txt")
+    if os.path.exists(p):
+        with open(p) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 4:
+                    s["stalled"].setdefault(parts[0], {})[parts[1]] = {
+                        "responses": int(parts[2]), "duration_s": float(parts[3])}
+    wrk_dir = os.path.join(run_dir, "wrk")
+    for scen in WRK_SCENARIOS:
+        d = os.path.join(wrk_dir, scen)
+        if not os.path.isdir(d):
+            continue
+        per = {}
+        for name in sorted(os.listdir(d)):
+            m = re.match(r"(\w+)\.(\d+)\.txt$", name)
+            if m:
+                per.setdefault(m.group(1), []).append(parse_wrk(os.path.join(d, name)))
+        out = {}
+        for server, runs in per.items():
+            rps = [r["rps"] for r in runs if r["rps"] is not None]
+            out[server] = {
+                "runs": len(runs),
+                "rps": rps,
+                "rps_median": median(rps),
+                "rps_min": min(rps) if rps else None,
+                "rps_max": max(rps) if rps else None,
+                "p50_median": median([r["p50"] for r in runs if r["p50"] is not None]),
+                "p99_median": median([r["p99"] for r in runs if r["p99"] is not None]),
+                "errors": sum(r["socket_errors"] + r["non2xx"] for r in runs),
+                "requests": sum(r["requests"] or 0 for r in runs),
+                "req_per_cpu_s_median": median([r["req_per_cpu_s"] for r in runs
+                                                if r.get("req_per_cpu_s")]),
+                "server_cpu_share_median": median([r["server_cpu_share"] for r in runs
+                                                   if r.get("server_cpu_share") is not None]),
+                "client_core_busy_median": median([r["client_core_busy"] for r in runs
+                                                   if r.get("client_core_busy") is not None]),
+                "steal_max": max([max(r.get("client_core_steal", 0), r.get("server_core_steal", 0))
+                                  for r in runs] or [0]),
+                "wrk_command": _first_cmd(d, server),
+            }
+        s["wrk"][scen] = out
+    for key, name in (("weather", "weather.json"), ("reload", "hot_reload.json")):
+        p = os.path.join(run_dir, name)
+        if os.path.exists(p):
+            with open(p) as f:
+                s[key] = json.load(f)
+    return s
+
+
+def _first_cmd(d, server):
+    p = os.path.join(d, f"{server}.1.txt.cmd")
+    if os.path.exists(p):
+        with open(p) as f:
+            return f.read().strip()
+    return None
+
+
+# ---- formatting --------------------------------------------------------------
+
+def fmt_rps(x):
+    return "n/a" if x is None else f"{x:,.0f}"
+
+
+def fmt_lat(x):
+    if x is None:
+        return "n/a"
+    if x < 1e-3:
+        return f"{x * 1e6:.0f} µs"
+    if x < 1:
+        return f"{x * 1e3:.2f} ms"
+    return f"{x:.2f} s"
+
+
+def fmt_ratio(x):
+    if x is None:
+        return "n/a"
+    return f"{x:.3f}×" if x < 10 else f"{x:.1f}×"
+
+
+def fmt_pct(x):
+    return "n/a" if x is None else f"{x * 100:.0f} %"
+
+
+def met(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def newest_with(summaries, pred):
+    for s in summaries:  # newest first
+        if pred(s):
+            return s
+    return None
+
+
+def render(summaries):
+    by_scen = {}
+    for scen in WRK_SCENARIOS:
+        by_scen[scen] = newest_with(summaries, lambda s, k=scen: k in s["wrk"])
+    weather = newest_with(summaries, lambda s: "weather" in s)
+    reload_ = newest_with(summaries, lambda s: "reload" in s)
+    used = [s for s in summaries
+            if s in list(by_scen.values()) + [weather, reload_]]
+    if not used:
+        raise SystemExit("no results to report")
+    main = used[0]
+    meta = main["meta"]
+    L = []
+    add = L.append
+    add("# Benchmarks")
+    add("")
+    add("<!-- Generated by bench/run (bench/report.py) from bench/results/; do not edit by hand. "
+        "The discussion at the end comes from bench/notes.md. -->")
+    add("")
+    runs = ", ".join(f"`{s['run_id']}`" for s in used)
+    add(f"Numbers from run{'s' if len(used) > 1 else ''} {runs} of `bench/run`. "
+        "Every figure is the **median** of the runs of that run folder; ratios are "
+        "evicorn's median divided by the peer's median from the same run, where all servers "
+        "took turns under the same load generator.")
+    add("")
+    add("## Machine")
+    add("")
+    add("| | |")
+    add("| --- | --- |")
+    add(f"| CPU | {meta.get('cpu_model', '?')}, {meta.get('cpus', '?')} cores"
+        f"{' (' + meta['hypervisor'] + ' guest)' if meta.get('hypervisor') else ''} |")
+    add(f"| Memory | {meta.get('memory', '?')} |")
+    add(f"| Kernel | {meta.get('kernel', '?')} |")
+    add(f"| OS | {meta.get('os', '?')} |")
+    add(f"| Pinning | server under test on CPU {meta.get('server_cpu')}, load generator on "
+        f"CPU {meta.get('client_cpu')} (`taskset -c`) |")
+    add("")
+    add("| Software | Version |")
+    add("| --- | --- |")
+    for key in ["evicorn", "nginx", "kore", "uvicorn", "h2o", "hypercorn", "wrk"]:
+        if key in meta:
+            add(f"| {SERVER_TITLE.get(key, key)} | {meta[key]} |")
+    add("")
+
+    add("## How to run")
+    add("")
+    add("```sh")
+    add("bench/run                       # everything: 10 s x 5 runs per server and scenario")
+    add("bench/run --quick               # 5 s x 3 runs, 1 weather round, 10 reloads")
+    add("bench/run plaintext json        # a subset (plaintext json pipeline weather reload)")
+    add("DURATION=5 RUNS=3 bench/run --servers nginx,kore pipeline")
+    add("```")
+    add("")
+    add("`bench/run` builds a Release evicorn if needed, starts every server pinned to CPU 0 "
+        "(each on its own port on 127.0.0.1, all up for the whole wrk part), warms each up, then "
+        "for each scenario runs wrk pinned to CPU 1 against each server in turn, RUNS times, "
+        "rotating the order every run. Raw wrk output, server logs and JSON from the Python "
+        "benchmarks go to `bench/results/<UTC timestamp>/`; this file is then regenerated.")
+    add("")
+    add("The runs reported here:")
+    add("")
+    add("```sh")
+    for s in used:
+        add(s["meta"].get("command", "bench/run"))
+    add("```")
+    add("")
+    cmds = {}
+    for s in used:
+        for k, v in s["commands"].items():
+            cmds.setdefault(k, v)
+    if cmds:
+        add("Servers, as started (each in its own temp folder; the configs are in "
+            "`bench/peers/`, Kore's module is built from `bench/peers/kore/` with "
+            "`kodev flavor prod && kodev build`):")
+        add("")
+        add("```sh")
+        for name in SERVERS:
+            if name in cmds:
+                add(re.sub(r"/tmp/evicorn-bench\.\w+", "$TMP", cmds[name]))
+        add("```")
+        add("")
+    wrk_cmds = []
+    for scen in WRK_SCENARIOS:
+        s = by_scen[scen]
+        if s and "evicorn" in s["wrk"][scen] and s["wrk"][scen]["evicorn"]["wrk_command"]:
+            wrk_cmds.append(s["wrk"][scen]["evicorn"]["wrk_command"])
+    if wrk_cmds:
+        add("Load (shown for evicorn's port; the same for every server):")
+        add("")
+        add("```sh")
+        for c in wrk_cmds:
+            add(c)
+        add("```")
+        add("")
+    unavailable = {}
+    for s in used:
+        for k, v in s["unavailable"].items():
+            unavailable.setdefault(k, v)
+    if unavailable:
+        add("Servers missing from a run: " + "; ".join(
+            f"{SERVER_TITLE.get(k, k)}: {v}" for k, v in unavailable.items()) + ".")
+        add("")
+
+    if any(by_scen.values()):
+        add("## Throughput (wrk, 64 connections, 1 thread)")
+        add("")
+        present = [n for n in SERVERS if any(s and n in s["wrk"][k]
+                                             for k, s in by_scen.items())]
+        add("Median requests per second:")
+        add("")
+        add("| Scenario | " + " | ".join(SERVER_TITLE[n] for n in present) + " |")
+        add("| --- | " + " | ".join("---:" for _ in present) + " |")
+        for scen in WRK_SCENARIOS:
+            s = by_scen[scen]
+            if not s:
+                continue
+            row = s["wrk"][scen]
+            stalled = s["stalled"].get(scen, {})
+            cells = [f"**{fmt_rps(row[n]['rps_median'])}**" if n == "evicorn" and n in row
+                     else "stalls" if n in stalled
+                     else fmt_rps(row[n]["rps_median"]) if n in row else "n/a" for n in present]
+            add(f"| {SCENARIO_TITLE[scen]} | " + " | ".join(cells) + " |")
+        add("")
+        add("### evicorn against each peer")
+        add("")
+        add("| Scenario | Peer | evicorn / peer | Target | |")
+        add("| --- | --- | ---: | ---: | --- |")
+        verdicts = []
+        for scen in WRK_SCENARIOS:
+            s = by_scen[scen]
+            if not s or "evicorn" not in s["wrk"][scen]:
+                continue
+            row = s["wrk"][scen]
+            ev = row["evicorn"]["rps_median"]
+            for peer in present:
+                if peer == "evicorn":
+                    continue
+                ratio = (ev / row[peer]["rps_median"]
+                         if peer in row and row[peer]["rps_median"] and ev else None)
+                target = TARGETS.get((scen, peer))
+                if peer in s["stalled"].get(scen, {}):
+                    st = s["stalled"][scen][peer]
+                    add(f"| {SCENARIO_TITLE[scen]} | {SERVER_TITLE[peer]} | — | "
+                        f"{'≥ ' + format(target, '.1f') + '×' if target else '—'} | not comparable: "
+                        f"{SERVER_TITLE[peer]} stalls ({st['responses']} responses in "
+                        f"{st['duration_s']:g} s) |")
+                    continue
+                if target is None:
+                    verdict = "(no target)"
+                elif ratio is None:
+                    verdict = "n/a"
+                else:
+                    verdict = met(ratio >= target)
+                    verdicts.append((scen, peer, ratio, target, ratio >= target))
+                add(f"| {SCENARIO_TITLE[scen]} | {SERVER_TITLE[peer]} | {fmt_ratio(ratio)} | "
+                    f"{'≥ ' + format(target, '.1f') + '×' if target else '—'} | {verdict} |")
+        add("")
+        add("### Spread and latency")
+        add("")
+        add("Per server: median req/s, the lowest and highest run, wrk's p50 and p99 latency "
+            "(medians over the runs; not shown with pipelining, where wrk's percentiles "
+            "are not meaningful), and the errors wrk saw over all runs (socket errors + non-2xx answers).")
+        add("")
+        add("| Scenario | Server | Runs | Median req/s | Min – max | p50 | p99 | Errors | "
+            "Server CPU | Client core busy |")
+        add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for scen in WRK_SCENARIOS:
+            s = by_scen[scen]
+            if not s:
+                continue
+            for n in SERVERS:
+                if n not in s["wrk"][scen]:
+                    continue
+                r = s["wrk"][scen][n]
+                if n in s["stalled"].get(scen, {}):
+                    st = s["stalled"][scen][n]
+                    add(f"| {SCENARIO_TITLE[scen]} | {SERVER_TITLE[n]} | {r['runs']} | stalls: "
+                        f"{st['responses']} responses in {st['duration_s']:g} s | | | | | | |")
+                    continue
+                lat = (("—", "—") if scen == "pipeline"
+                       else (fmt_lat(r["p50_median"]), fmt_lat(r["p99_median"])))
+                add(f"| {SCENARIO_TITLE[scen]} | {SERVER_TITLE[n]} | {r['runs']} | "
+                    f"{fmt_rps(r['rps_median'])} | {fmt_rps(r['rps_min'])} – "
+                    f"{fmt_rps(r['rps_max'])} | {lat[0]} | {lat[1]} | {r['errors']} | "
+                    f"{fmt_pct(r.get('server_cpu_share_median'))} | "
+                    f"{fmt_pct(r.get('client_core_busy_median'))} |")
+        add("")
+        add("Server CPU is the CPU time of the server's processes (master and workers, from "
+            "`/proc/<pid>/stat`) over the wall time of the run, in % of one core; client core busy "
+            "is the share of CPU " + str(meta.get("client_cpu", 1)) + " (wrk's core) not idle, "
+            "from `/proc/stat`. When the client core is ~100 % busy while a server's CPU is below "
+            "100 %, wrk, not that server, set the pace.")
+        add("")
+        add("### Requests per CPU-second of the server")
+        add("")
+        add("Requests served divided by the CPU time the server's processes used (median over "
+            "the runs): how much work each server does per request, independent of whether the "
+            "client or the server was the bottleneck. No targets; shown to read the throughput "
+            "ratios right.")
+        add("")
+        add("| Scenario | " + " | ".join(SERVER_TITLE[n] for n in present) +
+            " | evicorn / best C peer |")
+        add("| --- | " + " | ".join("---:" for _ in present) + " | ---: |")
+        for scen in WRK_SCENARIOS:
+            s = by_scen[scen]
+            if not s:
+                continue
+            row = s["wrk"][scen]
+            stalled = s["stalled"].get(scen, {})
+            vals = {n: row[n].get("req_per_cpu_s_median") for n in present
+                    if n in row and n not in stalled}
+            cells = ["stalls" if n in stalled else fmt_rps(vals.get(n)) for n in present]
+            c_peers = [vals[n] for n in ("nginx", "kore", "h2o") if vals.get(n)]
+            ratio = (vals["evicorn"] / max(c_peers)
+                     if vals.get("evicorn") and c_peers else None)
+            add(f"| {SCENARIO_TITLE[scen]} | " + " | ".join(cells) + f" | {fmt_ratio(ratio)} |")
+        add("")
+    else:
+        verdicts = []
+
+    if weather:
+        w = weather["weather"]
+        add("## 10,000 concurrent slow requests (`bench/weather_10k.py`)")
+        add("")
+        add(f"One evicorn worker (fresh for each of {w['rounds']} round(s), CPU "
+            f"{w['server_cpu']}); the client (CPU {w['client_cpu']}, raw non-blocking sockets on "
+            f"epoll) opens {w['n']:,} connections, then sends one `GET /weather/<city>` on each "
+            "(the handler answers after a 1 s timer) and waits for every answer. RSS is the "
+            "worker's VmRSS from `/proc/<worker>/status`: before any connection, with all "
+            "connections open, and ~0.5 s after the first send, while all requests are pending.")
+        add("")
+        add("| Measure | Median | Target | |")
+        add("| --- | ---: | ---: | --- |")
+        add(f"| Successful responses (worst round) | {w['ok_min']:,} / {w['n']:,} | all | "
+            f"{met(w['ok_min'] == w['n'] and w['failed_total'] == 0)} |")
+        add(f"| Wall time, first send → last response | {w['wall_s_median']:.3f} s | ≤ 1.3 s | "
+            f"{met(w['wall_met'])} |")
+        add(f"| Worker RSS growth per pending request (before → peak) | "
+            f"{w['rss_growth_per_request_kib_median']:.2f} KiB | ≤ 8 KiB | {met(w['rss_met'])} |")
+        add(f"| … of which the open connection | {w['rss_connections_per_conn_kib_median']:.2f} KiB"
+            " | | |")
+        add(f"| … of which the pending request | {w['rss_requests_per_request_kib_median']:.2f} KiB"
+            " | | |")
+        add(f"| Sending all requests took | {w['send_s_median'] * 1000:.0f} ms | | |")
+        add(f"| First response after | {w['first_response_s_median']:.3f} s | | |")
+        add("")
+        rows = w["per_round"]
+        add("Per round: " + "; ".join(
+            f"{r['ok']:,} ok, wall {r['wall_s']:.3f} s, RSS {r['rss_before_kib']:,} → "
+            f"{r['rss_connected_kib']:,} → {r['rss_half_kib'] or r['rss_peak_kib']:,} KiB"
+            for r in rows) + ".")
+        add("")
+        verdicts.append(("weather wall", None, w["wall_s_median"], 1.3, w["wall_met"]))
+        verdicts.append(("weather rss", None, w["rss_growth_per_request_kib_median"], 8.0,
+                         w["rss_met"]))
+
+    if reload_:
+        h = reload_["reload"]
+        add("## Hot reload under load (`bench/hot_reload.py`)")
+        add("")
+        add(f"One evicorn worker serves `--plugins` a temp folder holding the probe plugin. "
+            f"{h['conns']} keep-alive connections from one client process hit "
+            "`GET /probe/version` back to back the whole time "
+            f"(≈ {h['req_per_s']:,.0f} req/s). The other version is copied to a hidden name in "
+            "the folder and `os.rename`d over `probe.so`, alternating v1 → v2 → v1 …; the reload "
+            "time runs from the rename to the first response carrying the new version. Any "
+            "non-200 answer, wrong body, connection error or close, or 5 s without an answer is a "
+            "failed request.")
+        add("")
+        med = h["reload_ms_median"]
+        add("| Measure | Value | Target | |")
+        add("| --- | ---: | ---: | --- |")
+        add(f"| Reload time, median of {h['reloads_seen']} | "
+            f"{'n/a' if med is None else f'{med:.1f} ms'} | ≤ 50 ms | {met(h['reload_met'])} |")
+        if med is not None:
+            add(f"| Reload time, min / p90 / max | {h['reload_ms_min']:.1f} / "
+                f"{h['reload_ms_p90']:.1f} / {h['reload_ms_max']:.1f} ms | | |")
+            add(f"| Longest gap between responses during a reload, median | "
+                f"{h['max_gap_ms_median']:.1f} ms | | |")
+        add(f"| Requests during the test | {h['requests']:,} | | |")
+        add(f"| Failed requests | {h['failed']} | 0 | {met(h['failed'] == 0)} |")
+        add(f"| Old version after the new one showed | {h['regressions']} | | |")
+        add("")
+        verdicts.append(("reload time", None, med, 50.0, h["reload_met"]))
+        verdicts.append(("reload failures", None, h["failed"], 0, h["failed"] == 0))
+
+    if verdicts:
+        add("## Targets at a glance")
+        add("")
+        good = [v for v in verdicts if v[4]]
+        bad = [v for v in verdicts if not v[4]]
+
+        def describe(v):
+            what, peer, val, target, _ = v
+            if peer:
+                return (f"{SCENARIO_TITLE[what]} vs {SERVER_TITLE[peer]}: "
+                        f"{fmt_ratio(val)} (target ≥ {target:.1f}×)")
+            if what == "weather wall":
+                return f"10k weather wall time: {val:.3f} s (target ≤ 1.3 s)"
+            if what == "weather rss":
+                return f"10k weather RSS growth: {val:.2f} KiB per request (target ≤ 8 KiB)"
+            if what == "reload time":
+                return f"hot-reload median: {'n/a' if val is None else f'{val:.1f} ms'} (target ≤ 50 ms)"
+            return f"hot-reload failed requests: {val} (target 0)"
+
+        add(f"Met ({len(good)} of {len(verdicts)}):")
+        add("")
+        for v in good:
+            add(f"- {describe(v)}")
+        add("")
+        if bad:
+            add(f"Not met ({len(bad)}):")
+            add("")
+            for v in bad:
+                add(f"- {describe(v)}")
+            add("")
+
+    notes = os.path.join(BENCH, "notes.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            add(f.read().rstrip("\n"))
+        add("")
+    return "\n".join(L)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", default=os.path.join(BENCH, "results"))
+    ap.add_argument("--out", help="write the Markdown here (default: only summaries)")
+    a = ap.parse_args()
+    if not os.path.isdir(a.results):
+        raise SystemExit(f"no {a.results}")
+    summaries = []
+    for name in sorted(os.listdir(a.results), reverse=True):
+        d = os.path.join(a.results, name)
+        if not os.path.isfile(os.path.join(d, "meta.txt")):
+            continue
+        s = summarise_run(d)
+        with open(os.path.join(d, "summary.json"), "w") as f:
+            json.dump(s, f, indent=2)
+        summaries.append(s)
+    if a.out:
+        text = render(summaries)
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
