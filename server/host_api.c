@@ -936,6 +936,76 @@ static int api_background(evicorn_request *req, evicorn_work_fn fn, void *ud)
     return 0;
 }
 
+/* ---- added in 1.1 ---- */
+
+struct remote {
+    struct mailbox_msg msg;
+    struct call *c;
+    evicorn_event_fn fn;
+    void *ud;
+};
+
+static void remote_run(struct mailbox_msg *msg)
+{
+    struct remote *rm = (struct remote *)msg;
+    struct call *c = rm->c;
+    double t0 = host_clock();
+    scoreboard_enter(H.w->index, c->re->label);
+    rm->fn(handle_of(c), rm->ud, c->cancelled ? EVICORN_ECANCELED : 0);
+    scoreboard_leave(H.w->index);
+    host_check_slow(c->re->label, t0);
+    free(rm);
+}
+
+static int api_call_on_loop(evicorn_request *req, evicorn_event_fn fn, void *ud)
+{
+    if (!fn)
+        return EVICORN_EINVAL;
+    struct remote *rm = malloc(sizeof *rm);
+    if (!rm)
+        return EVICORN_ENOMEM;
+    rm->msg.fn = remote_run;
+    rm->c = call_of(req);
+    rm->fn = fn;
+    rm->ud = ud;
+    mailbox_post(H.w->mailbox, &rm->msg);
+    return 0;
+}
+
+static const char *api_config(const char *name)
+{
+    const struct config *cfg = H.w->cfg;
+    static char workers[16], worker[16], threads[16];
+    static const char *const levels[] = {"critical", "error", "warning", "info", "debug", "trace"};
+    if (!name)
+        return NULL;
+    if (strcmp(name, "app") == 0)
+        return cfg->app;
+    if (strcmp(name, "app_dir") == 0)
+        return cfg->app_dir;
+    if (strcmp(name, "factory") == 0)
+        return cfg->factory ? "1" : "0";
+    if (strcmp(name, "lifespan") == 0)
+        return cfg->lifespan == LIFESPAN_ON ? "on" : cfg->lifespan == LIFESPAN_OFF ? "off" : "auto";
+    if (strcmp(name, "root_path") == 0)
+        return cfg->root_path;
+    if (strcmp(name, "log_level") == 0)
+        return levels[cfg->log_level];
+    if (strcmp(name, "workers") == 0) {
+        snprintf(workers, sizeof workers, "%d", cfg->workers);
+        return workers;
+    }
+    if (strcmp(name, "worker") == 0) {
+        snprintf(worker, sizeof worker, "%d", H.w->index);
+        return worker;
+    }
+    if (strcmp(name, "threads") == 0) {
+        snprintf(threads, sizeof threads, "%d", cfg->threads);
+        return threads;
+    }
+    return NULL;
+}
+
 static const evicorn_api api_table = {
     .size = sizeof(evicorn_api),
     .log = api_log,
@@ -974,6 +1044,8 @@ static const evicorn_api api_table = {
     .hold = api_hold,
     .release = api_release,
     .background = api_background,
+    .call_on_loop = api_call_on_loop,
+    .config = api_config,
 };
 
 /* ---- dispatch ---- */

@@ -56,7 +56,7 @@ extern "C" {
 #endif
 
 #define EVICORN_ABI_MAJOR 1
-#define EVICORN_ABI_MINOR 0
+#define EVICORN_ABI_MINOR 1
 
 /* The one symbol a plugin exports. */
 #define EVICORN_PLUGIN_ENTRY "evicorn_plugin_entry"
@@ -232,6 +232,21 @@ typedef struct evicorn_api {
     /* FastAPI's BackgroundTasks: fn(ud) runs on the thread pool after the
      * response has been sent (even if the client has gone). Any thread. */
     int (*background)(evicorn_request *req, evicorn_work_fn fn, void *ud);
+
+    /* ---- added in 1.1 ---- */
+
+    /* Any thread: fn(req, ud, status) runs soon on the loop thread (status
+     * EVICORN_ECANCELED if the client has gone). Calls from one thread run
+     * in order; many calls share one wake-up of the loop. The caller must
+     * keep the request open with a hold (taken on the loop thread) until
+     * fn has run. This is how a plugin running its own thread (an embedded
+     * interpreter, a client library) hands work back to the loop. */
+    int (*call_on_loop)(evicorn_request *req, evicorn_event_fn fn, void *ud);
+    /* A server setting by name, or NULL: "app", "app_dir", "factory"
+     * ("1"/"0"), "lifespan" ("auto"/"on"/"off"), "root_path", "workers",
+     * "worker" (this worker's index), "threads", "log_level". Any thread;
+     * the string lives as long as the server. */
+    const char *(*config)(const char *name);
 } evicorn_api;
 
 /* True when the host's table has function `fn` (added in some minor). */
