@@ -327,24 +327,24 @@ static void plugin_log_refusal(const char *path, const char *why)
     log_error("plugin %s refused: %s", path, why);
 }
 
-/* Loads (or reloads) one file. */
-static void load_file(const char *name, int tries)
+/* Loads (or reloads) one plugin: name is its key (the file name in the
+ * plugins folder), path where to read it. Returns 0 when it serves. */
+static int load_path(const char *name, const char *path, int tries)
 {
     struct worker *w = P.w;
-    char path[PATH_MAX], copy[PATH_MAX], prefix[64], why[768] = "";
-    snprintf(path, sizeof path, "%s/%s", w->cfg->plugins_dir, name);
+    char copy[PATH_MAX], prefix[64], why[768] = "";
     snprintf(prefix, sizeof prefix, "p%d-g%u", (int)getpid(), P.next_id);
     int rc =
         plugin_file_copy(path, w->cfg->private_dir, prefix, copy, sizeof copy, why, sizeof why);
     if (rc == 1) {
         schedule_retry(name, tries + 1);
-        return;
+        return -1;
     }
     if (rc < 0) {
         if (errno == ENOENT && !find_active(name))
-            return; /* gone before we got to it */
+            return -1; /* gone before we got to it */
         plugin_log_refusal(path, why);
-        return;
+        return -1;
     }
     struct generation *g = calloc(1, sizeof *g);
     if (!g || !(g->file = strdup(name)) || !(g->path = strdup(path))) {
@@ -352,7 +352,7 @@ static void load_file(const char *name, int tries)
         if (g)
             generation_free(g);
         plugin_log_refusal(path, "out of memory");
-        return;
+        return -1;
     }
     g->id = P.next_id++;
     snprintf(g->copy, sizeof g->copy, "%s", copy);
@@ -440,13 +440,25 @@ static void load_file(const char *name, int tries)
         log_info("plugin %s: loaded %s %s (generation %u, %zu routes)", name, generation_name(g),
                  g->desc.version ? g->desc.version : "", g->id, g->nroutes);
     }
-    return;
+    return 0;
 
 refuse:
     plugin_log_refusal(path, why);
     if (g->dl)
         dlclose(g->dl);
     generation_free(g);
+    return -1;
+}
+
+static void load_file(const char *name, int tries)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/%s", P.w->cfg->plugins_dir, name);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        log_error("plugin %s/%s refused: path too long", P.w->cfg->plugins_dir, name);
+        return;
+    }
+    load_path(name, path, tries);
 }
 
 /* ---- files still being written ---- */
@@ -527,6 +539,10 @@ int plugins_init(struct worker *w)
     ev_init(&P.retry_timer, on_retry);
     P.table = build_table(NULL, NULL, (char[128]){0}, 128);
     if (!P.table)
+        return -1;
+    /* The ASGI bridge serves APP; without it there is nothing to serve, so
+     * its refusal (an app whose lifespan startup failed) stops the worker. */
+    if (w->cfg->bridge && load_path("asgi.so", w->cfg->bridge, RETRY_MAX) < 0)
         return -1;
     char err[512];
     P.watch =

@@ -8,6 +8,7 @@
  * the write before them. Each load of a plugin is a separate dlopen of a
  * private copy, so every generation has a global of its own. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"

@@ -81,10 +81,8 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__)
-#define EVICORN_SDK_HIDDEN   __attribute__((visibility("hidden")))
 #define EVICORN_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
-#define EVICORN_SDK_HIDDEN
 #define EVICORN_PRINTF(f, a)
 #endif
 
