@@ -333,7 +333,11 @@ static int load_path(const char *name, const char *path, int tries)
 {
     struct worker *w = P.w;
     char copy[PATH_MAX], prefix[64], why[768] = "";
-    snprintf(prefix, sizeof prefix, "p%d-g%u", (int)getpid(), P.next_id);
+    /* Generations count per file; the copy's name is also unique per
+     * process, whatever the folder's history. */
+    struct generation **prev = find_active(name);
+    unsigned gen = prev ? (*prev)->id + 1 : 0;
+    snprintf(prefix, sizeof prefix, "p%d-u%u-g%u", (int)getpid(), P.next_id++, gen);
     int rc =
         plugin_file_copy(path, w->cfg->private_dir, prefix, copy, sizeof copy, why, sizeof why);
     if (rc == 1) {
@@ -354,7 +358,7 @@ static int load_path(const char *name, const char *path, int tries)
         plugin_log_refusal(path, "out of memory");
         return -1;
     }
-    g->id = P.next_id++;
+    g->id = gen;
     snprintf(g->copy, sizeof g->copy, "%s", copy);
 
     /* RTLD_LOCAL: two generations of one plugin define the same symbols,
