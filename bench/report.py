@@ -176,6 +176,13 @@ def met(ok):
     return "**met**" if ok else "**not met**"
 
 
+def shown(cmd):
+    """A recorded command line for the document: the temp folder as $TMP,
+    paths inside the repository relative to it."""
+    cmd = re.sub(r"/tmp/evicorn-bench\.\w+", "$TMP", cmd)
+    return cmd.replace(ROOT + "/", "")
+
+
 def newest_with(summaries, pred):
     for s in summaries:  # newest first
         if pred(s):
@@ -246,7 +253,7 @@ def render(summaries):
     add("")
     add("```sh")
     for s in used:
-        add(s["meta"].get("command", "bench/run"))
+        add(shown(s["meta"].get("command", "bench/run")))
     add("```")
     add("")
     cmds = {}
@@ -261,7 +268,17 @@ def render(summaries):
         add("```sh")
         for name in SERVERS:
             if name in cmds:
-                add(re.sub(r"/tmp/evicorn-bench\.\w+", "$TMP", cmds[name]))
+                add(shown(cmds[name]))
+        add("```")
+        add("")
+    py_cmds = [shown(cmds[k]) for k in ("weather", "reload") if k in cmds]
+    if py_cmds:
+        add("The Python benchmarks (each starts and stops its own evicorn; `--json` and "
+            "`--log` point into the results folder):")
+        add("")
+        add("```sh")
+        for c in py_cmds:
+            add(c)
         add("```")
         add("")
     wrk_cmds = []
@@ -274,7 +291,7 @@ def render(summaries):
         add("")
         add("```sh")
         for c in wrk_cmds:
-            add(c)
+            add(shown(c))
         add("```")
         add("")
     unavailable = {}
