@@ -203,20 +203,27 @@ static void conn_parse_failed(struct conn *c)
             return;
         }
     }
+    request_retain(r); /* answering may pop and release it */
     r->keep_alive = false;
-    r->body_too_large = status == 413;
-    r->body_complete = true;
     if (r->dispatched) {
-        /* The handler is reading a body that turned out broken. */
+        /* The handler may be reading a body that turned out broken: it
+         * gets an error, never a truncated body presented as whole. */
+        r->body_too_large = status == 413;
+        r->body_broken = true;
         request_body_arrived(r);
+    } else {
+        r->body_complete = true;
     }
-    if (r->resp == RESP_NONE)
-        request_respond_error(r, status, reason ? reason : "Bad Request");
+    if (r->resp == RESP_NONE &&
+        request_respond_error(r, status, reason ? reason : "Bad Request") < 0)
+        c->closing = true;
     else if (r->resp == RESP_STARTED)
         c->closing = true; /* cannot answer mid-response: cut it */
-    if (!r->dispatched)
-        r->resp = RESP_DONE;
-    conn_response_done(c, r);
+    /* Answered before its body broke: it can leave the queue now, and as it
+     * does not keep the connection alive, the connection closes. */
+    if (r->resp == RESP_DONE)
+        conn_response_done(c, r);
+    request_release(r);
 }
 
 /* Parses from data; returns how much was consumed. */

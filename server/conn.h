@@ -61,6 +61,7 @@ struct request {
     bool is_head;
     bool body_complete;
     bool body_too_large;
+    bool body_broken; /* the body failed to parse after dispatch */
     bool sent_continue;
     bool handler_done;
     bool body_final_delivered; /* the last body call (more == false) happened */

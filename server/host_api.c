@@ -704,11 +704,6 @@ static evicorn_str api_body(evicorn_request *req)
 
 /* ---- response ---- */
 
-static int map_err(int rc)
-{
-    return rc; /* request.c returns negative errno values, as the ABI does */
-}
-
 static int api_respond(evicorn_request *req, int status, const evicorn_header *headers, size_t n,
                        const void *body, size_t len)
 {
@@ -724,8 +719,9 @@ static int api_respond(evicorn_request *req, int status, const evicorn_header *h
     }
     if ((n && !headers) || (len && !body))
         return EVICORN_EINVAL;
-    return map_err(request_respond(call_of(req)->r, status, (const struct resp_header *)headers, n,
-                                   body, len));
+    /* request.c returns negative errno values, as the ABI does. */
+    return (request_respond(call_of(req)->r, status, (const struct resp_header *)headers, n, body,
+                            len));
 }
 
 static int api_start(evicorn_request *req, int status, const evicorn_header *headers, size_t n,
@@ -742,8 +738,8 @@ static int api_start(evicorn_request *req, int status, const evicorn_header *hea
     }
     if (n && !headers)
         return EVICORN_EINVAL;
-    return map_err(request_start(call_of(req)->r, status, (const struct resp_header *)headers, n,
-                                 content_length));
+    return (request_start(call_of(req)->r, status, (const struct resp_header *)headers, n,
+                          content_length));
 }
 
 static int api_send(evicorn_request *req, const void *data, size_t len, int more)
@@ -754,7 +750,7 @@ static int api_send(evicorn_request *req, const void *data, size_t len, int more
     }
     if (len && !data)
         return EVICORN_EINVAL;
-    return map_err(request_send(call_of(req)->r, data, len, more != 0));
+    return (request_send(call_of(req)->r, data, len, more != 0));
 }
 
 static int api_writable(evicorn_request *req)

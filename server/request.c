@@ -189,7 +189,7 @@ void request_on_drain(struct request *r, request_event_fn fn, void *ud)
 static bool body_ready(const struct request *r)
 {
     bool gone = !r->conn;
-    if (r->body_too_large)
+    if (r->body_too_large || r->body_broken)
         return true;
     if (r->body_final_delivered)
         return gone; /* like ASGI: after the last chunk only the disconnect is left */
@@ -210,6 +210,8 @@ static void deliver_body(struct defer *d)
         bool has_data = r->body_complete || (r->body_mode == BODY_CHUNKS && buf_size(&r->body));
         if (r->body_too_large) {
             fn(r, ud, NULL, 0, false, -EMSGSIZE);
+        } else if (r->body_broken) {
+            fn(r, ud, NULL, 0, false, -EPIPE);
         } else if (r->body_final_delivered || !has_data) {
             fn(r, ud, NULL, 0, false, -EPIPE);
         } else {
