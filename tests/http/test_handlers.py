@@ -225,3 +225,15 @@ def test_limit_concurrency_answers_503_beyond_the_limit(make_server):
     for c in conns:
         assert c.read_response().status == 200
         c.close()
+
+
+def test_body_that_breaks_after_dispatch_reaches_the_handler_as_an_error_not_a_short_body(srv):
+    with srv.connect() as c:
+        c.send(b"POST /probe/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n")
+        time.sleep(0.2)  # the handler is now waiting for the whole body
+        c.send(b"zz\r\n")
+        r = c.read_response()
+        assert r.status == 400 and r.body.startswith(b'{"detail":"Invalid HTTP request')
+        c.assert_closed(3.0)
+    assert srv.wait_for_log(r"probe: echo body failed: -32", 2.0), srv.output()
