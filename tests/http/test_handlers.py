@@ -236,4 +236,4 @@ def test_body_that_breaks_after_dispatch_reaches_the_handler_as_an_error_not_a_s
         r = c.read_response()
         assert r.status == 400 and r.body.startswith(b'{"detail":"Invalid HTTP request')
         c.assert_closed(3.0)
-    assert srv.wait_for_log(r"probe: echo body failed: -32", 2.0), srv.output()
+    assert srv.wait_for_log(r"probe: echo body failed: -125", 2.0), srv.output()
