@@ -101,16 +101,26 @@ def summarise_run(run_dir):
         d = os.path.join(wrk_dir, scen)
         if not os.path.isdir(d):
             continue
-        per = {}
+        per, redone = {}, {}
         for name in sorted(os.listdir(d)):
             m = re.match(r"(\w+)\.(\d+)\.txt$", name)
             if m:
                 per.setdefault(m.group(1), []).append(parse_wrk(os.path.join(d, name)))
+            m = re.match(r"(\w+)\.(\d+)\.txt\.disturbed\d+$", name)
+            if m:
+                redone[m.group(1)] = redone.get(m.group(1), 0) + 1
         out = {}
-        for server, runs in per.items():
+        for server, all_runs in per.items():
+            # Runs that other processes disturbed (after their retries) are
+            # left out while at least two clean ones remain.
+            clean = [r for r in all_runs if not r.get("disturbed")]
+            runs = clean if len(clean) >= 2 else all_runs
             rps = [r["rps"] for r in runs if r["rps"] is not None]
             out[server] = {
                 "runs": len(runs),
+                "runs_total": len(all_runs),
+                "runs_disturbed_used": sum(1 for r in runs if r.get("disturbed")),
+                "runs_redone": redone.get(server, 0),
                 "rps": rps,
                 "rps_median": median(rps),
                 "rps_min": min(rps) if rps else None,
@@ -176,11 +186,11 @@ def met(ok):
     return "**met**" if ok else "**not met**"
 
 
-def shown(cmd):
-    """A recorded command line for the document: the temp folder as $TMP,
-    paths inside the repository relative to it."""
+def shown(cmd, repo=""):
+    """A recorded command line for the document: the run's temp folder as
+    $TMP, paths inside the repository relative to it (or under `repo`)."""
     cmd = re.sub(r"/tmp/evicorn-bench\.\w+", "$TMP", cmd)
-    return cmd.replace(ROOT + "/", "")
+    return cmd.replace(ROOT + "/", repo)
 
 
 def newest_with(summaries, pred):
@@ -261,14 +271,14 @@ def render(summaries):
         for k, v in s["commands"].items():
             cmds.setdefault(k, v)
     if cmds:
-        add("Servers, as started (each in its own temp folder; the configs are in "
-            "`bench/peers/`, Kore's module is built from `bench/peers/kore/` with "
-            "`kodev flavor prod && kodev build`):")
+        add("Servers, as started (`$REPO` is the repository, `$TMP` the run's temp folder; "
+            "the configs are copied from `bench/peers/`, and Kore's module is built from a copy "
+            "of `bench/peers/kore/` with `kodev flavor prod && kodev build`):")
         add("")
         add("```sh")
         for name in SERVERS:
             if name in cmds:
-                add(shown(cmds[name]))
+                add(shown(cmds[name], "$REPO/"))
         add("```")
         add("")
     py_cmds = [shown(cmds[k]) for k in ("weather", "reload") if k in cmds]
@@ -318,9 +328,15 @@ def render(summaries):
                 continue
             row = s["wrk"][scen]
             stalled = s["stalled"].get(scen, {})
-            cells = [f"**{fmt_rps(row[n]['rps_median'])}**" if n == "evicorn" and n in row
-                     else "stalls" if n in stalled
-                     else fmt_rps(row[n]["rps_median"]) if n in row else "n/a" for n in present]
+            def cell(n):
+                if n in stalled:
+                    return "stalls"
+                if n not in row:
+                    return "n/a"
+                v = fmt_rps(row[n]["rps_median"])
+                v = f"**{v}**" if n == "evicorn" else v
+                return v + (" ⚠" if row[n].get("runs_disturbed_used") else "")
+            cells = [cell(n) for n in present]
             add(f"| {SCENARIO_TITLE[scen]} | " + " | ".join(cells) + " |")
         add("")
         add("### evicorn against each peer")
@@ -381,11 +397,26 @@ def render(summaries):
                     continue
                 lat = (("—", "—") if scen == "pipeline"
                        else (fmt_lat(r["p50_median"]), fmt_lat(r["p99_median"])))
-                add(f"| {SCENARIO_TITLE[scen]} | {SERVER_TITLE[n]} | {r['runs']} | "
+                nruns = f"{r['runs']}" if r["runs"] == r.get("runs_total", r["runs"]) else \
+                    f"{r['runs']} of {r['runs_total']}"
+                if r.get("runs_redone"):
+                    nruns += f" ({r['runs_redone']} redone)"
+                if r.get("runs_disturbed_used"):
+                    nruns += " ⚠"
+                add(f"| {SCENARIO_TITLE[scen]} | {SERVER_TITLE[n]} | {nruns} | "
                     f"{fmt_rps(r['rps_median'])} | {fmt_rps(r['rps_min'])} – "
                     f"{fmt_rps(r['rps_max'])} | {lat[0]} | {lat[1]} | {r['errors']} | "
                     f"{fmt_pct(r.get('server_cpu_share_median'))} | "
                     f"{fmt_pct(r.get('client_core_busy_median'))} |")
+        add("")
+        add("Runs: the runs the medians are taken from. A run counts as *disturbed* when "
+            "processes other than the server took more than "
+            f"{float(meta.get('disturb_limit', 0.15)) * 100:.0f} % of the server's core, or "
+            "other than wrk of wrk's core (busy time from `/proc/stat` minus the server's and "
+            "wrk's own CPU time); `bench/run` sets a disturbed run aside and does it again (up "
+            f"to {meta.get('retries', 2)} times: \"redone\"), and a run still disturbed after "
+            "that is left out of the medians while two clean runs remain (\"4 of 5\"), or used "
+            "and marked ⚠ otherwise.")
         add("")
         add("Server CPU is the CPU time of the server's processes (master and workers, from "
             "`/proc/<pid>/stat`) over the wall time of the run, in % of one core; client core busy "
