@@ -19,7 +19,8 @@ struct config {
     const char *app_dir;
     bool factory;
     enum lifespan_mode lifespan;
-    const char *bridge; /* path of asgi.so when APP is given; set by main */
+    const char *bridge;      /* path of asgi.so when APP is given; set by main */
+    const char *bridge_file; /* path of asgi.so whether or not APP is given */
 
     const char *host;
     int port;

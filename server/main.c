@@ -2,6 +2,7 @@
  * plugins. main parses the command line, opens the listening sockets and
  * hands over to the master process. */
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <ev.h>
 #include <limits.h>
@@ -66,7 +67,9 @@ static int find_bridge(struct config *cfg)
     for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
         int len = snprintf(bridge_path, sizeof bridge_path, candidates[i], exe);
         if (len > 0 && (size_t)len < sizeof bridge_path && access(bridge_path, R_OK) == 0) {
-            cfg->bridge = bridge_path;
+            cfg->bridge_file = bridge_path;
+            if (cfg->app)
+                cfg->bridge = bridge_path;
             return 0;
         }
     }
@@ -111,7 +114,8 @@ int main(int argc, char **argv)
     /* A client that closes early must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
 
-    if (cfg.app && find_bridge(&cfg) < 0) {
+    bool have_bridge = find_bridge(&cfg) == 0;
+    if (cfg.app && !have_bridge) {
         log_error("cannot serve %s: the Python bridge plugin (asgi.so) was not found next to %s",
                   cfg.app, argv[0]);
         config_free(&cfg);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "host_api.h"
@@ -454,12 +455,27 @@ refuse:
     return -1;
 }
 
+/* Whether path is the server's own ASGI bridge, which is loaded only to
+ * serve APP, never as an ordinary plugin (it sits in build/plugins beside
+ * the examples). */
+static bool is_bridge(const char *path)
+{
+    const char *bridge = P.w->cfg->bridge_file;
+    struct stat a, b;
+    return bridge && stat(path, &a) == 0 && stat(bridge, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 static void load_file(const char *name, int tries)
 {
     char path[PATH_MAX];
     int n = snprintf(path, sizeof path, "%s/%s", P.w->cfg->plugins_dir, name);
     if (n < 0 || (size_t)n >= sizeof path) {
         log_error("plugin %s/%s refused: path too long", P.w->cfg->plugins_dir, name);
+        return;
+    }
+    if (is_bridge(path)) {
+        log_debug("plugin %s: the ASGI bridge is loaded only to serve an APP; skipped", path);
         return;
     }
     load_path(name, path, tries);
