@@ -1,0 +1,637 @@
+/* asgi.so: evicorn's bridge to a Python ASGI application.
+ *
+ * This file is the evicorn side: the plugin entry, the catch-all route
+ * handler that runs on the worker's event loop, the queue that carries
+ * requests to the Python thread, the continuations that carry the app's
+ * responses back (asgi_api->call_on_loop), and the embedding of CPython (startup
+ * and shutdown hooks). pymod.c is the Python side (the _evicorn module) and
+ * bridge.py the Python code that runs the asyncio loop, the lifespan and
+ * each request. README.md explains the design and why.
+ *
+ * Threads: the evicorn loop thread never takes the GIL once startup has
+ * returned. It talks to the Python thread only through inq_push (a mutex
+ * protected list plus an eventfd the asyncio loop watches) and reads the
+ * atomics of struct areq. */
+#include "bridge.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "bridge_py.h"
+
+const evicorn_api *asgi_api;
+
+/* ---- logging ---- */
+
+/* The host writes one line of at most ~2 KiB per call: long messages (a
+ * traceback) go out in pieces cut at line ends. */
+#define LOG_PIECE 1800
+
+static void log_text(int level, const char *text)
+{
+    size_t n = strlen(text);
+    while (n > 0 && text[n - 1] == '\n')
+        n--;
+    if (n <= LOG_PIECE) {
+        char buf[LOG_PIECE + 1];
+        memcpy(buf, text, n);
+        buf[n] = '\0';
+        asgi_api->log(NULL, level, buf);
+        return;
+    }
+    const char *p = text, *end = text + n;
+    while (p < end) {
+        size_t k = (size_t)(end - p);
+        if (k > LOG_PIECE) {
+            k = LOG_PIECE;
+            const char *nl = NULL;
+            for (const char *q = p + k; q > p; q--)
+                if (*q == '\n') {
+                    nl = q;
+                    break;
+                }
+            if (nl)
+                k = (size_t)(nl - p);
+        }
+        char buf[LOG_PIECE + 1];
+        memcpy(buf, p, k);
+        buf[k] = '\0';
+        if (k > 0)
+            asgi_api->log(NULL, level, buf);
+        p += k;
+        if (p < end && *p == '\n')
+            p++;
+    }
+}
+
+void asgi_log(int level, const char *fmt, ...)
+{
+    char stack[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(stack, sizeof stack, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof stack) {
+        log_text(level, stack);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        log_text(level, stack);
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    log_text(level, big);
+    free(big);
+}
+
+/* ---- the queue to the Python thread ---- */
+
+static struct {
+    pthread_mutex_t mu;
+    struct inmsg *head, **tail;
+    int efd;
+} Q = {PTHREAD_MUTEX_INITIALIZER, NULL, &Q.head, -1};
+
+int asgi_wake_fd(void)
+{
+    return Q.efd;
+}
+
+void inq_push(struct inmsg *m)
+{
+    m->next = NULL;
+    pthread_mutex_lock(&Q.mu);
+    int was_empty = Q.head == NULL;
+    *Q.tail = m;
+    Q.tail = &m->next;
+    pthread_mutex_unlock(&Q.mu);
+    /* One wake-up per batch: a non-empty queue means the Python thread has
+     * a wake-up pending that will take this message too (it reads the
+     * eventfd before taking the queue). */
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t w;
+        do
+            w = write(Q.efd, &one, sizeof one);
+        while (w < 0 && errno == EINTR);
+    }
+}
+
+struct inmsg *inq_take(void)
+{
+    pthread_mutex_lock(&Q.mu);
+    struct inmsg *list = Q.head;
+    Q.head = NULL;
+    Q.tail = &Q.head;
+    pthread_mutex_unlock(&Q.mu);
+    return list;
+}
+
+struct inmsg *inmsg_new(struct areq *a, int kind, const char *data, size_t len)
+{
+    struct inmsg *m = malloc(sizeof *m + len);
+    if (!m)
+        return NULL;
+    memset(m, 0, sizeof *m);
+    m->a = a;
+    m->kind = kind;
+    m->len = len;
+    if (len)
+        memcpy(m->data, data, len);
+    return m;
+}
+
+/* ---- requests ---- */
+
+void areq_unref(struct areq *a)
+{
+    if (atomic_fetch_sub(&a->refs, 1) == 1)
+        free(a);
+}
+
+/* Sends an event to the Python thread; it owns a new reference to a. Out of
+ * memory, the event is lost: the app then sees the request as it was. */
+static void notify(struct areq *a, int kind)
+{
+    struct inmsg *m = inmsg_new(a, kind, NULL, 0);
+    if (!m) {
+        asgi_log(LOG_ERROR, "out of memory notifying the ASGI app");
+        return;
+    }
+    areq_ref(a);
+    inq_push(m);
+}
+
+/* The client left before the response was done. */
+static void on_gone(evicorn_request *req, void *ud, int status)
+{
+    (void)req;
+    (void)status;
+    struct areq *a = ud;
+    atomic_store(&a->gone, 1);
+    notify(a, IN_DISCONNECT);
+}
+
+/* A send() waiting for room may go on: output has drained below the low
+ * mark, or the client is gone (then send() raises). */
+static void wake_writer(struct areq *a)
+{
+    if (!atomic_load(&a->waiting))
+        return;
+    if (!atomic_load(&a->gone) &&
+        (atomic_load(&a->paused) || atomic_load(&a->pending) > ASGI_SEND_LOW))
+        return;
+    if (atomic_exchange(&a->waiting, 0))
+        notify(a, IN_WRITABLE);
+}
+
+static void on_room(evicorn_request *req, void *ud, int status)
+{
+    (void)req;
+    (void)status;
+    struct areq *a = ud;
+    a->writable_armed = 0;
+    atomic_store(&a->paused, 0);
+    wake_writer(a);
+    areq_unref(a);
+}
+
+static void on_body(evicorn_request *req, void *ud, const char *data, size_t len, int more,
+                    int status)
+{
+    (void)req;
+    struct areq *a = ud; /* the reference taken for this continuation goes to the message */
+    struct inmsg *m = inmsg_new(a, IN_BODY, status ? NULL : data, status ? 0 : len);
+    if (!m) {
+        m = inmsg_new(a, IN_BODY, NULL, 0);
+        if (!m) {
+            areq_unref(a);
+            return;
+        }
+        status = EVICORN_ENOMEM;
+    }
+    m->more = status ? 0 : more;
+    m->status = status;
+    inq_push(m);
+}
+
+static const evicorn_header plain_500[] = {
+    {"content-type", 12, "text/plain; charset=utf-8", 25},
+    {"connection", 10, "close", 5},
+};
+
+static void on_final(evicorn_request *req, void *ud, int status)
+{
+    (void)req;
+    (void)ud;
+    (void)status;
+}
+
+/* Ends our hold on req from inside a host continuation. The host (0.1.0)
+ * still reads the request after a continuation returns (remote_run,
+ * op_complete, body_arrived), so releasing the last hold there would free
+ * it under the host's feet. An operation still pending keeps the request
+ * alive past that point: the request then finishes when that operation's
+ * continuation has run, on a later turn of the loop. on_writable is the
+ * cheapest such operation (it completes at once when the output is not
+ * full or the client is gone). If none can be registered, the hold is
+ * kept (a leak) rather than risk a crash. */
+static void release_later(evicorn_request *req, struct areq *a)
+{
+    if (!a->writable_armed && asgi_api->on_writable(req, on_final, NULL) < 0 &&
+        asgi_api->sleep(req, 0, on_final, NULL) < 0) {
+        asgi_log(LOG_ERROR, "cannot release a finished request safely; keeping it open");
+        return;
+    }
+    asgi_api->release(req);
+}
+
+/* Runs on the loop thread: one message the Python thread posted. */
+static void run_out(struct outmsg *m)
+{
+    struct areq *a = m->a;
+    evicorn_request *req = a->req;
+    int rc = 0;
+    switch (m->kind) {
+    case OUT_SEND:
+        if (!atomic_load(&a->gone)) {
+            if (m->status)
+                rc = asgi_api->start(req, m->status, m->headers, m->nheaders, -1);
+            if (rc == 0 && (m->len > 0 || !m->more))
+                rc = asgi_api->send(req, m->body, m->len, m->more);
+            if (rc < 0 && rc != EVICORN_EPIPE)
+                asgi_log(LOG_ERROR, "cannot send the app's response (error %d)", rc);
+            if (rc == 0 && m->more && !asgi_api->writable(req)) {
+                atomic_store(&a->paused, 1);
+                if (!a->writable_armed) {
+                    a->writable_armed = 1;
+                    areq_ref(a);
+                    if (asgi_api->on_writable(req, on_room, a) < 0) {
+                        a->writable_armed = 0;
+                        atomic_store(&a->paused, 0);
+                        areq_unref(a);
+                    }
+                }
+            }
+        }
+        atomic_fetch_sub(&a->pending, (long)m->len);
+        wake_writer(a);
+        break;
+    case OUT_RECEIVE:
+        areq_ref(a);
+        rc = asgi_api->receive(req, on_body, a);
+        if (rc < 0)
+            on_body(req, a, NULL, 0, 0, rc);
+        break;
+    case OUT_FINISH:
+        asgi_api->on_disconnect(req, NULL, NULL);
+        if (m->status && !atomic_load(&a->gone))
+            asgi_api->respond(req, m->status, plain_500, 2, "Internal Server Error", 21);
+        free(m);
+        release_later(req, a);
+        areq_unref(a); /* the loop side's reference */
+        return;
+    }
+    free(m);
+}
+
+/* A batch: everything the Python thread produced in one turn of its
+ * loop, for any number of requests, in order. It rides on its first
+ * message's request (held until that request's OUT_FINISH has run, which
+ * is in this batch or a later one); each message acts on its own request.
+ * One call_on_loop per batch means one wake-up of evicorn's loop. */
+static void on_batch(evicorn_request *req, void *ud, int status)
+{
+    (void)req;
+    (void)status; /* the carrier's; each message checks its own request */
+    struct outmsg *m = ud;
+    while (m) {
+        struct outmsg *next = m->next;
+        run_out(m);
+        m = next;
+    }
+}
+
+int outmsg_post_batch(struct outmsg *first)
+{
+    return asgi_api->call_on_loop(first->a->req, on_batch, first);
+}
+
+/* Parses a Content-Length value; -1 when absent or invalid. */
+static long long parse_length(evicorn_str v)
+{
+    if (v.len == 0 || v.len > 18)
+        return -1;
+    long long n = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9')
+            return -1;
+        n = n * 10 + (v.ptr[i] - '0');
+    }
+    return n;
+}
+
+/* The first body chunk of a small request arrived with it: hand both to
+ * Python at once (one trip instead of two for a typical JSON POST). */
+static void on_prefetch(evicorn_request *req, void *ud, const char *data, size_t len, int more,
+                        int status)
+{
+    (void)req;
+    struct areq *a = ud;
+    if (status != 0) {
+        /* Over --limit-body (the host has answered 413), or the client left
+         * before its body arrived: the app never runs. */
+        asgi_api->on_disconnect(req, NULL, NULL);
+        release_later(req, a);
+        areq_unref(a);
+        areq_unref(a);
+        return;
+    }
+    struct inmsg *m = inmsg_new(a, IN_REQUEST, data, len);
+    if (!m) {
+        asgi_api->on_disconnect(req, NULL, NULL);
+        asgi_api->respond(req, 503, plain_500, 1, "Service Unavailable", 19);
+        release_later(req, a);
+        areq_unref(a);
+        areq_unref(a);
+        return;
+    }
+    m->has_body = 1;
+    m->more = more;
+    inq_push(m);
+}
+
+/* Bodies up to this size are read before the app is called. */
+#define PREFETCH_MAX (64 * 1024)
+
+/* The catch-all route: every request no native plugin route took. */
+static void handle(evicorn_request *req, void *data)
+{
+    (void)data;
+    struct areq *a = calloc(1, sizeof *a);
+    if (!a) {
+        asgi_api->respond(req, 503, plain_500, 1, "Service Unavailable", 19);
+        return;
+    }
+    a->req = req;
+    atomic_init(&a->refs, 2); /* the loop side's, and the Python Req's */
+    if (asgi_api->hold(req) < 0) {
+        free(a);
+        asgi_api->respond(req, 503, plain_500, 1, "Service Unavailable", 19);
+        return;
+    }
+    asgi_api->on_disconnect(req, on_gone, a);
+
+    evicorn_str v;
+    int chunked = asgi_api->header(req, "transfer-encoding", &v) == 0;
+    long long length = asgi_api->header(req, "content-length", &v) == 0 ? parse_length(v) : -1;
+    int expect = asgi_api->header(req, "expect", &v) == 0;
+    if (!chunked && length > 0 && length <= PREFETCH_MAX && !expect &&
+        asgi_api->receive(req, on_prefetch, a) == 0)
+        return;
+    struct inmsg *m = inmsg_new(a, IN_REQUEST, NULL, 0);
+    if (!m) {
+        asgi_api->on_disconnect(req, NULL, NULL);
+        asgi_api->respond(req, 503, plain_500, 1, "Service Unavailable", 19);
+        asgi_api->release(req);
+        free(a);
+        return;
+    }
+    m->no_body = !chunked && length <= 0;
+    inq_push(m);
+}
+
+/* ---- embedding CPython ---- */
+
+static PyThreadState *main_tstate;
+static PyObject *bridge_mod;
+static int started;
+
+/* Python's extension modules (_asyncio, uvloop, ...) resolve libpython's
+ * symbols globally, but the server dlopens plugins RTLD_LOCAL: make the
+ * libpython this plugin linked against global. */
+static int promote_libpython(char *err, size_t errlen)
+{
+    Dl_info info;
+    if (!dladdr((void *)&Py_InitializeFromConfig, &info) || !info.dli_fname) {
+        snprintf(err, errlen, "cannot locate libpython (dladdr failed)");
+        return -1;
+    }
+    void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(err, errlen, "cannot make %s global: %s", info.dli_fname, e ? e : "?");
+        return -1;
+    }
+    /* Never closed: libpython stays mapped and global for the process. */
+    return 0;
+}
+
+/* An initialised interpreter holds pointers into this file (the _evicorn
+ * types and functions) for the rest of the process: never unmap it. */
+static void pin_self(void)
+{
+    Dl_info info;
+    if (dladdr((void *)&pin_self, &info) && info.dli_fname &&
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE))
+        return;
+    asgi_log(LOG_WARNING, "cannot pin the ASGI bridge in memory; do not unload it");
+}
+
+/* The message of the exception being raised, for err (one line). */
+static void python_error(const char *what, char *err, size_t errlen)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *s = value ? PyObject_Str(value) : NULL;
+    const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
+    snprintf(err, errlen, "%s: %s: %s", what,
+             type ? ((PyTypeObject *)type)->tp_name : "error", msg ? msg : "?");
+    PyErr_Clear();
+    Py_XDECREF(s);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+static int init_python(char *err, size_t errlen)
+{
+    PyStatus st;
+    PyConfig cfg;
+    PyConfig_InitPythonConfig(&cfg);
+    /* evicorn handles the signals; the interpreter must not. */
+    cfg.install_signal_handlers = 0;
+    cfg.parse_argv = 0;
+    /* As /usr/bin/python3 would: its prefix, its sys.path, and
+     * sys.executable pointing at Python rather than evicorn. */
+    st = PyConfig_SetBytesString(&cfg, &cfg.program_name, EVICORN_ASGI_PYTHON);
+    if (!PyStatus_Exception(st)) {
+        char *argv[] = {"evicorn"};
+        st = PyConfig_SetBytesArgv(&cfg, 1, argv);
+    }
+    if (!PyStatus_Exception(st))
+        st = Py_InitializeFromConfig(&cfg);
+    PyConfig_Clear(&cfg);
+    if (PyStatus_Exception(st)) {
+        snprintf(err, errlen, "cannot initialise Python: %s%s%s", st.func ? st.func : "",
+                 st.func ? ": " : "", st.err_msg ? st.err_msg : "unknown error");
+        return -1;
+    }
+    return 0;
+}
+
+static int bridge_startup(void **state, char *err, size_t errlen)
+{
+    (void)state;
+    if (started) {
+        snprintf(err, errlen, "the ASGI bridge cannot be loaded twice in one process");
+        return -1;
+    }
+    started = 1;
+    if (!asgi_api->config("app")) {
+        snprintf(err, errlen, "no APP (module:attribute) to serve");
+        return -1;
+    }
+    Q.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (Q.efd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        return -1;
+    }
+    if (promote_libpython(err, errlen) < 0)
+        return -1;
+    pin_self();
+    if (PyImport_AppendInittab("_evicorn", asgi_pymod_init) < 0) {
+        snprintf(err, errlen, "cannot register the _evicorn module");
+        return -1;
+    }
+    if (init_python(err, errlen) < 0)
+        return -1;
+
+    /* Threads Python starts (the asyncio thread, and the threads it starts
+     * in turn) inherit this mask: signals only ever reach evicorn's loop
+     * thread, as with the server's own thread pool. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+
+    int rc = -1;
+    PyObject *code = Py_CompileString(bridge_py, "<evicorn>/plugins/asgi/bridge.py", Py_file_input);
+    if (code)
+        bridge_mod = PyImport_ExecCodeModuleEx("_evicorn_bridge", code, "<evicorn>/bridge.py");
+    Py_XDECREF(code);
+    if (!bridge_mod) {
+        python_error("cannot load the bridge's Python code", err, errlen);
+        goto out;
+    }
+    PyObject *res = PyObject_CallMethod(bridge_mod, "startup", NULL);
+    if (!res) {
+        python_error("ASGI bridge startup failed", err, errlen);
+        goto out;
+    }
+    if (res == Py_None) {
+        rc = 0;
+    } else {
+        const char *msg = PyUnicode_Check(res) ? PyUnicode_AsUTF8(res) : NULL;
+        snprintf(err, errlen, "%s", msg ? msg : "startup failed");
+        PyErr_Clear();
+    }
+    Py_DECREF(res);
+out:
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (rc == 0) /* From here on, only the Python thread runs Python. */
+        main_tstate = PyEval_SaveThread();
+    /* On failure this thread keeps the GIL: the worker is about to exit and
+     * nothing may run Python in the meantime. */
+    return rc;
+}
+
+static void bridge_shutdown(void *state)
+{
+    (void)state;
+    if (!main_tstate)
+        return;
+    PyEval_RestoreThread(main_tstate);
+    main_tstate = NULL;
+    PyObject *res = PyObject_CallMethod(bridge_mod, "shutdown", NULL);
+    if (!res) {
+        char err[512];
+        python_error("ASGI bridge shutdown failed", err, sizeof err);
+        asgi_log(LOG_ERROR, "%s", err);
+    }
+    Py_XDECREF(res);
+    /* The interpreter is not finalised: finalisation joins threads the app
+     * may have left running, which could hang the exit. This thread keeps
+     * the GIL, so no Python code runs while the worker exits. */
+}
+
+/* ---- the plugin ---- */
+
+static const evicorn_route routes[] = {
+    {sizeof(evicorn_route), "*", "/{path:path}", EVICORN_ASYNC, handle, NULL},
+};
+
+static const evicorn_plugin plugin = {
+    .size = sizeof(evicorn_plugin),
+    .abi_major = EVICORN_ABI_MAJOR,
+    .abi_minor = 1, /* call_on_loop and config */
+    .name = "asgi",
+    .version = "1.0.0",
+    .routes = routes,
+    .nroutes = sizeof routes / sizeof routes[0],
+    .route_size = sizeof(evicorn_route),
+    .startup = bridge_startup,
+    .shutdown = bridge_shutdown,
+};
+
+/* What the bridge is without an APP: a plugin with no routes. */
+static const evicorn_plugin inert = {
+    .size = sizeof(evicorn_plugin),
+    .abi_major = EVICORN_ABI_MAJOR,
+    .abi_minor = 1,
+    .name = "asgi",
+    .version = "1.0.0",
+    .route_size = sizeof(evicorn_route),
+};
+
+EVICORN_EXPORT const evicorn_plugin *evicorn_plugin_entry(const evicorn_host *host)
+{
+    if (!host || host->size < offsetof(evicorn_host, plugin_file) || !host->api)
+        return NULL;
+    const evicorn_api *a = host->api;
+    if (host->abi_major != EVICORN_ABI_MAJOR || host->abi_minor < 1 ||
+        !EVICORN_API_HAS(a, call_on_loop) || !EVICORN_API_HAS(a, config)) {
+        if (a->log)
+            a->log(NULL, LOG_ERROR,
+                   "the ASGI bridge needs evicorn ABI 1.1 or newer (call_on_loop, config)");
+        return NULL;
+    }
+    asgi_api = a;
+    if (!a->config("app")) {
+        /* Found in a plugins folder (`make run` serves build/plugins, where
+         * the bridge is built) rather than loaded for APP: nothing to do. */
+        a->log(NULL, LOG_DEBUG, "asgi.so: no APP given, the ASGI bridge serves nothing");
+        return &inert;
+    }
+    if (Py_IsInitialized()) {
+        /* Another copy already embeds the interpreter (a process has one). */
+        a->log(NULL, LOG_ERROR,
+               "asgi.so: this process already serves the ASGI app; a second copy of the "
+               "bridge is not loaded");
+        return NULL;
+    }
+    return &plugin;
+}

@@ -1,0 +1,113 @@
+/* Internal declarations shared by asgi.c (the plugin: evicorn's loop side)
+ * and pymod.c (the _evicorn extension module: the Python thread's side).
+ * See README.md for the design. */
+#ifndef EVICORN_ASGI_BRIDGE_H
+#define EVICORN_ASGI_BRIDGE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <evicorn/abi.h>
+
+#define ASGI_HIDDEN __attribute__((visibility("hidden")))
+
+/* Log levels of the ABI (uvicorn's names). */
+enum { LOG_CRITICAL, LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_TRACE };
+
+/* Output queued by the app but not yet written by the loop, per request,
+ * above which send() waits (and below which it is resumed). */
+#define ASGI_SEND_HIGH (256 * 1024)
+#define ASGI_SEND_LOW  (64 * 1024)
+
+/* One request as both threads see it. The loop thread creates it in the
+ * route handler; it is freed when the last reference goes: the loop
+ * side's (until the final release), the Python Req object's, and one per
+ * message or continuation in flight. */
+struct areq {
+    evicorn_request *req;
+    atomic_int refs;
+    atomic_int gone;     /* the client disconnected before the response was done */
+    atomic_int paused;   /* the connection's output is full (loop side decides) */
+    atomic_long pending; /* body bytes posted by Python, not yet handed to the host */
+    atomic_int waiting;  /* Python's send() waits for pending/paused to drop */
+    /* loop thread only */
+    int writable_armed;
+    /* Python thread only */
+    PyObject *py; /* the Req object, borrowed; NULL once it is gone */
+};
+
+void areq_unref(struct areq *a) ASGI_HIDDEN;
+static inline void areq_ref(struct areq *a)
+{
+    atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+}
+
+/* Messages from the loop thread to the Python thread. */
+enum in_kind {
+    IN_REQUEST,    /* a new request; may carry the first body chunk */
+    IN_BODY,       /* a body chunk (or the end of the body, or an error) */
+    IN_DISCONNECT, /* the client has gone */
+    IN_WRITABLE    /* send() may go on */
+};
+
+struct inmsg {
+    struct inmsg *next;
+    struct areq *a; /* holds a reference */
+    int kind;
+    int has_body; /* IN_REQUEST: data/more/status carry the first chunk */
+    int no_body;  /* IN_REQUEST: the request has no body at all */
+    int more;
+    int status;
+    size_t len;
+    char data[];
+};
+
+/* Pushes a message to the Python thread (any thread; wakes it when the
+ * queue was empty). */
+void inq_push(struct inmsg *m) ASGI_HIDDEN;
+struct inmsg *inmsg_new(struct areq *a, int kind, const char *data, size_t len) ASGI_HIDDEN;
+
+/* Messages from the Python thread to the loop thread (api->call_on_loop). */
+enum out_kind {
+    OUT_SEND,    /* optional start, then body bytes */
+    OUT_RECEIVE, /* ask the host for the next body chunk */
+    OUT_FINISH   /* the app returned: optional 500, then release the request */
+};
+
+struct outmsg {
+    struct outmsg *next; /* in its batch */
+    struct areq *a;
+    int kind;
+    int status; /* OUT_SEND: response status when it starts the response, else 0;
+                   OUT_FINISH: 500 to answer it, else 0 */
+    int more;
+    size_t nheaders;
+    evicorn_header *headers;
+    const char *body;
+    size_t len;
+    char blob[]; /* headers array, header bytes, body bytes */
+};
+
+/* Posts a batch (linked through next) to the loop thread in one
+ * api->call_on_loop; 0 or a negative EVICORN_ code. */
+int outmsg_post_batch(struct outmsg *first) ASGI_HIDDEN;
+
+/* The host's table (set once by the entry point). */
+extern const evicorn_api *asgi_api ASGI_HIDDEN;
+
+/* Logging to the server's log, any thread, printf style. */
+void asgi_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3))) ASGI_HIDDEN;
+
+/* The eventfd the Python thread watches (loop.add_reader). */
+int asgi_wake_fd(void) ASGI_HIDDEN;
+/* Takes every queued message, in order; NULL when none. */
+struct inmsg *inq_take(void) ASGI_HIDDEN;
+
+/* pymod.c */
+PyObject *asgi_pymod_init(void) ASGI_HIDDEN;
+
+#endif

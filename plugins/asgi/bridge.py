@@ -1,0 +1,320 @@
+"""evicorn's ASGI bridge, Python side (compiled into asgi.so).
+
+startup() runs on evicorn's loop thread from the plugin's startup hook,
+before the worker accepts a connection: it starts the asyncio thread (uvloop
+when importable, like uvicorn's --loop auto), imports the app there, and runs
+the lifespan startup. From then on every request arrives through
+_evicorn.drain() (watching the bridge's eventfd) as a Req, and run(req) is
+the task that calls the app. shutdown() runs the lifespan shutdown from the
+plugin's shutdown hook and stops the thread.
+"""
+import asyncio
+import importlib
+import inspect
+import os
+import sys
+import threading
+import traceback
+
+import _evicorn
+
+CRITICAL, ERROR, WARNING, INFO, DEBUG, TRACE = range(6)
+
+
+def log(level, message):
+    _evicorn.log(level, message)
+
+
+def last_line(text):
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def format_exception(exc):
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+class LoadError(Exception):
+    pass
+
+
+# ---- the app ----------------------------------------------------------------
+
+
+def import_app(spec, factory):
+    module_name, _, attrs = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if exc.name != module_name:
+            raise
+        raise LoadError('Could not import module "%s".' % module_name) from exc
+    app = module
+    try:
+        for attr in attrs.split("."):
+            app = getattr(app, attr)
+    except AttributeError:
+        raise LoadError('Attribute "%s" not found in module "%s".' % (attrs, module_name)) from None
+    if factory:
+        try:
+            app = app()
+        except TypeError as exc:
+            raise LoadError("Error loading ASGI app factory: %s" % exc) from exc
+    return asgi3(app)
+
+
+def asgi3(app):
+    """The app as an ASGI 3 callable (uvicorn's --interface auto)."""
+    if inspect.isclass(app):
+        is3 = hasattr(app, "__await__")
+    elif inspect.isfunction(app):
+        is3 = asyncio.iscoroutinefunction(app)
+    else:
+        is3 = asyncio.iscoroutinefunction(getattr(app, "__call__", None))
+    if is3:
+        return app
+
+    async def asgi2(scope, receive, send):
+        instance = app(scope)
+        await instance(receive, send)
+
+    return asgi2
+
+
+def make_runner(app):
+    async def run(req):
+        try:
+            await app(req.scope(), req.receive, req.send)
+        except BaseException as exc:  # noqa: B902 - the server reports everything
+            if req.finish(True) and not isinstance(exc, asyncio.CancelledError):
+                log(ERROR, "Exception in ASGI application\n" + format_exception(exc))
+        else:
+            req.finish(False)
+
+    return run
+
+
+# ---- lifespan -----------------------------------------------------------------
+
+
+class Lifespan:
+    """The lifespan protocol as uvicorn's LifespanOn runs it."""
+
+    def __init__(self, app, mode, state):
+        self.app = app
+        self.mode = mode
+        self.state = state
+        self.queue = asyncio.Queue()
+        self.startup_event = asyncio.Event()
+        self.shutdown_event = asyncio.Event()
+        self.startup_failed = False
+        self.shutdown_failed = False
+        self.error = False
+        self.message = ""
+
+    async def main(self):
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        try:
+            await self.app(scope, self.receive, self.send)
+        except BaseException as exc:  # noqa: B902
+            self.error = True
+            if self.startup_failed or self.shutdown_failed:
+                return
+            if self.mode == "auto":
+                log(INFO, "ASGI 'lifespan' protocol appears unsupported.")
+            else:
+                log(ERROR, "Exception in 'lifespan' protocol\n" + format_exception(exc))
+                self.message = "Exception in 'lifespan' protocol: " + last_line(
+                    traceback.format_exception_only(type(exc), exc)[-1])
+        finally:
+            self.startup_event.set()
+            self.shutdown_event.set()
+
+    async def receive(self):
+        return await self.queue.get()
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            if self.startup_event.is_set() or self.shutdown_event.is_set():
+                raise RuntimeError("Got invalid state transition on lifespan protocol.")
+            self.startup_event.set()
+        elif kind == "lifespan.startup.failed":
+            if self.startup_event.is_set() or self.shutdown_event.is_set():
+                raise RuntimeError("Got invalid state transition on lifespan protocol.")
+            self.startup_event.set()
+            self.startup_failed = True
+            self.message = message.get("message") or ""
+        elif kind == "lifespan.shutdown.complete":
+            if not self.startup_event.is_set() or self.shutdown_event.is_set():
+                raise RuntimeError("Got invalid state transition on lifespan protocol.")
+            self.shutdown_event.set()
+        elif kind == "lifespan.shutdown.failed":
+            if not self.startup_event.is_set() or self.shutdown_event.is_set():
+                raise RuntimeError("Got invalid state transition on lifespan protocol.")
+            self.shutdown_event.set()
+            self.shutdown_failed = True
+            self.message = message.get("message") or ""
+        else:
+            raise RuntimeError("Unexpected ASGI lifespan message '%s'." % kind)
+
+    async def startup(self):
+        """None when the app may serve, else the reason it may not."""
+        log(INFO, "Waiting for application startup.")
+        self.task = asyncio.get_running_loop().create_task(self.main())
+        await self.queue.put({"type": "lifespan.startup"})
+        await self.startup_event.wait()
+        if self.startup_failed or (self.error and self.mode == "on"):
+            if self.startup_failed and self.message:
+                log(ERROR, self.message)
+            log(ERROR, "Application startup failed. Exiting.")
+            reason = last_line(self.message) or "lifespan.startup.failed"
+            return "Application startup failed: " + reason
+        log(INFO, "Application startup complete.")
+        return None
+
+    async def shutdown(self):
+        if self.error:
+            return
+        log(INFO, "Waiting for application shutdown.")
+        await self.queue.put({"type": "lifespan.shutdown"})
+        await self.shutdown_event.wait()
+        if self.shutdown_failed or (self.error and self.mode == "on"):
+            if self.message:
+                log(ERROR, self.message)
+            log(ERROR, "Application shutdown failed.")
+        else:
+            log(INFO, "Application shutdown complete.")
+
+
+# ---- the asyncio thread ---------------------------------------------------------
+
+
+class Bridge:
+    def __init__(self):
+        self.app = None
+        self.lifespan = None
+        self.state = {}
+        self.loop = None
+        self.thread = None
+
+    def new_loop(self):
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.new_event_loop()
+        return uvloop.new_event_loop()
+
+    def start_thread(self):
+        self.loop = self.new_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.loop.add_reader(_evicorn.fd(), _evicorn.drain)
+            self.loop.call_soon(ready.set)
+            try:
+                self.loop.run_forever()
+            finally:
+                try:
+                    self.loop.remove_reader(_evicorn.fd())
+                except Exception:  # noqa: BLE001
+                    pass
+
+        self.thread = threading.Thread(target=run, name="evicorn-asgi", daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def call(self, fn, *args):
+        """Runs coroutine function fn(*args) on the asyncio thread; waits."""
+        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result()
+
+    def stop_thread(self):
+        if self.thread is None:
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.thread = None
+
+    async def load(self, spec, app_dir, factory):
+        """Imports the app on the asyncio thread, as uvicorn does inside its
+        running loop; returns None or the reason it failed."""
+        if app_dir is not None:
+            sys.path.insert(0, app_dir)
+        try:
+            self.app = import_app(spec, factory)
+        except LoadError as exc:
+            cause = exc.__cause__
+            if cause is not None:
+                log(ERROR, format_exception(cause))
+                return 'Error loading ASGI app "%s". %s (%s)' % (
+                    spec, exc, last_line(traceback.format_exception_only(type(cause), cause)[-1]))
+            return 'Error loading ASGI app "%s". %s' % (spec, exc)
+        except BaseException as exc:  # noqa: B902 - an app that fails to import
+            log(ERROR, format_exception(exc))
+            return 'Error loading ASGI app "%s": %s' % (
+                spec, last_line(traceback.format_exception_only(type(exc), exc)[-1]))
+        _evicorn.configure(make_runner(self.app), asyncio.get_running_loop(), self.state)
+        return None
+
+    async def start_lifespan(self, mode):
+        self.lifespan = Lifespan(self.app, mode, self.state)
+        return await self.lifespan.startup()
+
+    async def stop_lifespan(self):
+        await self.lifespan.shutdown()
+
+    async def close(self):
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.shutdown_asyncgens(), 5)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+bridge = None
+
+
+def startup():
+    """Called by the plugin's startup hook; None, or why it failed."""
+    global bridge
+    b = Bridge()
+    spec = _evicorn.config("app")
+    app_dir = _evicorn.config("app_dir")
+    factory = _evicorn.config("factory") == "1"
+    mode = _evicorn.config("lifespan") or "auto"
+    b.start_thread()
+    try:
+        reason = b.call(b.load, spec, app_dir, factory)
+        if reason is None and mode != "off":
+            reason = b.call(b.start_lifespan, mode)
+    except BaseException as exc:  # noqa: B902
+        log(ERROR, format_exception(exc))
+        reason = last_line(traceback.format_exception_only(type(exc), exc)[-1])
+    if reason is not None:
+        b.stop_thread()
+        return reason
+    bridge = b
+    return None
+
+
+def shutdown():
+    """Called by the plugin's shutdown hook, after the last request."""
+    b = bridge
+    if b is None:
+        return
+    try:
+        if b.lifespan is not None:
+            b.call(b.stop_lifespan)
+        b.call(b.close)
+    finally:
+        b.stop_thread()
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,0 +1,2 @@
+"""A module that fails while being imported."""
+raise RuntimeError("cannot import this module")

@@ -1,0 +1,402 @@
+"""The FastAPI app the ASGI bridge tests and benchmarks serve, unmodified,
+with evicorn (`evicorn main:app --app-dir tests/asgi_app`) and with uvicorn
+(`python3 -m uvicorn main:app --app-dir tests/asgi_app`).
+
+Environment knobs (all optional):
+  ASGI_APP_SHUTDOWN_MARKER  lifespan shutdown appends "<pid>\n" to this file
+  ASGI_APP_LIFESPAN_FAIL    lifespan startup raises (RuntimeError)
+  ASGI_APP_STARTUP_DELAY    lifespan startup first sleeps this many seconds
+  ASGI_APP_NO_YIELD_STATE   the lifespan yields no state dict: Debian's
+                            uvicorn 0.17 predates lifespan state, and
+                            Starlette refuses to start without it
+  ASGI_APP_BACKGROUND_LOG   where background tasks append their lines
+"""
+import asyncio
+import hashlib
+import json
+import os
+import threading
+import time
+from contextlib import asynccontextmanager
+from typing import Dict, List, Optional
+
+from fastapi import BackgroundTasks, Cookie, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import (JSONResponse, PlainTextResponse, RedirectResponse, Response,
+                               StreamingResponse)
+from pydantic import BaseModel, Field
+
+MARKER = os.environ.get("ASGI_APP_SHUTDOWN_MARKER")
+BACKGROUND_LOG = os.environ.get("ASGI_APP_BACKGROUND_LOG")
+
+# Results of requests that outlive their response, read back by later ones.
+results: Dict[str, str] = {}
+hits = {"plaintext": 0}
+
+
+@asynccontextmanager
+async def lifespan(app):
+    if os.environ.get("ASGI_APP_LIFESPAN_FAIL"):
+        raise RuntimeError("database unavailable")
+    await asyncio.sleep(float(os.environ.get("ASGI_APP_STARTUP_DELAY", "0")))
+    app.state.started = "yes"
+    app.state.startup_pid = os.getpid()
+    if os.environ.get("ASGI_APP_NO_YIELD_STATE"):
+        yield
+    else:
+        yield {"greeting": "hello from lifespan", "counter": [0]}
+    if MARKER:
+        with open(MARKER, "a") as f:
+            f.write("%d\n" % os.getpid())
+
+
+app = FastAPI()
+# FastAPI 0.92 has no lifespan= argument; its router takes one.
+app.router.lifespan_context = lifespan
+
+
+# ---- the benchmark routes --------------------------------------------------
+
+
+@app.get("/")
+async def root():
+    return {"Hello": "World"}
+
+
+@app.get("/json")
+async def json_route():
+    return {"message": "Hello, World!"}
+
+
+@app.get("/plaintext", response_class=PlainTextResponse)
+async def plaintext():
+    hits["plaintext"] += 1  # tells the app's answers from a native plugin's
+    return "Hello, World!"
+
+
+@app.get("/hits")
+async def get_hits():
+    return hits
+
+
+@app.get("/sleep")
+async def sleep(seconds: float = 1.0):
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
+# ---- routes, parameters, bodies ------------------------------------------------
+
+
+@app.get("/sync")
+def sync_route():
+    return {"sync": True, "main_thread": threading.current_thread() is threading.main_thread()}
+
+
+@app.get("/items/{item_id}")
+async def read_item(item_id: int, q: Optional[str] = None, limit: int = 10, short: bool = False):
+    return {"item_id": item_id, "q": q, "limit": limit, "short": short}
+
+
+@app.get("/files/{file_path:path}")
+async def read_file(file_path: str):
+    return {"file_path": file_path}
+
+
+@app.get("/tags")
+async def tags(tag: List[str] = Query(default=[])):
+    return {"tags": tag}
+
+
+class Item(BaseModel):
+    name: str
+    price: float
+    tags: List[str] = []
+    description: Optional[str] = Field(default=None, max_length=50)
+
+
+@app.post("/items/", status_code=201)
+async def create_item(item: Item):
+    return {"item": item.dict(), "total": item.price * 2}
+
+
+@app.put("/items/{item_id}")
+def update_item(item_id: int, item: Item, notify: bool = False):
+    return {"item_id": item_id, "name": item.name, "notify": notify}
+
+
+@app.post("/echo")
+async def echo(request: Request):
+    body = await request.body()
+    return {"length": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+            "content_type": request.headers.get("content-type")}
+
+
+@app.post("/echo/stream")
+async def echo_stream(request: Request):
+    n, chunks, h = 0, 0, hashlib.sha256()
+    async for chunk in request.stream():
+        if chunk:
+            chunks += 1
+            n += len(chunk)
+            h.update(chunk)
+    return {"length": n, "chunks": chunks, "sha256": h.hexdigest()}
+
+
+@app.post("/echo/raw")
+async def echo_raw(request: Request):
+    return Response(await request.body(), media_type="application/octet-stream")
+
+
+# ---- headers, cookies, state -----------------------------------------------
+
+
+@app.get("/headers")
+async def headers(request: Request, user_agent: Optional[str] = Header(default=None),
+                  x_token: Optional[str] = Header(default=None)):
+    return {"user_agent": user_agent, "x_token": x_token,
+            "x_multi": request.headers.getlist("x-multi"),
+            "host": request.headers.get("host")}
+
+
+@app.get("/cookies")
+async def cookies(session: Optional[str] = Cookie(default=None), theme: str = Cookie(default="light")):
+    return {"session": session, "theme": theme}
+
+
+@app.get("/cookies/set")
+async def set_cookie():
+    response = JSONResponse({"set": True})
+    response.set_cookie("session", "abc123", httponly=True)
+    response.set_cookie("theme", "dark", max_age=3600)
+    return response
+
+
+@app.get("/state")
+async def state(request: Request):
+    greeting = getattr(request.state, "greeting", None)
+    counter = getattr(request.state, "counter", None)
+    if counter is not None:
+        counter[0] += 1
+    return {"started": request.app.state.started, "pid": os.getpid(),
+            "pid_matches": request.app.state.startup_pid == os.getpid(), "greeting": greeting,
+            "counter": counter[0] if counter is not None else None}
+
+
+@app.get("/scope")
+async def scope(request: Request):
+    s = request.scope
+    return {
+        "type": s["type"], "asgi": s["asgi"], "http_version": s["http_version"],
+        "method": s["method"], "scheme": s["scheme"], "path": s["path"],
+        "raw_path": s["raw_path"].decode("latin-1"), "query_string": s["query_string"].decode("latin-1"),
+        "root_path": s["root_path"],
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in s["headers"]],
+        "client": list(s["client"]) if s.get("client") else None,
+        "server": list(s["server"]) if s.get("server") else None,
+        "has_state": "state" in s,
+    }
+
+
+# ---- responses ---------------------------------------------------------------
+
+
+@app.get("/http-exception")
+async def http_exception():
+    raise HTTPException(status_code=404, detail="Item not found", headers={"X-Error": "yes"})
+
+
+@app.get("/teapot")
+def teapot():
+    raise HTTPException(status_code=418, detail={"reason": "short and stout"})
+
+
+@app.get("/boom")
+async def boom():
+    raise RuntimeError("boom")
+
+
+@app.get("/boom/sync")
+def boom_sync():
+    raise ValueError("sync boom")
+
+
+@app.get("/redirect")
+async def redirect():
+    return RedirectResponse("/json")
+
+
+@app.get("/redirect/found")
+async def redirect_found():
+    return RedirectResponse("https://example.com/elsewhere?x=1", status_code=302)
+
+
+@app.get("/empty", status_code=204)
+async def empty():
+    return Response(status_code=204)
+
+
+@app.get("/custom-headers")
+async def custom_headers():
+    return Response("ok", media_type="text/plain",
+                    headers={"X-Custom": "one", "Cache-Control": "no-store"})
+
+
+@app.get("/large")
+async def large(size: int = 1 << 20):
+    return Response(b"x" * size, media_type="application/octet-stream")
+
+
+@app.get("/stream")
+async def stream(n: int = 5, delay: float = 0.0, size: int = 0):
+    async def lines():
+        for i in range(n):
+            if delay:
+                await asyncio.sleep(delay)
+            yield ("line %d\n" % i).encode() + (b"." * size)
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
+@app.get("/stream/sync")
+def stream_sync(n: int = 3):
+    def lines():
+        for i in range(n):
+            yield "sync line %d\n" % i
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
+@app.get("/sse")
+async def sse(n: int = 3, delay: float = 0.05):
+    async def events():
+        for i in range(n):
+            yield "data: %s\n\n" % json.dumps({"i": i})
+            await asyncio.sleep(delay)
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+# ---- background tasks --------------------------------------------------------
+
+
+def write_log(line: str):
+    time.sleep(0.05)
+    if BACKGROUND_LOG:
+        with open(BACKGROUND_LOG, "a") as f:
+            f.write(line + "\n")
+
+
+async def write_log_async(line: str):
+    await asyncio.sleep(0.05)
+    if BACKGROUND_LOG:
+        with open(BACKGROUND_LOG, "a") as f:
+            f.write(line + "\n")
+
+
+@app.post("/send-notification/{email}")
+async def send_notification(email: str, background_tasks: BackgroundTasks):
+    background_tasks.add_task(write_log, "sync notification for %s" % email)
+    background_tasks.add_task(write_log_async, "async notification for %s" % email)
+    return {"message": "Notification sent in the background"}
+
+
+# ---- disconnects -------------------------------------------------------------
+
+
+@app.get("/disconnect")
+async def disconnect(request: Request, key: str, limit: float = 10.0):
+    deadline = time.monotonic() + limit
+    results[key] = "waiting"
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            results[key] = "disconnected"
+            return PlainTextResponse("too late")
+        await asyncio.sleep(0.02)
+    results[key] = "timeout"
+    return PlainTextResponse("still connected")
+
+
+@app.get("/result/{key}")
+async def result(key: str):
+    return {"key": key, "result": results.get(key)}
+
+
+# ---- raw ASGI, for what FastAPI never does -----------------------------------------
+
+
+async def raw_app(scope, receive, send):
+    """Mounted at /raw: misbehaving and low-level ASGI apps."""
+    path = scope["path"]
+    if path == "/no-response":
+        return
+    if path == "/error-before-start":
+        raise RuntimeError("error before start")
+    if path == "/error-after-start":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("error after start")
+    if path == "/incomplete":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        return
+    if path == "/invalid":
+        errors = []
+        for msg in ({"type": "http.response.body", "body": b"too early"},
+                    {"type": "http.response.start", "status": 200,
+                     "headers": [(b"bad header", b"x")]},
+                    {"type": "http.response.start", "status": 200,
+                     "headers": [(b"x-injected", b"a\r\nset-cookie: evil=1")]},
+                    {"type": "no.such.message"}):
+            try:
+                await send(msg)
+                errors.append("accepted")
+            except RuntimeError as exc:
+                errors.append("RuntimeError: %s" % exc)
+        body = json.dumps(errors).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            results["after_complete"] = "accepted"
+        except RuntimeError as exc:
+            results["after_complete"] = "RuntimeError: %s" % exc
+        return
+    if path == "/send-after-disconnect":
+        key = scope["query_string"].decode() or "sad"
+        results[key] = "streaming"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        try:
+            for i in range(500):
+                await send({"type": "http.response.body", "body": b"tick %d\n" % i,
+                            "more_body": True})
+                await asyncio.sleep(0.02)
+            results[key] = "never disconnected"
+        except OSError as exc:
+            results[key] = "OSError: %s" % type(exc).__name__
+            raise
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/receive-after-response":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+        msg = await asyncio.wait_for(receive(), 2)
+        results["after_response"] = msg["type"]
+        return
+    if path == "/backpressure":
+        # 32 MiB in 64 KiB sends, counted in results["bp"], to a client
+        # that does not read for a while.
+        chunk = b"b" * 65536
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(512 * len(chunk)).encode())]})
+        for i in range(512):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            results["bp"] = str(i + 1)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 404,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"no raw route"})
+
+
+app.mount("/raw", raw_app)
