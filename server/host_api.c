@@ -186,6 +186,23 @@ static void call_maybe_finish(struct call *c)
     free(c);
 }
 
+/* Around every plugin callback: the callback may release the request's
+ * last hold, and the call must still exist when it returns. leave() then
+ * finishes the call if that was the last thing keeping it open. */
+static void callback_enter(struct call *c)
+{
+    c->holds++;
+    scoreboard_enter(H.w->index, c->re->label);
+}
+
+static void callback_leave(struct call *c, double started)
+{
+    scoreboard_leave(H.w->index);
+    host_check_slow(c->re->label, started);
+    c->holds--;
+    call_maybe_finish(c);
+}
+
 /* ---- async operations ---- */
 
 static struct op *op_new(struct call *c, enum op_kind kind, void *ud)
@@ -221,13 +238,11 @@ static void op_complete(struct op *o, int status)
     struct call *c = o->c;
     op_unlink(o);
     double t0 = host_clock();
-    scoreboard_enter(H.w->index, c->re->label);
+    callback_enter(c);
     if (o->event_fn)
         o->event_fn(handle_of(c), o->ud, status);
-    scoreboard_leave(H.w->index);
-    host_check_slow(c->re->label, t0);
     free(o);
-    call_maybe_finish(c);
+    callback_leave(c, t0);
 }
 
 static void on_sleep_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -298,11 +313,11 @@ static void fetch_done(void *ud, const struct httpc_response *res)
     o->fetch = NULL;
     op_unlink(o);
     double t0 = host_clock();
+    callback_enter(c);
     o->fetch_fn(handle_of(c), o->ud, &out);
-    host_check_slow(c->re->label, t0);
     free(hdrs);
     free(o);
-    call_maybe_finish(c);
+    callback_leave(c, t0);
 }
 
 static void body_arrived(struct request *r, void *ud, const char *data, size_t len, bool more,
@@ -323,11 +338,11 @@ static void body_arrived(struct request *r, void *ud, const char *data, size_t l
     }
     op_unlink(o);
     double t0 = host_clock();
+    callback_enter(c);
     o->body_fn(handle_of(c), o->ud, status ? NULL : data, status ? 0 : len, more && !status,
                status);
-    host_check_slow(c->re->label, t0);
     free(o);
-    call_maybe_finish(c);
+    callback_leave(c, t0);
 }
 
 static void writable_again(struct request *r, void *ud)
@@ -946,11 +961,10 @@ static void remote_run(struct mailbox_msg *msg)
     struct remote *rm = (struct remote *)msg;
     struct call *c = rm->c;
     double t0 = host_clock();
-    scoreboard_enter(H.w->index, c->re->label);
+    callback_enter(c);
     rm->fn(handle_of(c), rm->ud, c->cancelled ? EVICORN_ECANCELED : 0);
-    scoreboard_leave(H.w->index);
-    host_check_slow(c->re->label, t0);
     free(rm);
+    callback_leave(c, t0);
 }
 
 static int api_call_on_loop(evicorn_request *req, evicorn_event_fn fn, void *ud)
