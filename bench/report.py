@@ -553,6 +553,12 @@ def render(summaries):
         with open(notes) as f:
             add(f.read().rstrip("\n"))
         add("")
+    # The ASGI bridge's benchmark (bench/asgi/run.py) writes its own section.
+    asgi = os.path.join(BENCH, "asgi", "RESULTS.md")
+    if os.path.exists(asgi):
+        with open(asgi) as f:
+            add(f.read().rstrip("\n"))
+        add("")
     return "\n".join(L)
 
 

@@ -459,8 +459,8 @@ static void python_error(const char *what, char *err, size_t errlen)
     PyErr_NormalizeException(&type, &value, &tb);
     PyObject *s = value ? PyObject_Str(value) : NULL;
     const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
-    snprintf(err, errlen, "%s: %s: %s", what,
-             type ? ((PyTypeObject *)type)->tp_name : "error", msg ? msg : "?");
+    snprintf(err, errlen, "%s: %s: %s", what, type ? ((PyTypeObject *)type)->tp_name : "error",
+             msg ? msg : "?");
     PyErr_Clear();
     Py_XDECREF(s);
     Py_XDECREF(type);

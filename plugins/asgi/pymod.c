@@ -18,7 +18,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-
 /* ---- module state (one interpreter per process) ---- */
 
 static PyObject *ClientDisconnected;
@@ -32,7 +31,7 @@ static PyObject *g_starts;        /* Reqs whose response start is not posted yet
 static PyObject *g_asgi;          /* {"version": "3.0", "spec_version": "2.4"} template */
 static PyObject *g_server;        /* (host, port), once known */
 static PyObject *g_root_path;
-static PyObject *g_last_client;   /* the last client host string, reused when equal */
+static PyObject *g_last_client; /* the last client host string, reused when equal */
 
 /* Interned strings. */
 static PyObject *s_type, *s_status, *s_headers, *s_body, *s_more_body, *s_trailers, *s_asgi,
@@ -154,15 +153,15 @@ typedef struct {
     int start_status;
     size_t start_n;
     size_t start_bytes;
-    char *start_buf; /* start_n (name_len, value_len) pairs, then the bytes */
+    char *start_buf;  /* start_n (name_len, value_len) pairs, then the bytes */
     long long length; /* the app's Content-Length, or -1 */
     long long sent;
     unsigned char resp;
-    unsigned char body_done;    /* the app has been given the whole body */
-    unsigned char receiving;    /* an OUT_RECEIVE is outstanding */
-    unsigned char waiter_body;  /* the waiter expects body, not just a disconnect */
-    unsigned char gone;         /* the client disconnected */
-    unsigned char finished;     /* OUT_FINISH posted: the request is no longer ours */
+    unsigned char body_done;   /* the app has been given the whole body */
+    unsigned char receiving;   /* an OUT_RECEIVE is outstanding */
+    unsigned char waiter_body; /* the waiter expects body, not just a disconnect */
+    unsigned char gone;        /* the client disconnected */
+    unsigned char finished;    /* OUT_FINISH posted: the request is no longer ours */
 } ReqObject;
 
 static PyTypeObject ReqType;
@@ -302,8 +301,9 @@ static PyObject *method_str(evicorn_str m)
         known = memcmp(m.ptr, "GET", 3) == 0 ? m_get : memcmp(m.ptr, "PUT", 3) == 0 ? m_put : NULL;
         break;
     case 4:
-        known = memcmp(m.ptr, "POST", 4) == 0 ? m_post : memcmp(m.ptr, "HEAD", 4) == 0 ? m_head
-                                                                                     : NULL;
+        known = memcmp(m.ptr, "POST", 4) == 0   ? m_post
+                : memcmp(m.ptr, "HEAD", 4) == 0 ? m_head
+                                                : NULL;
         break;
     case 5:
         known = memcmp(m.ptr, "PATCH", 5) == 0 ? m_patch : NULL;
@@ -409,8 +409,8 @@ static PyObject *Req_scope(ReqObject *self, PyObject *unused)
     if (set_steal(d, s_method, method_str(asgi_api->method(req))) < 0)
         goto fail;
     v = asgi_api->scheme(req);
-    if (PyDict_SetItem(d, s_scheme, v.len == 5 && memcmp(v.ptr, "https", 5) == 0 ? s_https : s_http) <
-        0)
+    if (PyDict_SetItem(d, s_scheme,
+                       v.len == 5 && memcmp(v.ptr, "https", 5) == 0 ? s_https : s_http) < 0)
         goto fail;
     v = asgi_api->path(req);
     if (set_steal(d, s_path, PyUnicode_DecodeUTF8(v.ptr, (Py_ssize_t)v.len, "replace")) < 0)
@@ -442,7 +442,8 @@ static PyObject *Req_scope(ReqObject *self, PyObject *unused)
     if (!g_server) {
         evicorn_str sh = asgi_api->server_host(req);
         int sp = asgi_api->server_port(req);
-        g_server = sp ? Py_BuildValue("(Ni)", str_latin1(sh), sp) : Py_BuildValue("(NO)", str_latin1(sh), Py_None);
+        g_server = sp ? Py_BuildValue("(Ni)", str_latin1(sh), sp)
+                      : Py_BuildValue("(NO)", str_latin1(sh), Py_None);
         if (!g_server)
             goto fail;
     }
@@ -511,17 +512,15 @@ static PyObject *Req_receive(ReqObject *self, PyObject *unused)
 
 static const unsigned char tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,  ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,  ['n'] = 1, ['o'] = 1,
+    ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,  ['v'] = 1, ['w'] = 1,
+    ['x'] = 1, ['y'] = 1, ['z'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1,  ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,  ['L'] = 1, ['M'] = 1,
+    ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1,  ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
 };
 
 /* A bytes-like view of o; release with PyBuffer_Release when view->obj. */
@@ -1037,7 +1036,8 @@ static void disconnected(ReqObject *r)
     if (r->drain) {
         PyObject *d = r->drain;
         r->drain = NULL;
-        PyObject *exc = PyObject_CallFunction(ClientDisconnected, "s", "the client has disconnected");
+        PyObject *exc =
+            PyObject_CallFunction(ClientDisconnected, "s", "the client has disconnected");
         if (!exc || resolve(d, s_set_exception, exc) < 0)
             PyErr_WriteUnraisable((PyObject *)r);
         Py_XDECREF(exc);
@@ -1158,7 +1158,8 @@ static PyObject *mod_configure(PyObject *mod, PyObject *args)
 }
 
 static PyMethodDef mod_methods[] = {
-    {"log", mod_log, METH_VARARGS, "log(level, message): the server's log (0 critical .. 5 trace)."},
+    {"log", mod_log, METH_VARARGS,
+     "log(level, message): the server's log (0 critical .. 5 trace)."},
     {"config", mod_config, METH_O, "config(name): a server setting, or None."},
     {"fd", mod_fd, METH_NOARGS, "The eventfd that signals queued requests."},
     {"drain", mod_drain, METH_NOARGS, "Takes the queued requests and events (loop.add_reader)."},
@@ -1168,11 +1169,8 @@ static PyMethodDef mod_methods[] = {
 };
 
 static struct PyModuleDef moddef = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "_evicorn",
-    .m_doc = "evicorn's ASGI bridge, Python side.",
-    .m_size = -1,
-    .m_methods = mod_methods,
+    PyModuleDef_HEAD_INIT, .m_name = "_evicorn",     .m_doc = "evicorn's ASGI bridge, Python side.",
+    .m_size = -1,          .m_methods = mod_methods,
 };
 
 static int intern_all(void)
@@ -1239,7 +1237,8 @@ PyObject *asgi_pymod_init(void)
     ClientDisconnected = PyErr_NewExceptionWithDoc(
         "_evicorn.ClientDisconnected",
         "send() on a request whose client has gone (ASGI 2.4: an OSError).", PyExc_OSError, NULL);
-    if (!ClientDisconnected || PyModule_AddObjectRef(m, "ClientDisconnected", ClientDisconnected) < 0)
+    if (!ClientDisconnected ||
+        PyModule_AddObjectRef(m, "ClientDisconnected", ClientDisconnected) < 0)
         goto fail;
     g_flush = PyObject_GetAttrString(m, "_flush");
     if (!g_flush)
