@@ -70,19 +70,19 @@ extern "C" {
 /* ---- results ---- */
 
 /* Functions return 0 or one of these negative values (Linux errno values). */
-#define EVICORN_OK          0
-#define EVICORN_EPERM       (-1)   /* not allowed from this thread or kind of handler */
-#define EVICORN_ENOENT      (-2)   /* no such header, parameter or item */
-#define EVICORN_EIO         (-5)   /* the operation failed */
-#define EVICORN_ENOMEM      (-12)  /* out of memory */
-#define EVICORN_EBUSY       (-16)  /* a receive is already pending */
-#define EVICORN_EINVAL      (-22)  /* bad argument, e.g. a header that could split the response */
-#define EVICORN_EPIPE       (-32)  /* the client is gone */
-#define EVICORN_EMSGSIZE    (-90)  /* the request body exceeds --limit-body */
-#define EVICORN_ETIMEDOUT   (-110) /* an outbound request timed out */
+#define EVICORN_OK           0
+#define EVICORN_EPERM        (-1)   /* not allowed from this thread or kind of handler */
+#define EVICORN_ENOENT       (-2)   /* no such header, parameter or item */
+#define EVICORN_EIO          (-5)   /* the operation failed */
+#define EVICORN_ENOMEM       (-12)  /* out of memory */
+#define EVICORN_EBUSY        (-16)  /* a receive is already pending */
+#define EVICORN_EINVAL       (-22)  /* bad argument, e.g. a header that could split the response */
+#define EVICORN_EPIPE        (-32)  /* the client is gone */
+#define EVICORN_EMSGSIZE     (-90)  /* the request body exceeds --limit-body */
+#define EVICORN_ETIMEDOUT    (-110) /* an outbound request timed out */
 #define EVICORN_ECONNREFUSED (-111)
-#define EVICORN_EALREADY    (-114) /* the response was already sent */
-#define EVICORN_ECANCELED   (-125) /* the client disconnected before this completed */
+#define EVICORN_EALREADY     (-114) /* the response was already sent */
+#define EVICORN_ECANCELED    (-125) /* the client disconnected before this completed */
 
 /* ---- values crossing the boundary ---- */
 
@@ -121,24 +121,24 @@ typedef void (*evicorn_fetch_fn)(evicorn_request *req, void *ud, const evicorn_f
 /* ---- outbound HTTP ---- */
 
 typedef struct evicorn_fetch_options {
-    uint32_t size;           /* sizeof(evicorn_fetch_options) */
-    const char *method;      /* NULL: "GET" */
-    const char *url;         /* http://host[:port]/path?query */
+    uint32_t size;      /* sizeof(evicorn_fetch_options) */
+    const char *method; /* NULL: "GET" */
+    const char *url;    /* http://host[:port]/path?query */
     const evicorn_header *headers;
     size_t nheaders;
-    const void *body;        /* copied by the host */
+    const void *body; /* copied by the host */
     size_t body_len;
-    double connect_timeout;  /* seconds; 0: 5 */
-    double timeout;          /* seconds for the whole exchange; 0: 30 */
-    size_t max_response;     /* body bytes; 0: 8 MiB */
+    double connect_timeout; /* seconds; 0: 5 */
+    double timeout;         /* seconds for the whole exchange; 0: 30 */
+    size_t max_response;    /* body bytes; 0: 8 MiB */
 } evicorn_fetch_options;
 
 struct evicorn_fetch_result {
-    uint32_t size;           /* filled by the host */
-    int status_code;         /* HTTP status when error == 0 */
-    int error;               /* 0, EVICORN_ECONNREFUSED, EVICORN_ETIMEDOUT, EVICORN_ECANCELED,
-                                EVICORN_EMSGSIZE, EVICORN_EINVAL, EVICORN_EIO */
-    const char *error_message; /* one line when error != 0 */
+    uint32_t size;                 /* filled by the host */
+    int status_code;               /* HTTP status when error == 0 */
+    int error;                     /* 0, EVICORN_ECONNREFUSED, EVICORN_ETIMEDOUT, EVICORN_ECANCELED,
+                                      EVICORN_EMSGSIZE, EVICORN_EINVAL, EVICORN_EIO */
+    const char *error_message;     /* one line when error != 0 */
     const evicorn_header *headers; /* names lower-cased */
     size_t nheaders;
     const char *body;

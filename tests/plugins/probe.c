@@ -273,9 +273,9 @@ static void scope(evicorn_request *req, void *data)
     char out[8192];
     size_t n = 0;
     evicorn_str m = api->method(req), p = api->path(req), rp = api->raw_path(req),
-                q = api->query_string(req), root = api->root_path(req),
-                sc = api->scheme(req), v = api->http_version(req), ch = api->client_host(req),
-                sh = api->server_host(req), rt = api->route(req), nm = {0};
+                q = api->query_string(req), root = api->root_path(req), sc = api->scheme(req),
+                v = api->http_version(req), ch = api->client_host(req), sh = api->server_host(req),
+                rt = api->route(req), nm = {0};
     api->param(req, "name", &nm);
     n += (size_t)snprintf(out + n, sizeof out - n,
                           "method=%.*s\npath=%.*s\nraw_path=%.*s\nquery=%.*s\nroot_path=%.*s\n"

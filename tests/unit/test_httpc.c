@@ -112,8 +112,10 @@ static int write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
         p += w;
         n -= (size_t)w;
     }
@@ -126,7 +128,8 @@ static char *read_request(int fd, size_t *len_out)
 {
     size_t cap = 4096, len = 0, need = 0;
     char *b = malloc(cap + 1);
-    if (!b) return NULL;
+    if (!b)
+        return NULL;
     for (;;) {
         if (!need) {
             b[len] = '\0';
@@ -134,20 +137,25 @@ static char *read_request(int fd, size_t *len_out)
             if (end) {
                 size_t body = 0;
                 const char *cl = strcasestr(b, "\r\ncontent-length:");
-                if (cl && cl < end) body = strtoul(cl + 17, NULL, 10);
+                if (cl && cl < end)
+                    body = strtoul(cl + 17, NULL, 10);
                 need = (size_t)(end + 4 - b) + body;
             }
         }
-        if (need && len >= need) break;
+        if (need && len >= need)
+            break;
         if (len == cap) {
             char *n = realloc(b, cap * 2 + 1);
-            if (!n) break;
+            if (!n)
+                break;
             b = n;
             cap *= 2;
         }
         ssize_t r = recv(fd, b + len, cap - len, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
         len += (size_t)r;
     }
     b[len] = '\0';
@@ -160,12 +168,15 @@ static void *srv_main(void *arg)
     struct srv *s = arg;
     for (int i = 0; i < s->connections; i++) {
         struct pollfd pfd = {.fd = s->lfd, .events = POLLIN};
-        if (poll(&pfd, 1, SERVER_WAIT_MS) <= 0) break;
+        if (poll(&pfd, 1, SERVER_WAIT_MS) <= 0)
+            break;
         int c = accept(s->lfd, NULL, NULL);
-        if (c < 0) break;
+        if (c < 0)
+            break;
         struct timeval tv = {SERVER_WAIT_MS / 1000, 0};
         setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        if (s->read_delay_ms) sleep_ms(s->read_delay_ms);
+        if (s->read_delay_ms)
+            sleep_ms(s->read_delay_ms);
         size_t len = 0;
         char *req = read_request(c, &len);
         if (i == 0) {
@@ -220,7 +231,8 @@ static void srv_start_n(struct srv *s, enum srv_mode mode, const char *reply, si
 static int listen_socket6(unsigned *port)
 {
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
+    if (fd < 0)
+        return -1;
     struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
     socklen_t len = sizeof sin6;
     if (bind(fd, (struct sockaddr *)&sin6, sizeof sin6) < 0 || listen(fd, 16) < 0 ||
@@ -281,7 +293,8 @@ static void on_done(void *ud, const struct httpc_response *res)
 {
     struct result *rs = ud;
     rs->calls++;
-    if (rs->in_start && *rs->in_start) rs->called_in_start = true;
+    if (rs->in_start && *rs->in_start)
+        rs->called_in_start = true;
     rs->error = res->error;
     if (res->error) {
         CHECK(res->error_msg != NULL && res->error_msg[0] != '\0');
@@ -309,7 +322,8 @@ static void on_done(void *ud, const struct httpc_response *res)
         }
     }
     if (rs->counter) {
-        if (++*rs->counter == rs->goal) ev_break(rs->loop, EVBREAK_ALL);
+        if (++*rs->counter == rs->goal)
+            ev_break(rs->loop, EVBREAK_ALL);
     } else {
         ev_break(rs->loop, EVBREAK_ALL);
     }
@@ -1015,7 +1029,8 @@ static void cancel_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct cancel_poll *cp = w->data;
-    if (atomic_load(&cp->srv->seen) == 0) return;
+    if (atomic_load(&cp->srv->seen) == 0)
+        return;
     ev_timer_stop(loop, w);
     httpc_cancel(cp->req);
     cp->calls_after_cancel = cp->rs->calls;

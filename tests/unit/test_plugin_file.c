@@ -44,7 +44,8 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *data)
 static const char *libc_path(void)
 {
     static char path[PATH_MAX];
-    if (!path[0]) dl_iterate_phdr(find_libc, path);
+    if (!path[0])
+        dl_iterate_phdr(find_libc, path);
     CHECK(path[0] != '\0');
     return path;
 }
@@ -54,7 +55,8 @@ static unsigned char *slurp(const char *path, size_t *size)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     CHECK(fd >= 0);
-    if (fd < 0) return NULL;
+    if (fd < 0)
+        return NULL;
     struct stat st;
     CHECK_EQ_INT(fstat(fd, &st), 0);
     unsigned char *buf = malloc((size_t)st.st_size + 1);
@@ -62,9 +64,11 @@ static unsigned char *slurp(const char *path, size_t *size)
     size_t got = 0;
     while (buf && got < (size_t)st.st_size) {
         ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EINTR)
+            continue;
         CHECK(r > 0);
-        if (r <= 0) break;
+        if (r <= 0)
+            break;
         got += (size_t)r;
     }
     CHECK_EQ_INT(close(fd), 0);
@@ -76,7 +80,8 @@ static void spit(const char *path, const void *data, size_t len)
 {
     int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
     CHECK(fd >= 0);
-    if (fd < 0) return;
+    if (fd < 0)
+        return;
     CHECK_EQ_INT(write(fd, data, len), (long long)len);
     CHECK_EQ_INT(close(fd), 0);
 }
@@ -115,7 +120,8 @@ static int check_exact(const unsigned char *data, size_t len, size_t file_size, 
 {
     unsigned char *copy = malloc(len ? len : 1);
     CHECK(copy != NULL);
-    if (len) memcpy(copy, data, len);
+    if (len)
+        memcpy(copy, data, len);
     int rc = plugin_file_check_elf(len ? copy : NULL, len, file_size, why, whylen);
     free(copy);
     return rc;
@@ -156,7 +162,8 @@ static int find_phdr(const struct head *h, uint32_t type)
     for (int i = 0; i < eh.e_phnum; i++) {
         ElfW(Phdr) ph;
         memcpy(&ph, h->b + eh.e_phoff + (size_t)i * sizeof ph, sizeof ph);
-        if (ph.p_type == type) return i;
+        if (ph.p_type == type)
+            return i;
     }
     return -1;
 }
@@ -202,10 +209,12 @@ static void remove_tree(const char *dir)
 {
     DIR *d = opendir(dir);
     CHECK(d != NULL);
-    if (!d) return;
+    if (!d)
+        return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
         char p[PATH_MAX];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         struct stat st;
@@ -223,7 +232,8 @@ static int count_entries(const char *dir)
 {
     DIR *d = opendir(dir);
     CHECK(d != NULL);
-    if (!d) return -1;
+    if (!d)
+        return -1;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
@@ -256,7 +266,8 @@ TEST(check_elf_accepts_own_executable_when_pie)
 {
     size_t size;
     unsigned char *b = slurp("/proc/self/exe", &size);
-    if (!b) return;
+    if (!b)
+        return;
     ElfW(Ehdr) eh;
     CHECK(size >= sizeof eh);
     memcpy(&eh, b, sizeof eh);
@@ -459,7 +470,8 @@ TEST(check_elf_refuses_section_headers_out_of_range)
         bool all_zero = true;
         for (size_t j = 0; j < sizeof(ElfW(Shdr)) && all_zero; j++)
             all_zero = h.b[i + j] == 0;
-        if (all_zero) zeros = i;
+        if (all_zero)
+            zeros = i;
     }
     if (zeros) {
         eh.e_shoff = zeros;
@@ -473,7 +485,8 @@ TEST(check_elf_refuses_bad_segments)
     struct head h = head_copy();
     int dyn = find_phdr(&h, PT_DYNAMIC), load = find_phdr(&h, PT_LOAD);
     CHECK(dyn >= 0 && load >= 0);
-    if (dyn < 0 || load < 0) return;
+    if (dyn < 0 || load < 0)
+        return;
     ElfW(Phdr) d = get_phdr(&h, dyn), l = get_phdr(&h, load), ph;
 
     ph = d;
@@ -550,11 +563,13 @@ TEST(check_elf_survives_random_mutations)
     unsigned accepted = 0, refused = 0;
     for (int iter = 0; iter < 20000; iter++) {
         size_t len = (size_t)(rng() % 4 == 0 ? rng() % (meta + 1) : meta + rng() % 4096);
-        if (len > size) len = size;
+        if (len > size)
+            len = size;
         size_t file_size = rng() % 8 == 0 ? (size_t)(rng() % (2 * size)) : size;
         unsigned char *buf = malloc(len ? len : 1);
         CHECK(buf != NULL);
-        if (!buf) return;
+        if (!buf)
+            return;
         memcpy(buf, b, len);
         int flips = (int)(rng() % 6);
         for (int f = 0; f < flips && len > 0; f++) {
@@ -738,7 +753,8 @@ static void *append_until_stopped(void *arg)
 {
     struct appender *a = arg;
     while (!atomic_load(&a->stop))
-        if (write(a->fd, "x", 1) == 1) a->writes++;
+        if (write(a->fd, "x", 1) == 1)
+            a->writes++;
     return NULL;
 }
 
@@ -826,7 +842,8 @@ TEST(is_candidate_table)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int got = plugin_file_is_candidate(cases[i].name);
-        if (got != cases[i].want) fprintf(stderr, "  candidate \"%s\"\n", cases[i].name);
+        if (got != cases[i].want)
+            fprintf(stderr, "  candidate \"%s\"\n", cases[i].name);
         CHECK_EQ_INT(got, cases[i].want);
     }
     CHECK_EQ_INT(plugin_file_is_candidate(NULL), 0);

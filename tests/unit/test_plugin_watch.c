@@ -55,13 +55,15 @@ static void record_fn(void *ud, const char *name, bool present)
         f->scans_in_callback--;
         f->nested_scan_result = plugin_watch_scan(f->w);
     }
-    if (f->n == f->want) ev_break(f->loop, EVBREAK_ALL);
+    if (f->n == f->want)
+        ev_break(f->loop, EVBREAK_ALL);
 }
 
 static void break_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
-    if (t->data) *(int *)t->data = 1;
+    if (t->data)
+        *(int *)t->data = 1;
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -75,7 +77,8 @@ static int run_until(struct fixture *f, int want)
     watchdog.data = &fired;
     ev_timer_start(f->loop, &watchdog);
     f->want = want;
-    if (f->n < want) ev_run(f->loop, 0);
+    if (f->n < want)
+        ev_run(f->loop, 0);
     ev_timer_stop(f->loop, &watchdog);
     f->want = -1;
 
@@ -105,7 +108,8 @@ static void fixture_init(struct fixture *f)
     char err[300];
     f->w = plugin_watch_new(f->loop, f->dir, record_fn, f, err, sizeof err);
     CHECK(f->w != NULL);
-    if (!f->w) fprintf(stderr, "  %s\n", err);
+    if (!f->w)
+        fprintf(stderr, "  %s\n", err);
 }
 
 static void path_of(const struct fixture *f, const char *name, char *out, size_t outlen)
@@ -119,7 +123,8 @@ static void write_file(const struct fixture *f, const char *name, const char *co
     path_of(f, name, p, sizeof p);
     int fd = open(p, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
     CHECK(fd >= 0);
-    if (fd < 0) return;
+    if (fd < 0)
+        return;
     size_t len = strlen(content);
     CHECK_EQ_INT(write(fd, content, len), (long long)len);
     CHECK_EQ_INT(close(fd), 0);
@@ -143,10 +148,12 @@ static void rename_file(const struct fixture *f, const char *from, const char *t
 static void remove_tree(const char *dir)
 {
     DIR *d = opendir(dir);
-    if (!d) return; /* a test removed or moved it */
+    if (!d)
+        return; /* a test removed or moved it */
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
         char p[PATH_MAX];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         struct stat st;
@@ -404,7 +411,8 @@ TEST(scan_reports_existing_candidates_in_name_order)
     char err[300];
     f.w = plugin_watch_new(f.loop, f.dir, record_fn, &f, err, sizeof err);
     CHECK(f.w != NULL);
-    if (!f.w) return;
+    if (!f.w)
+        return;
     CHECK_EQ_INT(plugin_watch_scan(f.w), 4);
     CHECK_EQ_INT(f.n, 4);
     CHECK_RECORD(&f, 0, "B.so", true);
@@ -491,7 +499,8 @@ static long max_queued_events(void)
     FILE *fp = fopen("/proc/sys/fs/inotify/max_queued_events", "re");
     long n = -1;
     if (fp) {
-        if (fscanf(fp, "%ld", &n) != 1) n = -1;
+        if (fscanf(fp, "%ld", &n) != 1)
+            n = -1;
         CHECK_EQ_INT(fclose(fp), 0);
     }
     return n;
@@ -503,7 +512,8 @@ TEST(queue_overflow_rescans_and_reports_what_changed)
 {
     long max = max_queued_events();
     CHECK(max > 0);
-    if (max <= 0 || max > 1000000) return;
+    if (max <= 0 || max > 1000000)
+        return;
     struct fixture f;
     fixture_init(&f);
     write_file(&f, "gone.so", "x");
@@ -519,7 +529,8 @@ TEST(queue_overflow_rescans_and_reports_what_changed)
     for (long i = 0; i < max + 16; i++) {
         int fd = open(i % 2 ? a : b, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
         CHECK(fd >= 0);
-        if (fd < 0) break;
+        if (fd < 0)
+            break;
         CHECK_EQ_INT(close(fd), 0);
     }
     remove_file(&f, "gone.so");
@@ -538,11 +549,13 @@ TEST(queue_overflow_rescans_and_reports_what_changed)
     for (int i = 0; i < 3; i++) {
         int seen = 0;
         for (int j = 0; j < f.n && j < MAX_RECORDS; j++) {
-            if (strcmp(f.recs[j].name, want_names[i]) != 0) continue;
+            if (strcmp(f.recs[j].name, want_names[i]) != 0)
+                continue;
             seen++;
             CHECK_EQ_INT(f.recs[j].present, want_present[i]);
         }
-        if (seen != 1) fprintf(stderr, "  %s reported %d times\n", want_names[i], seen);
+        if (seen != 1)
+            fprintf(stderr, "  %s reported %d times\n", want_names[i], seen);
         CHECK_EQ_INT(seen, 1);
     }
     fixture_destroy(&f);

@@ -10,18 +10,16 @@ int json(struct http_request *);
 static const char plaintext_body[] = "Hello, World!";
 static const char json_body[] = "{\"message\":\"Hello, World!\"}";
 
-int
-plaintext(struct http_request *req)
+int plaintext(struct http_request *req)
 {
-	http_response_header(req, "content-type", "text/plain");
-	http_response(req, 200, plaintext_body, sizeof(plaintext_body) - 1);
-	return (KORE_RESULT_OK);
+    http_response_header(req, "content-type", "text/plain");
+    http_response(req, 200, plaintext_body, sizeof(plaintext_body) - 1);
+    return (KORE_RESULT_OK);
 }
 
-int
-json(struct http_request *req)
+int json(struct http_request *req)
 {
-	http_response_header(req, "content-type", "application/json");
-	http_response(req, 200, json_body, sizeof(json_body) - 1);
-	return (KORE_RESULT_OK);
+    http_response_header(req, "content-type", "application/json");
+    http_response(req, 200, json_body, sizeof(json_body) - 1);
+    return (KORE_RESULT_OK);
 }
