@@ -172,17 +172,75 @@ static bool value_is(const struct h1_head *h, uint32_t i, const char *s)
     return h->headers[i].value_len == n && strncasecmp(h1_header_value(h, i), s, n) == 0;
 }
 
+/* Whether s is a uri-host with an optional port (RFC 3986 3.2.2): no
+ * whitespace, '/', '\\' or '@', which would let two readers see two hosts. */
+static bool is_host(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c && strchr("-._~!$&'()*+,;=%:[]", c))))
+            return false;
+    }
+    return true;
+}
+
+/* An absolute-form target (RFC 9112 3.2.2) becomes origin-form, and its
+ * authority becomes the Host value, which a server MUST then ignore: the
+ * handler sees one host and the path it was routed by. An empty authority
+ * or one with userinfo is refused (RFC 9110 4.2.1, 4.2.4). */
+static int absolute_form(struct h1_parser *p, struct h1_head *h, int host)
+{
+    const char *t = h1_head_target(h);
+    size_t n = h->target_len, start, end;
+    if (n >= 7 && strncasecmp(t, "http://", 7) == 0)
+        start = 7;
+    else if (n >= 8 && strncasecmp(t, "https://", 8) == 0)
+        start = 8;
+    else
+        return 0;
+    for (end = start; end < n && t[end] != '/' && t[end] != '?' && t[end] != '#'; end++)
+        ;
+    if (end == start || !is_host(t + start, end - start)) {
+        h1_parser_fail(p, 400, "Invalid HTTP request: invalid request target");
+        return -1;
+    }
+    if (host >= 0) {
+        h->headers[host].value_off = h->target_off + (uint32_t)start;
+        h->headers[host].value_len = (uint32_t)(end - start);
+    }
+    size_t rest = n - end;
+    if (rest > 0 && t[end] == '/') {
+        h->target_off += (uint32_t)end;
+        h->target_len = (uint32_t)rest;
+        return 0;
+    }
+    /* No path ("http://h" or "http://h?q"): the path is "/". */
+    char *d = buf_reserve(&h->store, rest + 1);
+    if (!d) {
+        h1_parser_fail(p, 503, "Service Unavailable");
+        return -1;
+    }
+    d[0] = '/';
+    memcpy(d + 1, h1_head_target(h) + end, rest);
+    h->target_off = (uint32_t)buf_size(&h->store);
+    h->target_len = (uint32_t)(rest + 1);
+    h->store.len += rest + 1;
+    return 0;
+}
+
 /* Header-level rules http-parser leaves to us; each is a smuggling or
  * confusion vector when two hops disagree. Returns 0 or fails the parse. */
 static int check_request_head(struct h1_parser *p, struct h1_head *h)
 {
     unsigned n_cl = 0, n_te = 0, n_host = 0;
-    int te = -1;
+    int te = -1, host = -1;
     for (uint32_t i = 0; i < h->nheaders; i++) {
         const struct h1_header *hd = &h->headers[i];
         const char *name = h1_header_name(h, i);
         if (hd->name_len == 4 && memcmp(name, "host", 4) == 0) {
             n_host++;
+            host = (int)i;
         } else if (hd->name_len == 14 && memcmp(name, "content-length", 14) == 0) {
             n_cl++;
         } else if (hd->name_len == 17 && memcmp(name, "transfer-encoding", 17) == 0) {
@@ -217,11 +275,20 @@ static int check_request_head(struct h1_parser *p, struct h1_head *h)
                               : "Invalid HTTP request: missing Host header");
         return -1;
     }
+    if (host >= 0 && !is_host(h1_header_value(h, (uint32_t)host), h->headers[host].value_len)) {
+        h1_parser_fail(p, 400, "Invalid HTTP request: invalid Host header");
+        return -1;
+    }
     if (p->hp.method == HTTP_CONNECT) {
         h1_parser_fail(p, 400, "Invalid HTTP request: CONNECT is not supported");
         return -1;
     }
-    return 0;
+    /* asterisk-form is for a server-wide OPTIONS only (RFC 9112 3.2.4). */
+    if (h->target_len == 1 && *h1_head_target(h) == '*' && p->hp.method != HTTP_OPTIONS) {
+        h1_parser_fail(p, 400, "Invalid HTTP request: invalid request target");
+        return -1;
+    }
+    return absolute_form(p, h, host);
 }
 
 static int on_headers_complete(http_parser *hp)

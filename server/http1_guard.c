@@ -104,12 +104,14 @@ static int is_version(const char *s)
 
 /* Checks byte c of the first line, at 1-based position pos; returns NULL or
  * why the line is refused. A request line must end in " HTTP/d.d" and hold
- * no HT (which some parsers take for a separator); a status line must start
- * with "HTTP/d.d ". */
+ * no HT and no run of SPs (which some parsers take for one separator, and
+ * others for an empty target); a status line must start with "HTTP/d.d ". */
 static const char *first_line_byte(struct h1_guard *g, unsigned char c, uint32_t pos)
 {
     if (g->first_line == H1_FIRST_LINE_REQUEST) {
         if (c == '\t')
+            return "Invalid HTTP request: invalid request line";
+        if (c == ' ' && (pos == 1 || g->line_tail[(pos - 2) % sizeof g->line_tail] == ' '))
             return "Invalid HTTP request: invalid request line";
         if (c != '\r') {
             g->line_tail[(pos - 1) % sizeof g->line_tail] = (char)c;

@@ -604,16 +604,7 @@ int request_prepare(struct request *r)
     r->is_head = r->head.method_len == 4 && memcmp(r->head.method, "HEAD", 4) == 0;
     r->keep_alive = r->head.keep_alive && !r->w->draining;
 
-    /* absolute-form: keep only the path and query (RFC 9112 3.2.2). */
-    if (n > 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
-        const char *s = memchr(t + 7, '/', n - 7);
-        const char *q = memchr(t + 7, '?', n - 7);
-        if (q && (!s || q < s))
-            s = q;
-        size_t skip = s ? (size_t)(s - t) : n;
-        t += skip;
-        n -= skip;
-    }
+    /* The parser turned an absolute-form target into origin-form. */
     const char *hash = memchr(t, '#', n);
     if (hash)
         n = (size_t)(hash - t);

@@ -402,6 +402,14 @@ TEST(tab_in_a_request_line_is_400)
     CHECK_EQ_INT(request_line_status("GET\t/ HTTP/1.1\r\n\r\n"), 400);
 }
 
+TEST(run_of_spaces_in_a_request_line_is_400)
+{
+    CHECK_EQ_INT(request_line_status("GET  / HTTP/1.1\r\n\r\n"), 400);
+    CHECK_EQ_INT(request_line_status("GET /  HTTP/1.1\r\n\r\n"), 400);
+    CHECK_EQ_INT(request_line_status(" GET / HTTP/1.1\r\n\r\n"), 400);
+    CHECK_EQ_INT(request_line_status("GET /a%20b HTTP/1.1\r\n\r\n"), 0);
+}
+
 TEST(request_line_check_applies_to_every_message)
 {
     struct h1_guard g = guard();

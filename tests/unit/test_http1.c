@@ -1068,6 +1068,70 @@ TEST(two_host_headers_are_400)
     CHECK_EQ_INT(request_error(S("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n")), 400);
 }
 
+TEST(host_value_that_is_not_a_host_is_400)
+{
+    CHECK_EQ_INT(request_error(S("GET / HTTP/1.1\r\nHost: a, b\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("GET / HTTP/1.1\r\nHost: a\\b\r\n\r\n")), 400);
+    CHECK(reason_mentions(S("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), "Host"));
+    CHECK_EQ_INT(request_error(S("GET / HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n")), 0);
+    CHECK_EQ_INT(request_error(S("GET / HTTP/1.1\r\nHost: a-b.example:80\r\n\r\n")), 0);
+    CHECK_EQ_INT(request_error(S("GET / HTTP/1.1\r\nHost:\r\n\r\n")), 0);
+}
+
+TEST(absolute_form_target_becomes_its_path_and_its_authority_the_host)
+{
+    CHECK_EQ_STR(parse_request(S("GET http://a.example/p?q=1 HTTP/1.1\r\nHost: b\r\n\r\n")),
+                 "GET /p?q=1 HTTP/1.1 keep-alive\n"
+                 "host: [a.example]\n"
+                 "body []\n"
+                 "complete\n");
+    CHECK_EQ_STR(parse_request(S("GET HTTPS://a:8443/p HTTP/1.1\r\nHost: a:8443\r\n\r\n")),
+                 "GET /p HTTP/1.1 keep-alive\n"
+                 "host: [a:8443]\n"
+                 "body []\n"
+                 "complete\n");
+}
+
+TEST(absolute_form_target_without_a_path_has_path_slash)
+{
+    CHECK_EQ_STR(parse_request(S("GET http://a HTTP/1.1\r\nHost: a\r\n\r\n")),
+                 "GET / HTTP/1.1 keep-alive\n"
+                 "host: [a]\n"
+                 "body []\n"
+                 "complete\n");
+    const char *t = parse_request(S("GET http://a?q HTTP/1.0\r\n\r\n"));
+    CHECK_EQ_STR(t, "GET /?q HTTP/1.0\n"
+                    "body []\n"
+                    "complete\n");
+}
+
+TEST(absolute_form_with_an_empty_authority_or_userinfo_is_400)
+{
+    CHECK_EQ_INT(request_error(S("GET http:///p HTTP/1.1\r\nHost: a\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("GET http://u@b/p HTTP/1.1\r\nHost: a\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("GET http://u:pw@b/p HTTP/1.1\r\nHost: a\r\n\r\n")), 400);
+}
+
+TEST(asterisk_form_is_only_for_options)
+{
+    CHECK_EQ_STR(parse_request(S("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")),
+                 "OPTIONS * HTTP/1.1 keep-alive\n"
+                 "host: [a]\n"
+                 "body []\n"
+                 "complete\n");
+    CHECK_EQ_INT(request_error(S("GET * HTTP/1.1\r\nHost: a\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("POST * HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")), 400);
+    CHECK(reason_mentions(S("GET * HTTP/1.1\r\nHost: a\r\n\r\n"), "target"));
+}
+
+TEST(run_of_spaces_in_the_request_line_is_400)
+{
+    CHECK_EQ_INT(request_error(S("GET  / HTTP/1.1\r\nHost: h\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("GET /  HTTP/1.1\r\nHost: h\r\n\r\n")), 400);
+}
+
 TEST(http2_request_line_is_505)
 {
     CHECK_EQ_INT(request_error(S("GET / HTTP/2.0\r\nHost: h\r\n\r\n")), 505);
