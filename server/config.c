@@ -57,6 +57,12 @@ static const struct opt opts[] = {
      "60]"},
     {"timeout-graceful-shutdown", OPT_SECONDS, F(timeout_graceful_shutdown), 0, 0,
      "Time in-flight requests get to finish on shutdown. [default: 30]"},
+    {"timeout-worker", OPT_SECONDS, F(timeout_worker), 0, 0,
+     "Replace a worker whose event loop a plugin's async code holds this many seconds; 0 = "
+     "never. [default: 30]"},
+    {"timeout-startup", OPT_SECONDS, F(timeout_startup), 0, 0,
+     "Refuse a plugin whose loading and startup take longer than this (the ASGI app's lifespan "
+     "is exempt); 0 = never. [default: 10]"},
     {"limit-concurrency", OPT_LONG, F(limit_concurrency), 0, 1L << 40,
      "Requests in flight per worker before answering 503. [default: none]"},
     {"limit-max-requests", OPT_LONG, F(limit_max_requests), 0, 1L << 62,
@@ -345,6 +351,8 @@ static void set_defaults(struct config *cfg)
         .timeout_body = 30,
         .timeout_write = 60,
         .timeout_graceful_shutdown = 30,
+        .timeout_worker = 30,
+        .timeout_startup = 10,
         .limit_body = 1 << 20,
         .server_header = true,
         .date_header = true,

@@ -42,6 +42,12 @@ struct config {
     double timeout_body;
     double timeout_write;
     double timeout_graceful_shutdown;
+    /* Plugin code holding a worker's event loop longer than this ends the
+     * worker (0: never); see watchdog.h. */
+    double timeout_worker;
+    /* Loading a plugin file and its startup hook must finish within this
+     * (0: never); the ASGI bridge is exempt. */
+    double timeout_startup;
 
     long limit_concurrency;  /* 0: none */
     long limit_max_requests; /* 0: none */

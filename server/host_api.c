@@ -24,6 +24,7 @@
 #include "pool.h"
 #include "request.h"
 #include "scoreboard.h"
+#include "watchdog.h"
 #include "worker.h"
 
 /* An async callback that holds the loop longer than this is logged, like
@@ -134,11 +135,17 @@ int host_api_init(struct worker *w)
 {
     H.w = w;
     H.loop_thread = pthread_self();
+    /* Before plugins load: their loading and startup are watched too. */
+    if (watchdog_start(w->cfg, w->index) < 0)
+        log_warning("worker %d: no watchdog (%s): plugin code that blocks the event loop will "
+                    "not be named",
+                    w->index, strerror(errno));
     return 0;
 }
 
 void host_api_shutdown(void)
 {
+    watchdog_stop();
 }
 
 /* ---- finishing ---- */
@@ -189,14 +196,19 @@ static void call_maybe_finish(struct call *c)
 /* Around every plugin callback: the callback may release the request's
  * last hold, and the call must still exist when it returns. leave() then
  * finishes the call if that was the last thing keeping it open. */
-static void callback_enter(struct call *c)
+/* The watchdog is told too (two atomic stores): it names a callback that
+ * never returns. enter returns what the loop was running before, for
+ * leave. */
+static const struct watch_task *callback_enter(struct call *c)
 {
     c->holds++;
     scoreboard_enter(H.w->index, c->re->label);
+    return watchdog_enter(&c->re->watch);
 }
 
-static void callback_leave(struct call *c, double started)
+static void callback_leave(struct call *c, double started, const struct watch_task *prev)
 {
+    watchdog_leave(prev);
     scoreboard_leave(H.w->index);
     host_check_slow(c->re->label, started);
     c->holds--;
@@ -238,11 +250,11 @@ static void op_complete(struct op *o, int status)
     struct call *c = o->c;
     op_unlink(o);
     double t0 = host_clock();
-    callback_enter(c);
+    const struct watch_task *prev = callback_enter(c);
     if (o->event_fn)
         o->event_fn(handle_of(c), o->ud, status);
     free(o);
-    callback_leave(c, t0);
+    callback_leave(c, t0, prev);
 }
 
 static void on_sleep_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -313,11 +325,11 @@ static void fetch_done(void *ud, const struct httpc_response *res)
     o->fetch = NULL;
     op_unlink(o);
     double t0 = host_clock();
-    callback_enter(c);
+    const struct watch_task *prev = callback_enter(c);
     o->fetch_fn(handle_of(c), o->ud, &out);
     free(hdrs);
     free(o);
-    callback_leave(c, t0);
+    callback_leave(c, t0, prev);
 }
 
 static void body_arrived(struct request *r, void *ud, const char *data, size_t len, bool more,
@@ -338,11 +350,11 @@ static void body_arrived(struct request *r, void *ud, const char *data, size_t l
     }
     op_unlink(o);
     double t0 = host_clock();
-    callback_enter(c);
+    const struct watch_task *prev = callback_enter(c);
     o->body_fn(handle_of(c), o->ud, status ? NULL : data, status ? 0 : len, more && !status,
                status);
     free(o);
-    callback_leave(c, t0);
+    callback_leave(c, t0, prev);
 }
 
 static void writable_again(struct request *r, void *ud)
@@ -374,7 +386,9 @@ static void call_disconnected(struct request *r, void *ud)
     if (c->disconnect_fn) {
         evicorn_event_fn fn = c->disconnect_fn;
         c->disconnect_fn = NULL;
+        const struct watch_task *prev = watchdog_enter(&c->re->watch);
         fn(handle_of(c), c->disconnect_ud, 0);
+        watchdog_leave(prev);
     }
     c->holds--;
     call_maybe_finish(c);
@@ -961,10 +975,10 @@ static void remote_run(struct mailbox_msg *msg)
     struct remote *rm = (struct remote *)msg;
     struct call *c = rm->c;
     double t0 = host_clock();
-    callback_enter(c);
+    const struct watch_task *prev = callback_enter(c);
     rm->fn(handle_of(c), rm->ud, c->cancelled ? EVICORN_ECANCELED : 0);
     free(rm);
-    callback_leave(c, t0);
+    callback_leave(c, t0, prev);
 }
 
 static int api_call_on_loop(evicorn_request *req, evicorn_event_fn fn, void *ud)
@@ -1128,7 +1142,9 @@ void host_dispatch(struct request *r, struct route_entry *re, struct route_table
     }
     double t0 = host_clock();
     scoreboard_enter(H.w->index, re->label);
+    const struct watch_task *prev = watchdog_enter(&re->watch);
     re->handler(handle_of(c), re->data);
+    watchdog_leave(prev);
     scoreboard_leave(H.w->index);
     host_check_slow(re->label, t0);
     c->returned = true;

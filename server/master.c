@@ -2,7 +2,11 @@
  *
  * Each worker occupies a slot (0..N-1). A slot's process is replaced when it
  * dies; a crash soon after start doubles the slot's restart delay (100 ms up
- * to 10 s), and a worker that stayed up resets it. */
+ * to 10 s), and a worker that stayed up resets it. A worker its watchdog
+ * ended (watchdog.h) is reported with the reason it left in the
+ * scoreboard; one ended for a plugin whose startup hung is replaced at once
+ * and without back-off, because its replacement refuses the quarantined
+ * file and so cannot fail the same way. */
 #include "master.h"
 
 #include <errno.h>
@@ -15,6 +19,7 @@
 
 #include "log.h"
 #include "scoreboard.h"
+#include "watchdog.h"
 
 #define BACKOFF_FIRST 0.1
 #define BACKOFF_MAX   10.0
@@ -155,15 +160,34 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     pid_t pid = p->pid;
     unlink_proc(p);
 
+    /* Only a worker its watchdog ended leaves a reason. */
+    char reason[512];
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    const char *why = code == WORKER_EXIT_LOOP_BLOCKED || code == WORKER_EXIT_STARTUP_HUNG
+                          ? scoreboard_take_stop_reason(slot, reason, sizeof reason)
+                          : NULL;
     if (m.stopping || retiring) {
+        if (why)
+            log_warning("worker %d (pid %d) was stopped while shutting down: %s", slot, (int)pid,
+                        why);
         if (m.stopping && !m.procs)
             ev_break(loop, EVBREAK_ALL);
         return;
     }
-    bool crashed = true;
+    bool crashed = true, penalty = true;
     char route[256];
     const char *in_flight = scoreboard_take(slot, route, sizeof route);
-    if (WIFSIGNALED(st)) {
+    if (code == WORKER_EXIT_LOOP_BLOCKED) {
+        log_error("worker %d (pid %d) was stopped: %s; starting a new one", slot, (int)pid,
+                  why ? why : "its event loop was blocked past --timeout-worker");
+    } else if (code == WORKER_EXIT_STARTUP_HUNG) {
+        log_error("worker %d (pid %d) was stopped: %s; starting a new one without it", slot,
+                  (int)pid,
+                  why ? why : "a plugin's startup did not finish within --timeout-startup");
+        /* Without a reason there was no scoreboard, hence no quarantine:
+         * the next worker may hang the same way, so back off as usual. */
+        penalty = why == NULL;
+    } else if (WIFSIGNALED(st)) {
         log_error("worker %d (pid %d) died from signal %d (%s)%s%s", slot, (int)pid, WTERMSIG(st),
                   strsignal(WTERMSIG(st)), in_flight ? " while running " : "",
                   in_flight ? in_flight : "");
@@ -179,7 +203,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     }
     struct slot *s = &m.slots[slot];
     double delay = 0;
-    if (crashed) {
+    if (crashed && penalty) {
         s->failures = lived < STABLE_SECONDS ? s->failures + 1 : 1;
         if (s->failures > 1) {
             delay = BACKOFF_FIRST;
@@ -189,7 +213,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
                 delay = BACKOFF_MAX;
             log_warning("worker %d keeps failing; restarting in %.1f s", slot, delay);
         }
-    } else {
+    } else if (!crashed) {
         s->failures = 0;
     }
     ev_timer_set(&s->restart, delay, 0);

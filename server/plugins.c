@@ -22,6 +22,7 @@
 #include "plugin_file.h"
 #include "plugin_watch.h"
 #include "router.h"
+#include "scoreboard.h"
 #include "worker.h"
 
 /* How long a replaced generation may take to drain before we say so. It
@@ -45,6 +46,7 @@ struct generation {
     unsigned id;
     long inflight;
     bool retired;
+    bool watched; /* by the watchdog: every plugin but the ASGI bridge */
     ev_timer drain_timer;
     ev_tstamp retired_at;
     char copy[PATH_MAX]; /* the private copy that was mapped */
@@ -168,6 +170,7 @@ static void free_routes(struct generation *g)
 
 static void generation_free(struct generation *g)
 {
+    watchdog_sync(); /* the watchdog may be printing one of its routes */
     free_routes(g);
     free(g->file);
     free(g->path);
@@ -189,8 +192,18 @@ void generation_release(struct generation *g)
         return;
     /* The last request, continuation and background task on this code has
      * finished: run its lifespan shutdown, then unmap it. */
-    if (g->desc.shutdown)
+    if (g->desc.shutdown) {
+        char name[128];
+        snprintf(name, sizeof name, "%s (%s)", generation_name(g), g->file);
+        struct watch_task task = {
+            .kind = WATCH_CALLBACK, .role = "shutdown of plugin", .name = name};
+        const struct watch_task *prev = g->watched ? watchdog_enter(&task) : NULL;
         g->desc.shutdown(g->state);
+        if (g->watched) {
+            watchdog_leave(prev);
+            watchdog_sync();
+        }
+    }
     if (g->retired && ev_is_active(&g->drain_timer)) {
         ev_ref(P.w->loop); /* balances the unref in retire() */
         ev_timer_stop(P.w->loop, &g->drain_timer);
@@ -300,6 +313,8 @@ static int copy_routes(struct generation *g, char *why, size_t whylen)
             return -1;
         }
         snprintf(re->label, ll, "%s %s (%s)", r.method, r.path, g->file);
+        re->watch =
+            (struct watch_task){.kind = WATCH_CALLBACK, .role = "async handler", .name = re->label};
     }
     /* Each pattern alone first, so a bad pattern is reported as such and
      * not as a conflict. */
@@ -328,12 +343,47 @@ static void plugin_log_refusal(const char *path, const char *why)
     log_error("plugin %s refused: %s", path, why);
 }
 
+static int file_id_of(const char *path, struct plugin_file_id *id)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -1;
+    *id = (struct plugin_file_id){
+        .dev = (uint64_t)st.st_dev,
+        .ino = (uint64_t)st.st_ino,
+        .size = (uint64_t)st.st_size,
+        .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+    };
+    return 0;
+}
+
+static bool same_file_id(const struct plugin_file_id *a, const struct plugin_file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
+}
+
 /* Loads (or reloads) one plugin: name is its key (the file name in the
- * plugins folder), path where to read it. Returns 0 when it serves. */
-static int load_path(const char *name, const char *path, int tries)
+ * plugins folder), path where to read it. Loading and startup are
+ * watched (--timeout-startup) unless `watched` is false: the ASGI bridge's
+ * startup is the app's lifespan startup, which uvicorn waits for however
+ * long it takes, and so do we; a hung bridge is not a file to quarantine
+ * but an app that never starts. Returns 0 when it serves. */
+static int load_path(const char *name, const char *path, int tries, bool watched)
 {
     struct worker *w = P.w;
     char copy[PATH_MAX], prefix[64], why[768] = "";
+    /* The file's identity, to refuse a file whose startup hung a worker
+     * before (scoreboard.h), and to quarantine it if it hangs this one. */
+    struct plugin_file_id id = {0};
+    if (watched && file_id_of(path, &id) == 0) {
+        double timeout;
+        if (scoreboard_quarantined(&id, &timeout)) {
+            log_error("plugin %s refused: its startup hung in an earlier worker (timeout %g s); "
+                      "replace the file to retry",
+                      path, timeout);
+            return -1;
+        }
+    }
     /* Generations count per file; the copy's name is also unique per
      * process, whatever the folder's history. */
     struct generation **prev = find_active(name);
@@ -351,6 +401,13 @@ static int load_path(const char *name, const char *path, int tries)
         plugin_log_refusal(path, why);
         return -1;
     }
+    struct plugin_file_id after;
+    if (watched && (file_id_of(path, &after) < 0 || !same_file_id(&id, &after))) {
+        /* Replaced while we copied: the identity would not be the code's. */
+        unlink(copy);
+        schedule_retry(name, tries + 1);
+        return -1;
+    }
     struct generation *g = calloc(1, sizeof *g);
     if (!g || !(g->file = strdup(name)) || !(g->path = strdup(path))) {
         unlink(copy);
@@ -360,8 +417,20 @@ static int load_path(const char *name, const char *path, int tries)
         return -1;
     }
     g->id = gen;
+    g->watched = watched;
     snprintf(g->copy, sizeof g->copy, "%s", copy);
 
+    /* Constructors and the entry point run plugin code on this thread:
+     * watched like startup, until the startup hook takes over. */
+    struct watch_task loading = {.kind = WATCH_STARTUP,
+                                 .role = "loading of plugin",
+                                 .name = name,
+                                 .phase = "loading",
+                                 .file = id};
+    const struct watch_task *outer = NULL;
+    bool watching = watched;
+    if (watching)
+        outer = watchdog_enter(&loading);
     /* RTLD_LOCAL: two generations of one plugin define the same symbols,
      * and neither may bind to the other's. */
     dlerror();
@@ -416,9 +485,26 @@ static int load_path(const char *name, const char *path, int tries)
     struct route_table *t = build_table(old, g, why, sizeof why);
     if (!t)
         goto refuse;
+    if (watching) {
+        watchdog_leave(outer);
+        watchdog_sync();
+        watching = false;
+    }
     if (g->desc.startup) {
-        char err[512] = "";
+        char err[512] = "", who[128];
+        snprintf(who, sizeof who, "%s (%s)", generation_name(g), name);
+        struct watch_task starting = {.kind = WATCH_STARTUP,
+                                      .role = "startup of plugin",
+                                      .name = who,
+                                      .phase = "startup",
+                                      .file = id};
+        if (watched)
+            outer = watchdog_enter(&starting);
         int src = g->desc.startup(&g->state, err, sizeof err);
+        if (watched) {
+            watchdog_leave(outer);
+            watchdog_sync();
+        }
         if (src != 0) {
             route_table_release(t);
             snprintf(why, sizeof why, "startup failed: %s", err[0] ? err : "no reason given");
@@ -450,7 +536,11 @@ static int load_path(const char *name, const char *path, int tries)
 refuse:
     plugin_log_refusal(path, why);
     if (g->dl)
-        dlclose(g->dl);
+        dlclose(g->dl); /* destructors: still watched when loading failed */
+    if (watching) {
+        watchdog_leave(outer);
+        watchdog_sync();
+    }
     generation_free(g);
     return -1;
 }
@@ -478,7 +568,7 @@ static void load_file(const char *name, int tries)
         log_debug("plugin %s: the ASGI bridge is loaded only to serve an APP; skipped", path);
         return;
     }
-    load_path(name, path, tries);
+    load_path(name, path, tries, true);
 }
 
 /* ---- files still being written ---- */
@@ -562,7 +652,7 @@ int plugins_init(struct worker *w)
         return -1;
     /* The ASGI bridge serves APP; without it there is nothing to serve, so
      * its refusal (an app whose lifespan startup failed) stops the worker. */
-    if (w->cfg->bridge && load_path("asgi.so", w->cfg->bridge, RETRY_MAX) < 0)
+    if (w->cfg->bridge && load_path("asgi.so", w->cfg->bridge, RETRY_MAX, false) < 0)
         return -1;
     char err[512];
     P.watch =

@@ -19,6 +19,7 @@
 
 #include "../abi/evicorn/abi.h"
 #include "buf.h"
+#include "watchdog.h"
 
 struct worker;
 struct router;
@@ -32,6 +33,7 @@ struct route_entry {
     uint32_t kind;
     evicorn_handler_fn handler;
     void *data;
+    struct watch_task watch; /* what the watchdog names while it runs */
 };
 
 /* A router and the entries it points to, shared by the requests that

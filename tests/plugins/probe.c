@@ -3,6 +3,10 @@
  * built against 1.0 keep loading). Variants chosen at compile time:
  *   PROBE_VERSION   the string GET /probe/version answers
  *   PROBE_ABI_MAJOR claim another ABI major (must be refused)
+ *   PROBE_NAME      the plugin's name (default "probe")
+ *   PROBE_PREFIX    the prefix of every route (default "/probe"), so two
+ *                   variants can be served side by side
+ *   PROBE_STARTUP_HANGS startup never returns (the watchdog's case)
  *   PROBE_STARTUP_FAILS, PROBE_CONFLICT, PROBE_BAD_PATTERN, PROBE_NO_ENTRY
  * Nothing here includes a server header: it is a third-party plugin. */
 #include <evicorn/abi.h>
@@ -19,6 +23,12 @@
 #endif
 #ifndef PROBE_ABI_MAJOR
 #define PROBE_ABI_MAJOR EVICORN_ABI_MAJOR
+#endif
+#ifndef PROBE_NAME
+#define PROBE_NAME "probe"
+#endif
+#ifndef PROBE_PREFIX
+#define PROBE_PREFIX "/probe"
 #endif
 
 static const evicorn_api *api;
@@ -303,22 +313,24 @@ static void crash(evicorn_request *req, void *data)
 }
 
 static const evicorn_route routes[] = {
-    {sizeof(evicorn_route), "GET", "/probe/version", EVICORN_ASYNC, version, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/delay/{ms:int}", EVICORN_ASYNC, delay, NULL},
-    {sizeof(evicorn_route), "POST", "/probe/echo", EVICORN_ASYNC, echo, NULL},
-    {sizeof(evicorn_route), "POST", "/probe/chunks", EVICORN_ASYNC, chunks, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/stream/{n:int}", EVICORN_ASYNC, stream, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/no-response", EVICORN_ASYNC, no_response, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/double", EVICORN_ASYNC, double_response, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/bad-header", EVICORN_ASYNC, bad_header, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/block/{ms:int}", EVICORN_ASYNC, block, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/sync-sleep/{ms:int}", EVICORN_SYNC, sync_sleep, NULL},
-    {sizeof(evicorn_route), "POST", "/probe/sync-echo", EVICORN_SYNC, sync_echo, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/sync-stream/{n:int}", EVICORN_SYNC, sync_stream, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/offload/{ms:int}", EVICORN_ASYNC, offload, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/watch", EVICORN_ASYNC, watch, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/scope/{name}", EVICORN_ASYNC, scope, NULL},
-    {sizeof(evicorn_route), "GET", "/probe/crash", EVICORN_ASYNC, crash, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/version", EVICORN_ASYNC, version, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/delay/{ms:int}", EVICORN_ASYNC, delay, NULL},
+    {sizeof(evicorn_route), "POST", PROBE_PREFIX "/echo", EVICORN_ASYNC, echo, NULL},
+    {sizeof(evicorn_route), "POST", PROBE_PREFIX "/chunks", EVICORN_ASYNC, chunks, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/stream/{n:int}", EVICORN_ASYNC, stream, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/no-response", EVICORN_ASYNC, no_response, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/double", EVICORN_ASYNC, double_response, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/bad-header", EVICORN_ASYNC, bad_header, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/block/{ms:int}", EVICORN_ASYNC, block, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/sync-sleep/{ms:int}", EVICORN_SYNC, sync_sleep,
+     NULL},
+    {sizeof(evicorn_route), "POST", PROBE_PREFIX "/sync-echo", EVICORN_SYNC, sync_echo, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/sync-stream/{n:int}", EVICORN_SYNC, sync_stream,
+     NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/offload/{ms:int}", EVICORN_ASYNC, offload, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/watch", EVICORN_ASYNC, watch, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/scope/{name}", EVICORN_ASYNC, scope, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/crash", EVICORN_ASYNC, crash, NULL},
 #ifdef PROBE_CONFLICT
     /* Conflicts with the hello example's GET /. */
     {sizeof(evicorn_route), "GET", "/", EVICORN_ASYNC, version, NULL},
@@ -331,7 +343,14 @@ static const evicorn_route routes[] = {
 static int startup(void **state, char *err, size_t errlen)
 {
     (void)state;
-#ifdef PROBE_STARTUP_FAILS
+#if defined(PROBE_STARTUP_HANGS)
+    (void)err;
+    (void)errlen;
+    static volatile int forever = 1;
+    while (forever)
+        sleep(60);
+    return 0;
+#elif defined(PROBE_STARTUP_FAILS)
     snprintf(err, errlen, "database unreachable");
     return 1;
 #else
@@ -345,7 +364,7 @@ static const evicorn_plugin descriptor = {
     .size = sizeof(evicorn_plugin),
     .abi_major = PROBE_ABI_MAJOR,
     .abi_minor = 0,
-    .name = "probe",
+    .name = PROBE_NAME,
     .version = PROBE_VERSION,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],

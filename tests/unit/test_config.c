@@ -62,6 +62,8 @@ TEST(defaults_without_arguments)
     CHECK(cfg.timeout_body == 30);
     CHECK(cfg.timeout_write == 60);
     CHECK(cfg.timeout_graceful_shutdown == 30);
+    CHECK(cfg.timeout_worker == 30);
+    CHECK(cfg.timeout_startup == 10);
     CHECK_EQ_INT(cfg.limit_concurrency, 0);
     CHECK_EQ_INT(cfg.limit_max_requests, 0);
     CHECK_EQ_INT(cfg.limit_body, 1048576);
@@ -145,6 +147,26 @@ TEST(seconds_accept_fractions_and_zero)
     CHECK(cfg.timeout_write == 7);
     CHECK(cfg.timeout_graceful_shutdown == 0.25);
     config_free(&cfg);
+}
+
+TEST(watchdog_timeouts_accept_seconds_and_zero_for_never)
+{
+    CHECK_EQ_INT(PARSE("--timeout-worker", "2.5", "--timeout-startup=0"), CONFIG_OK);
+    CHECK(cfg.timeout_worker == 2.5);
+    CHECK(cfg.timeout_startup == 0);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("--timeout-worker=0", "--timeout-startup", "120"), CONFIG_OK);
+    CHECK(cfg.timeout_worker == 0);
+    CHECK(cfg.timeout_startup == 120);
+    config_free(&cfg);
+}
+
+TEST(bad_watchdog_timeouts_are_refused)
+{
+    CHECK_REFUSED("--timeout-worker", "--timeout-worker", "-1");
+    CHECK_REFUSED("--timeout-worker", "--timeout-worker", "never");
+    CHECK_REFUSED("--timeout-startup", "--timeout-startup", "10s");
+    CHECK_REFUSED("--timeout-startup", "--timeout-startup", "nan");
 }
 
 TEST(log_level_names)
@@ -524,6 +546,8 @@ TEST(help_lists_flags_with_their_value_forms)
     CHECK(strstr(help, "\n  --port VALUE ") != NULL);
     CHECK(strstr(help, "\n  --access-log/--no-access-log ") != NULL);
     CHECK(strstr(help, "\n  --factory ") != NULL);
+    CHECK(strstr(help, "\n  --timeout-worker VALUE ") != NULL);
+    CHECK(strstr(help, "\n  --timeout-startup VALUE ") != NULL);
 }
 
 TEST(help_shows_no_value_for_help_and_version)
