@@ -1,5 +1,6 @@
-"""Shared helpers for bench/weather_10k.py and bench/hot_reload.py: start one
-evicorn pinned to a CPU, find its worker, read its RSS, stop it by PID.
+"""Shared helpers for the Python benchmarks in bench/: start one evicorn (or a
+uvicorn/hypercorn peer) pinned to a CPU, find its worker, read its RSS, stop
+it by PID.
 
 Only Debian's /usr/bin/python3 and its standard library are needed."""
 import os
@@ -274,3 +275,107 @@ class ResponseParser:
                 return None, 0
             body += data[pos:pos + size]
             pos += size + 2
+
+
+class Peer:
+    """uvicorn or hypercorn (one worker, uvloop) serving bench/peers/
+    fastapi_app.py, started pinned to a CPU in its own process group and
+    always stopped by PID. The same interface as Evicorn: start(),
+    wait_ready(path), .port, .worker (the process holding the connections),
+    .command, stop()."""
+
+    KINDS = ("uvicorn", "hypercorn")
+
+    def __init__(self, kind, cpu=0, port=None, log_path=None):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown peer {kind}")
+        self.kind = kind
+        self.cpu = cpu
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.proc = None
+        self.worker = None
+        self._log = None
+
+    def start(self):
+        py = "/usr/bin/python3"
+        if self.kind == "uvicorn":
+            cmd = [py, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1", "--port",
+                   str(self.port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                   "--workers", "1", "--log-level", "warning", "--backlog", "2048",
+                   "--timeout-keep-alive", "600"]
+        else:
+            cmd = [py, "-m", "hypercorn", "fastapi_app:app", "--bind",
+                   f"127.0.0.1:{self.port}", "--workers", "1", "--worker-class", "uvloop",
+                   "--backlog", "2048", "--keep-alive", "600"]
+        if self.cpu is not None and self.cpu >= 0:
+            cmd = ["taskset", "-c", str(self.cpu)] + cmd
+        self.command = cmd
+        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, cwd=os.path.join(ROOT, "bench", "peers"),
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=self._log, start_new_session=True)
+        return self
+
+    def wait_ready(self, path, timeout=30.0, want_status=200):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode} during start")
+            try:
+                status, body = http_get(self.port, path, timeout=5.0)
+                if status == want_status:
+                    break
+                last = f"status {status}: {body[:80]!r}"
+            except OSError as e:
+                last = str(e)
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{self.kind} not ready on {path} after {timeout}s ({last})")
+        self.worker = self.proc.pid  # taskset execs the server: one process
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def tree_pids(pid):
+    """pid and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children(p)
+    return out
+
+
+def tree_rss_kib(pid):
+    """Summed VmRSS of pid and its descendants (KiB); kernel threads and
+    processes that vanished count 0."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            total += vmrss_kib(p)
+        except (OSError, RuntimeError):
+            pass
+    return total

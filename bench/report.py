@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""Summarises bench/results/<run>/ folders and regenerates docs/benchmarks.md.
+"""Summarises bench/results/<run>/ folders and regenerates docs/benchmarks.md
+and its charts (docs/img/*.png, bench/charts.py).
 
 For every scenario it takes the newest run folder that has it, so a subset
 run (`bench/run json`) refreshes only that part of the document. It writes
 summary.json into each run folder it used.
 
-    report.py [--results bench/results] [--out docs/benchmarks.md]
+    report.py [--results bench/results] [--out docs/benchmarks.md] [--img DIR] [--no-charts]
 """
 import argparse
 import json
@@ -140,11 +141,54 @@ def summarise_run(run_dir):
                 "wrk_command": _first_cmd(d, server),
             }
         s["wrk"][scen] = out
-    for key, name in (("weather", "weather.json"), ("reload", "hot_reload.json")):
+    for key, name in (("sleep", "sleep.json"), ("reload", "hot_reload.json"),
+                      ("loadgen_check", "loadgen_check.json"),
+                      ("sync", "sync_pool.json"), ("asgi_json", "asgi/summary.json")):
         p = os.path.join(run_dir, name)
         if os.path.exists(p):
             with open(p) as f:
-                s[key] = json.load(f)
+                try:
+                    s[key] = json.load(f)
+                except ValueError:
+                    pass
+    p = os.path.join(run_dir, "asgi", "summary.md")
+    if os.path.exists(p):
+        with open(p) as f:
+            s["asgi"] = f.read()
+    lat_dir = os.path.join(run_dir, "latency")
+    if os.path.isdir(lat_dir):
+        lat = {}
+        for name in sorted(os.listdir(lat_dir)):
+            m = re.match(r"(\w+)\.(\d+)\.txt$", name)
+            if not m:
+                continue
+            kv = read_kv(os.path.join(lat_dir, name))
+            r = {}
+            for k, v in kv.items():
+                try:
+                    r[k] = float(v)
+                except ValueError:
+                    r[k] = v
+            if not r.get("skipped"):
+                r["sustained"] = (bool(r.get("scheduled"))
+                                  and r.get("completed", 0) >= 0.99 * r["scheduled"]
+                                  and r.get("drain_s", 1e9) <= 1.0)
+            cmd = os.path.join(lat_dir, name + ".cmd")
+            if os.path.exists(cmd):
+                with open(cmd) as f:
+                    r["command"] = f.read().strip()
+            lat.setdefault(m.group(1), {})[m.group(2)] = r
+        if lat:
+            s["latency"] = lat
+    idle_dir = os.path.join(run_dir, "idle")
+    if os.path.isdir(idle_dir):
+        idle = {}
+        for name in sorted(os.listdir(idle_dir)):
+            if name.endswith(".json"):
+                with open(os.path.join(idle_dir, name)) as f:
+                    idle[name[:-5]] = json.load(f)
+        if idle:
+            s["idle"] = idle
     return s
 
 
@@ -200,14 +244,38 @@ def newest_with(summaries, pred):
     return None
 
 
-def render(summaries):
+def fmt_us(us):
+    return "n/a" if us is None else fmt_lat(us / 1e6)
+
+
+def render(summaries, img_dir=None, img_rel="img"):
     by_scen = {}
     for scen in WRK_SCENARIOS:
         by_scen[scen] = newest_with(summaries, lambda s, k=scen: k in s["wrk"])
-    weather = newest_with(summaries, lambda s: "weather" in s)
+    sleep = newest_with(summaries, lambda s: "servers" in s.get("sleep", {}))
     reload_ = newest_with(summaries, lambda s: "reload" in s)
+    latr = newest_with(summaries, lambda s: "latency" in s)
+    sync = newest_with(summaries, lambda s: "idle" in s.get("sync", {}))
+    idle = newest_with(summaries, lambda s: "idle" in s)
+    asgi = newest_with(summaries, lambda s: "asgi" in s)
     used = [s for s in summaries
-            if s in list(by_scen.values()) + [weather, reload_]]
+            if s in list(by_scen.values()) + [sleep, reload_, latr, sync, idle, asgi]]
+    charts = {}
+    if img_dir:
+        import charts as charts_mod
+        wrk_parts = {k: v["wrk"][k] for k, v in by_scen.items() if v}
+        stalled = {k: v["stalled"].get(k, {}) for k, v in by_scen.items() if v}
+        charts = charts_mod.make({
+            "wrk": wrk_parts, "stalled": stalled,
+            "latency": latr["latency"] if latr else None,
+            "sleep": sleep["sleep"]["servers"] if sleep else None,
+            "idle": idle["idle"] if idle else None,
+            "sync": sync["sync"] if sync else None}, img_dir)
+
+    def chart(name, alt):
+        if name in charts:
+            add(f"![{alt}]({img_rel}/{charts[name]})")
+            add("")
     if not used:
         raise SystemExit("no results to report")
     main = used[0]
@@ -220,7 +288,15 @@ def render(summaries):
         "The discussion at the end comes from bench/notes.md. -->")
     add("")
     runs = ", ".join(f"`{s['run_id']}`" for s in used)
-    add(f"Numbers from run{'s' if len(used) > 1 else ''} {runs} of `bench/run`. "
+    dates = sorted({s["run_id"][:8] for s in used})
+    date_txt = ", ".join(f"{d[:4]}-{d[4:6]}-{d[6:8]}" for d in dates)
+    if any(s["meta"].get("quick") == "1" for s in used):
+        add("> **These numbers come from a `--quick` run** (short runs, one of each): they "
+            "check that the suite works end to end, they are not figures to quote. Run "
+            "`bench/run` on a quiet machine for the real ones.")
+        add("")
+    add(f"Numbers from run{'s' if len(used) > 1 else ''} {runs} of `bench/run` "
+        f"(UTC date {date_txt}). "
         "Every figure is the **median** of the runs of that run folder; ratios are "
         "evicorn's median divided by the peer's median from the same run, where all servers "
         "took turns under the same load generator.")
@@ -247,17 +323,19 @@ def render(summaries):
     add("## How to run")
     add("")
     add("```sh")
-    add("bench/run                       # everything: 10 s x 5 runs per server and scenario")
-    add("bench/run --quick               # 5 s x 3 runs, 1 weather round, 10 reloads")
-    add("bench/run plaintext json        # a subset (plaintext json pipeline weather reload)")
+    add("bench/run                       # everything (about 25 minutes)")
+    add("bench/run --quick               # short runs, one each: checks the suite end to end")
+    add("bench/run plaintext json        # a subset: plaintext json pipeline latency sleep sync idle reload asgi")
     add("DURATION=5 RUNS=3 bench/run --servers nginx,kore pipeline")
     add("```")
     add("")
-    add("`bench/run` builds a Release evicorn if needed, starts every server pinned to CPU 0 "
-        "(each on its own port on 127.0.0.1, all up for the whole wrk part), warms each up, then "
-        "for each scenario runs wrk pinned to CPU 1 against each server in turn, RUNS times, "
-        "rotating the order every run. Raw wrk output, server logs and JSON from the Python "
-        "benchmarks go to `bench/results/<UTC timestamp>/`; this file is then regenerated.")
+    add("`bench/run` builds a Release evicorn (and `bench/loadgen`) if needed, starts every "
+        "server pinned to CPU 0 (each on its own port on 127.0.0.1, all up for the whole wrk "
+        "part), warms each up, then for each scenario runs wrk pinned to CPU 1 against each "
+        "server in turn, RUNS times, rotating the order every run; then the fixed-rate latency "
+        "runs against the same servers, and the scenarios that start their own servers. Raw "
+        "output, server logs and JSON go to `bench/results/<UTC timestamp>/` (not committed); "
+        "this file and the charts in `docs/img/` are then regenerated.")
     add("")
     add("The runs reported here:")
     add("")
@@ -281,10 +359,11 @@ def render(summaries):
                 add(shown(cmds[name], "$REPO/"))
         add("```")
         add("")
-    py_cmds = [shown(cmds[k]) for k in ("weather", "reload") if k in cmds]
+    py_cmds = [shown(cmds[k]) for k in ("sleep", "sync", "idle", "reload", "asgi") if k in cmds]
     if py_cmds:
-        add("The Python benchmarks (each starts and stops its own evicorn; `--json` and "
-            "`--log` point into the results folder):")
+        add("The other benchmarks (each starts and stops its own servers, except "
+            "`idle_conns.py`, run against each server started as above, shown for evicorn; "
+            "`--json` and `--log` point into the results folder):")
         add("")
         add("```sh")
         for c in py_cmds:
@@ -316,6 +395,7 @@ def render(summaries):
     if any(by_scen.values()):
         add("## Throughput (wrk, 64 connections, 1 thread)")
         add("")
+        chart("throughput", "Median requests per second per server: plaintext, JSON, pipelined")
         present = [n for n in SERVERS if any(s and n in s["wrk"][k]
                                              for k, s in by_scen.items())]
         add("Median requests per second:")
@@ -451,41 +531,213 @@ def render(summaries):
     else:
         verdicts = []
 
-    if weather:
-        w = weather["weather"]
-        add("## 10,000 concurrent slow requests (`bench/weather_10k.py`)")
+    if latr:
+        L_ = latr["latency"]
+        m = latr["meta"]
+        rates = sorted({int(r) for runs in L_.values() for r in runs})
+        add("## Latency at fixed request rates (`bench/loadgen`)")
         add("")
-        add(f"One evicorn worker (fresh for each of {w['rounds']} round(s), CPU "
-            f"{w['server_cpu']}); the client (CPU {w['client_cpu']}, raw non-blocking sockets on "
-            f"epoll) opens {w['n']:,} connections, then sends one `GET /weather/<city>` on each "
-            "(the handler answers after a 1 s timer) and waits for every answer. RSS is the "
-            "worker's VmRSS from `/proc/<worker>/status`: before any connection, with all "
-            "connections open, and ~0.5 s after the first send, while all requests are pending.")
+        add("wrk measures how fast a server can go; at that point every queue is full, and its "
+            "percentiles hide the requests wrk did not send while a response was late "
+            "(coordinated omission). Here `bench/loadgen` (open loop, pinned to CPU "
+            f"{m.get('client_cpu', 1)}) sends `GET /plaintext` at a constant rate over "
+            f"{m.get('lat_conns', 64)} keep-alive connections, one request in flight per "
+            "connection, for "
+            f"{m.get('lat_duration', '?')} s after a {m.get('lat_warmup', '?')} s warm-up at the "
+            "same rate. Each latency runs from the request's *intended* send time to the end of "
+            "its response, so a stall is charged to every request that was due during it. The "
+            "rates are fixed, well below evicorn's wrk peak; a server that answers fewer than "
+            "99 % of the scheduled requests, or still owes answers more than 1 s after the last "
+            "scheduled send, did not sustain the rate (marked ✗) and is not run at the higher "
+            "ones (—).")
         add("")
-        add("| Measure | Median | Target | |")
-        add("| --- | ---: | ---: | --- |")
-        add(f"| Successful responses (worst round) | {w['ok_min']:,} / {w['n']:,} | all | "
-            f"{met(w['ok_min'] == w['n'] and w['failed_total'] == 0)} |")
-        add(f"| Wall time, first send → last response | {w['wall_s_median']:.3f} s | ≤ 1.3 s | "
-            f"{met(w['wall_met'])} |")
-        add(f"| Worker RSS growth per pending request (before → peak) | "
-            f"{w['rss_growth_per_request_kib_median']:.2f} KiB | ≤ 8 KiB | {met(w['rss_met'])} |")
-        add(f"| … of which the open connection | {w['rss_connections_per_conn_kib_median']:.2f} KiB"
-            " | | |")
-        add(f"| … of which the pending request | {w['rss_requests_per_request_kib_median']:.2f} KiB"
-            " | | |")
-        add(f"| Sending all requests took | {w['send_s_median'] * 1000:.0f} ms | | |")
-        add(f"| First response after | {w['first_response_s_median']:.3f} s | | |")
+        chart("latency", "p50 and p99 latency against the offered rate, per server")
+        head = "| Server | " + " | ".join(f"{r:,} req/s" for r in rates) + " |"
+        for title, key in (("p50", "latency_p50_us"), ("p99", "latency_p99_us"),
+                           ("p99.9", "latency_p99_9_us")):
+            add(f"**{title}**:")
+            add("")
+            add(head)
+            add("| --- | " + " | ".join("---:" for _ in rates) + " |")
+            for n in SERVERS:
+                if n not in L_:
+                    continue
+                cells = []
+                for r in rates:
+                    v = L_[n].get(str(r))
+                    if v is None:
+                        cells.append("n/a")
+                    elif v.get("skipped"):
+                        cells.append("—")
+                    else:
+                        c = fmt_us(v.get(key))
+                        cells.append(c if v.get("sustained") else f"{c} ✗")
+                name = f"**{SERVER_TITLE[n]}**" if n == "evicorn" else SERVER_TITLE[n]
+                add(f"| {name} | " + " | ".join(cells) + " |")
+            add("")
+        ev = L_.get("evicorn", {})
+        add("evicorn's p99 against each peer's at the same rate (peer / evicorn: above 1× "
+            "means evicorn's tail is shorter):")
         add("")
-        rows = w["per_round"]
-        add("Per round: " + "; ".join(
-            f"{r['ok']:,} ok, wall {r['wall_s']:.3f} s, RSS {r['rss_before_kib']:,} → "
-            f"{r['rss_connected_kib']:,} → {r['rss_half_kib'] or r['rss_peak_kib']:,} KiB"
-            for r in rows) + ".")
+        add("| Peer | " + " | ".join(f"{r:,} req/s" for r in rates) + " |")
+        add("| --- | " + " | ".join("---:" for _ in rates) + " |")
+        for n in SERVERS:
+            if n == "evicorn" or n not in L_:
+                continue
+            cells = []
+            for r in rates:
+                a, b = ev.get(str(r), {}), L_[n].get(str(r), {})
+                if a.get("latency_p99_us") and b.get("latency_p99_us") and not b.get("skipped"):
+                    cells.append(fmt_ratio(b["latency_p99_us"] / a["latency_p99_us"]))
+                else:
+                    cells.append("—")
+            add(f"| {SERVER_TITLE[n]} | " + " | ".join(cells) + " |")
         add("")
-        verdicts.append(("weather wall", None, w["wall_s_median"], 1.3, w["wall_met"]))
-        verdicts.append(("weather rss", None, w["rss_growth_per_request_kib_median"], 8.0,
-                         w["rss_met"]))
+        add("Answered / scheduled, and loadgen's own send lag (median, p99: how late requests "
+            "left the client; it grows when every connection is waiting on the server):")
+        add("")
+        add("| Server | Rate | Answered | Errors | Send lag p50 | Send lag p99 | Max latency |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for n in SERVERS:
+            for r in rates:
+                v = L_.get(n, {}).get(str(r))
+                if not v or v.get("skipped"):
+                    continue
+                errs = sum(int(v.get(k, 0)) for k in ("non2xx", "io_errors", "timeouts"))
+                add(f"| {SERVER_TITLE[n]} | {r:,} | {int(v.get('completed', 0)):,} / "
+                    f"{int(v.get('scheduled', 0)):,} | {errs} | {fmt_us(v.get('send_lag_p50_us'))} | "
+                    f"{fmt_us(v.get('send_lag_p99_us'))} | {fmt_us(v.get('latency_max_us'))} |")
+        add("")
+        cmd = ev.get(str(rates[0]), {}).get("command") if rates else None
+        if cmd:
+            add("```sh")
+            add(shown(cmd) + "    # one run; the same for every server and rate")
+            add("```")
+            add("")
+        chk = latr.get("loadgen_check")
+        if chk and "delay" in chk and "stall" in chk:
+            d, st = chk["delay"], chk["stall"]
+            add("The generator is checked at the start of this part against servers with a "
+                "known answer (`bench/loadgen/validate.py`, 1,000 req/s for 5 s): a server that "
+                f"answers every request after a fixed 10 ms gave p50 {fmt_us(d['latency_p50_us'])}"
+                f" (expected 10–12 ms: {'pass' if d['passed'] else '**fail**'}); the same server "
+                "without the delay, stopped with SIGSTOP for 1 s mid-run, gave p50 "
+                f"{fmt_us(st['latency_p50_us'])}, p90 {fmt_us(st['latency_p90_us'])}, p99 "
+                f"{fmt_us(st['latency_p99_us'])} and max {fmt_us(st['latency_max_us'])}: the "
+                "requests due during the pause are charged for it "
+                f"({'pass' if st['passed'] else '**fail**'}).")
+            add("")
+
+    if sleep:
+        S = sleep["sleep"]
+        sv = S["servers"]
+        ns = S.get("ns") or sorted({int(k) for v in sv.values() for k in v})
+        any_ = next(iter(next(iter(sv.values())).values()))
+        add("## Concurrent 1 s async sleeps (`bench/async_sleep.py`)")
+        add("")
+        add("One worker per server, fresh for every round (CPU "
+            f"{S['server_cpu']}): evicorn's `GET /weather/<city>` (the weather plugin: a 1 s "
+            "timer on the event loop) against the same route in FastAPI (`await "
+            "asyncio.sleep(1)`, `bench/peers/fastapi_app.py`) on uvicorn and hypercorn. The "
+            f"client (CPU {S['client_cpu']}, raw non-blocking sockets on epoll) opens N "
+            "connections, then sends one request on each and waits for every answer. Wall time "
+            "runs from the first send to the last answer; RSS is the worker's VmRSS (evicorn's "
+            "worker process; the single uvicorn/hypercorn process), before any connection and "
+            f"at its highest while all requests are pending. Medians of {any_['rounds']} "
+            "round(s).")
+        add("")
+        chart("sleep", "Wall time until the last answer against concurrency, per server")
+        add("| Server | N | Successful (worst round) | Wall time | First answer | "
+            "RSS before → peak | RSS growth per request |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for n in SERVERS:
+            if n not in sv:
+                continue
+            for k in ns:
+                v = sv[n].get(str(k))
+                if not v:
+                    continue
+                wall = v.get("wall_s_median")
+                first = v.get("first_response_s_median")
+                rounds = v.get("per_round", [])
+                peak = [r.get("rss_peak_kib") for r in rounds if r.get("rss_peak_kib")]
+                before = [r.get("rss_before_kib") for r in rounds if r.get("rss_before_kib")]
+                growth = v.get("rss_growth_per_request_max_kib_median")
+                name = f"**{SERVER_TITLE[n]}**" if n == "evicorn" else SERVER_TITLE[n]
+                add(f"| {name} | {k:,} | {v['ok_min']:,} / {k:,} | "
+                    f"{'n/a' if wall is None else f'{wall:.3f} s'} | "
+                    f"{'n/a' if first is None else f'{first:.3f} s'} | "
+                    f"{fmt_rps(median(before)) if before else 'n/a'} → "
+                    f"{fmt_rps(median(peak)) if peak else 'n/a'} KiB | "
+                    f"{'n/a' if growth is None else f'{growth:.2f} KiB'} |")
+        add("")
+        ev = sv.get("evicorn", {}).get("10000")
+        if ev and ev.get("wall_s_median") is not None:
+            g = ev.get("rss_growth_per_request_kib_median")
+            wall_ok = ev["wall_s_median"] <= 1.3 and ev["ok_min"] == 10000
+            rss_ok = g is not None and g <= 8.0
+            add("evicorn at 10,000 against its targets: wall time "
+                f"{ev['wall_s_median']:.3f} s (≤ 1.3 s: {met(wall_ok)}), worker RSS growth "
+                f"{g:.2f} KiB per pending request measured 0.5 s after the first send "
+                f"(≤ 8 KiB: {met(rss_ok)}; of which the open connection "
+                f"{ev['rss_connections_per_conn_kib_median']:.2f} KiB).")
+            add("")
+            verdicts.append(("weather wall", None, ev["wall_s_median"], 1.3, wall_ok))
+            verdicts.append(("weather rss", None, g, 8.0, rss_ok))
+
+    if sync:
+        y = sync["sync"]
+        i_, s_ = y["idle"], y["saturated"]
+        add("## Async latency while the sync pool is saturated (`bench/sync_pool.py`)")
+        add("")
+        add("One evicorn worker with the hello plugin (async routes, on the event loop) and the "
+            f"calculate plugin (`POST /calculate/`: a sync route, 2 s of blocking work on the "
+            f"thread pool, `--threads {y['threads']}`). `bench/loadgen` sends `GET /plaintext` "
+            f"at {y['rate']:,} req/s (open loop, {y['duration_s']:g} s after a "
+            f"{y['warmup_s']:g} s warm-up), first on the idle server, then while "
+            f"{y['sync_conns']} client threads keep `POST /calculate/` requests going back to "
+            "back, so every pool thread is busy and as many requests again wait in its queue. "
+            f"During the saturated phase the pool answered {y['sync_answers_per_s']:.1f} sync "
+            f"requests per second (a full pool: {y['sync_answers_per_s_full_pool']:g}/s).")
+        add("")
+        chart("sync", "Async route latency percentiles, idle vs sync pool saturated")
+        add("| Phase | p50 | p90 | p99 | p99.9 | max | Answered |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for label, r in (("idle", i_), ("sync pool saturated", s_)):
+            add(f"| {label} | {fmt_us(r['latency_p50_us'])} | {fmt_us(r['latency_p90_us'])} | "
+                f"{fmt_us(r['latency_p99_us'])} | {fmt_us(r['latency_p99_9_us'])} | "
+                f"{fmt_us(r['latency_max_us'])} | {int(r['completed']):,} / "
+                f"{int(r['scheduled']):,} |")
+        add("")
+        if y.get("p99_ratio"):
+            add(f"p99 saturated / idle: {fmt_ratio(y['p99_ratio'])}.")
+            add("")
+
+    if idle:
+        I_ = idle["idle"]
+        k = next(iter(I_.values()))["n"]
+        add("## Idle keep-alive connections (`bench/idle_conns.py`)")
+        add("")
+        add(f"Each server, freshly started as in the wrk part (one worker, CPU 0), gets {k:,} "
+            "connections; each sends one `GET /plaintext`, reads the answer and then stays "
+            "open and idle. RSS is the sum of VmRSS over the server's processes (master and "
+            "workers), before the connections and 1 s after the last answer; the table shows "
+            "the growth per connection, and how many connections the server still held at the "
+            "end.")
+        add("")
+        chart("idle", "KiB of RSS per idle keep-alive connection, per server")
+        add("| Server | Processes | RSS before | RSS with the connections | Per connection | "
+            "Still open |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for n in SERVERS:
+            if n not in I_:
+                continue
+            v = I_[n]
+            name = f"**{SERVER_TITLE[n]}**" if n == "evicorn" else SERVER_TITLE[n]
+            add(f"| {name} | {len(v.get('pids', []))} | {v['rss_before_kib']:,} KiB | "
+                f"{v['rss_after_kib']:,} KiB | {v['rss_per_conn_kib']:.2f} KiB | "
+                f"{v.get('still_open', 0):,} / {v['n']:,} |")
+        add("")
 
     if reload_:
         h = reload_["reload"]
@@ -553,10 +805,29 @@ def render(summaries):
         with open(notes) as f:
             add(f.read().rstrip("\n"))
         add("")
-    # The ASGI bridge's benchmark (bench/asgi/run.py) writes its own section.
-    asgi = os.path.join(BENCH, "asgi", "RESULTS.md")
-    if os.path.exists(asgi):
-        with open(asgi) as f:
+    # The ASGI bridge's benchmark (bench/asgi/run.py) writes its own section;
+    # bench/run copies it into its results folder.
+    results_md = os.path.join(BENCH, "asgi", "RESULTS.md")
+    if asgi:
+        text = asgi["asgi"].rstrip("\n")
+        text = text.replace("## FastAPI through the ASGI bridge",
+                            "## FastAPI through the ASGI bridge (`bench/asgi/run.py`)", 1)
+        add(text)
+        add("")
+        cmd = asgi["commands"].get("asgi")
+        if cmd:
+            add("Run by `bench/run` as:")
+            add("")
+            add("```sh")
+            add(shown(cmd))
+            add("```")
+            add("")
+        if os.path.exists(results_md):
+            add("The bridge's own write-up, with a profile of where the time goes: "
+                "[bench/asgi/RESULTS.md](../bench/asgi/RESULTS.md).")
+            add("")
+    elif os.path.exists(results_md):
+        with open(results_md) as f:
             add(f.read().rstrip("\n"))
         add("")
     return "\n".join(L)
@@ -566,6 +837,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default=os.path.join(BENCH, "results"))
     ap.add_argument("--out", help="write the Markdown here (default: only summaries)")
+    ap.add_argument("--img", help="folder for the PNG charts (default: img/ next to --out)")
+    ap.add_argument("--no-charts", action="store_true")
     a = ap.parse_args()
     if not os.path.isdir(a.results):
         raise SystemExit(f"no {a.results}")
@@ -579,7 +852,9 @@ def main():
             json.dump(s, f, indent=2)
         summaries.append(s)
     if a.out:
-        text = render(summaries)
+        img_dir = a.img or os.path.join(os.path.dirname(os.path.abspath(a.out)), "img")
+        text = render(summaries, img_dir=None if a.no_charts else img_dir,
+                      img_rel=os.path.relpath(img_dir, os.path.dirname(os.path.abspath(a.out))))
         with open(a.out, "w") as f:
             f.write(text + "\n")
     return 0

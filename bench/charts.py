@@ -1,0 +1,173 @@
+"""PNG charts for docs/benchmarks.md, drawn from the summaries bench/report.py
+builds (Debian's python3-matplotlib, Agg backend, no display needed).
+
+make(parts, outdir) -> {chart name: file name}; a chart whose data is
+missing is not drawn. Each figure is small and plain: one question each."""
+import os
+
+SERVER_ORDER = ["evicorn", "nginx", "kore", "h2o", "uvicorn", "hypercorn"]
+TITLE = {"evicorn": "evicorn", "nginx": "nginx", "kore": "Kore", "h2o": "h2o (mruby)",
+         "uvicorn": "uvicorn+FastAPI", "hypercorn": "hypercorn+FastAPI"}
+COLOR = {"evicorn": "#d62728", "nginx": "#2ca02c", "kore": "#9467bd", "h2o": "#8c564b",
+         "uvicorn": "#1f77b4", "hypercorn": "#ff7f0e"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False,
+                         "axes.spines.right": False, "figure.dpi": 110})
+    return plt
+
+
+def throughput(plt, wrk, stalled, path):
+    """Grouped bars: median req/s per server, per wrk scenario."""
+    import numpy as np
+
+    scens = [s for s in ("plaintext", "json", "pipeline") if wrk.get(s)]
+    servers = [n for n in SERVER_ORDER if any(n in wrk[s] for s in scens)]
+    labels = {"plaintext": "GET /plaintext", "json": "GET /json",
+              "pipeline": "/plaintext, 16 pipelined"}
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    x = np.arange(len(scens))
+    w = 0.8 / max(1, len(servers))
+    for i, n in enumerate(servers):
+        vals = [0 if n in stalled.get(s, {}) else (wrk[s].get(n, {}).get("rps_median") or 0)
+                for s in scens]
+        bars = ax.bar(x + (i - (len(servers) - 1) / 2) * w, vals, w, label=TITLE[n],
+                      color=COLOR[n])
+        for b, s in zip(bars, scens):
+            if n in stalled.get(s, {}):
+                ax.annotate("stalls", (b.get_x() + b.get_width() / 2, 0), ha="center",
+                            va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(x, [labels[s] for s in scens])
+    ax.set_ylabel("requests/s (median of runs)")
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
+    ax.legend(ncol=3, fontsize=8, frameon=False)
+    ax.set_title("Throughput, wrk -t1 -c64, one server core")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def latency(plt, lat, path):
+    """p50 and p99 latency against the offered rate, log scale."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
+    for ax, key, name in ((axes[0], "latency_p50_us", "p50"), (axes[1], "latency_p99_us", "p99")):
+        for n in SERVER_ORDER:
+            runs = lat.get(n)
+            if not runs:
+                continue
+            pts = sorted((int(r), v[key]) for r, v in runs.items()
+                         if not v.get("skipped") and v.get(key) is not None)
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] / 1000 for p in pts], "o-", label=TITLE[n],
+                    color=COLOR[n])
+            bad = [p for p in pts if not runs[str(p[0])].get("sustained")]
+            if bad:
+                ax.plot([p[0] for p in bad], [p[1] / 1000 for p in bad], "x", color="black",
+                        markersize=9)
+        ax.set_yscale("log")
+        ax.set_xlabel("offered rate (req/s)")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
+        ax.set_title(f"{name} latency, GET /plaintext")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("ms from intended send time (log)")
+    axes[1].legend(fontsize=8, frameon=False)
+    fig.text(0.5, 0.005, "x: rate not sustained (see the tables)", ha="center", fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def sleeps(plt, sleep, path):
+    """Wall time until the last answer against the number of concurrent sleeps."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for n in SERVER_ORDER:
+        per_n = sleep.get(n)
+        if not per_n:
+            continue
+        pts = sorted((int(k), v["wall_s_median"]) for k, v in per_n.items()
+                     if v.get("wall_s_median") is not None)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=TITLE[n],
+                    color=COLOR[n])
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("concurrent requests, each a 1 s async sleep")
+    ax.set_ylabel("wall time to the last answer (s)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("Concurrent async sleeps, one worker")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def idle(plt, idle_res, path):
+    """KiB of server RSS per idle keep-alive connection."""
+    servers = [n for n in SERVER_ORDER if n in idle_res]
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    vals = [idle_res[n]["rss_per_conn_kib"] for n in servers]
+    bars = ax.bar([TITLE[n] for n in servers], vals, color=[COLOR[n] for n in servers])
+    for b, v in zip(bars, vals):
+        ax.annotate(f"{v:.2f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom",
+                    fontsize=8)
+    n = next(iter(idle_res.values()))["n"]
+    ax.set_ylabel("KiB of RSS per connection")
+    ax.set_title(f"{n:,} idle keep-alive connections")
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def sync_pool(plt, sync, path):
+    """The async route's latency percentiles, idle vs pool saturated."""
+    keys = [("p50", "latency_p50_us"), ("p90", "latency_p90_us"), ("p99", "latency_p99_us"),
+            ("p99.9", "latency_p99_9_us"), ("max", "latency_max_us")]
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for label, phase, color in (("idle server", "idle", "#7f7f7f"),
+                                ("sync pool saturated", "saturated", "#d62728")):
+        ax.plot([k[0] for k in keys], [sync[phase][k[1]] / 1000 for k in keys], "o-",
+                label=label, color=color)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms (log)")
+    ax.set_title(f"evicorn GET /plaintext at {sync['rate']:,} req/s")
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def make(parts, outdir):
+    """parts: {"wrk": ..., "stalled": ..., "latency": ..., "sleep": ..., "idle": ...,
+    "sync": ...}, any missing. Returns {name: file name} of the charts drawn."""
+    try:
+        plt = _plt()
+    except ImportError:
+        print("charts: matplotlib is missing (apt-get install python3-matplotlib); "
+              "no charts drawn", flush=True)
+        return {}
+    os.makedirs(outdir, exist_ok=True)
+    drawn = {}
+    jobs = [("throughput", "throughput.png", lambda p: throughput(
+                plt, parts["wrk"], parts.get("stalled", {}), p), parts.get("wrk")),
+            ("latency", "latency_vs_rate.png", lambda p: latency(plt, parts["latency"], p),
+             parts.get("latency")),
+            ("sleep", "async_sleeps.png", lambda p: sleeps(plt, parts["sleep"], p),
+             parts.get("sleep")),
+            ("idle", "idle_rss.png", lambda p: idle(plt, parts["idle"], p), parts.get("idle")),
+            ("sync", "sync_pool.png", lambda p: sync_pool(plt, parts["sync"], p),
+             parts.get("sync"))]
+    for name, fname, draw, data in jobs:
+        if not data:
+            continue
+        draw(os.path.join(outdir, fname))
+        drawn[name] = fname
+    return drawn
