@@ -111,8 +111,11 @@ int main(int argc, char **argv)
         if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
             log_warning("cannot raise the open-file limit: %s", strerror(errno));
     }
-    /* A client that closes early must cost an EPIPE, not the process. */
+    /* A client that closes early must cost an EPIPE, not the process; and a
+     * plugin copy that exceeds RLIMIT_FSIZE must cost an EFBIG (the plugin
+     * is refused), not the worker. */
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
 
     bool have_bridge = find_bridge(&cfg) == 0;
     if (cfg.app && !have_bridge) {

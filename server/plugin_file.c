@@ -10,7 +10,8 @@
  * plugin_file_copy owns two descriptors and, once created, the copy's name:
  * every exit path closes what is open and, unless it returns 0, unlinks the
  * copy it created (never a file it did not create: O_EXCL guarantees that a
- * name it failed to create belongs to someone else). */
+ * name it failed to create belongs to someone else). On failure errno is
+ * ENOENT only when the candidate itself is missing. */
 #include "plugin_file.h"
 
 #include <elf.h>
@@ -416,13 +417,18 @@ int plugin_file_copy(const char *path, const char *private_dir, const char *pref
 
     memcpy(out_path, dst_path, (size_t)n + 1);
     rc = 0;
-out:
+out:;
+    /* Past open_source the candidate exists, so an ENOENT from here on is
+     * the private folder gone (a /tmp cleaner, say). Callers read ENOENT as
+     * "the candidate went away" and stay silent; this must be heard. */
+    int err = errno == ENOENT ? EIO : errno;
     /* A close error matters only for the copy's writes, checked above. */
     (void)close_checked(&dst);
     (void)close_checked(&src);
     if (rc != 0 && created)
         remove_copy(dst_path, why, whylen);
     free(buf);
+    errno = err;
     return rc;
 }
 

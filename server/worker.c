@@ -31,6 +31,38 @@
 
 static struct worker the_worker;
 
+/* A worker short of descriptors hovers at the limit: each closed
+ * connection lets one accept succeed and the next fail. So the failure is
+ * logged at most once per ACCEPT_REPORT_SECONDS, with the count of those
+ * not reported, rather than on every retry. */
+#define ACCEPT_REPORT_SECONDS 60.0
+
+static struct {
+    bool reported_once;
+    ev_tstamp reported_at;
+    unsigned long unreported;
+} accept_failures;
+
+static void report_accept_failure(struct worker *w, const struct listener *l, int err)
+{
+    ev_tstamp now = ev_now(w->loop);
+    if (accept_failures.reported_once &&
+        now - accept_failures.reported_at < ACCEPT_REPORT_SECONDS) {
+        accept_failures.unreported++;
+        return;
+    }
+    if (accept_failures.reported_once)
+        log_warning("accept on %s failed: %s (and %lu time(s) since the last report)", l->name,
+                    strerror(err), accept_failures.unreported);
+    else
+        log_warning("accept on %s failed: %s; retrying every %.0f ms, reported at most every "
+                    "%.0f s",
+                    l->name, strerror(err), ACCEPT_RETRY_SECONDS * 1000, ACCEPT_REPORT_SECONDS);
+    accept_failures.reported_once = true;
+    accept_failures.reported_at = now;
+    accept_failures.unreported = 0;
+}
+
 static void worker_begin_shutdown(struct worker *w);
 
 static void accept_pause(struct worker *w)
@@ -95,8 +127,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Keep serving the connections we have; try again shortly
                  * instead of spinning on a listener that stays readable. */
-                log_warning("accept on %s failed: %s; pausing accepts for %.0f ms", l->name,
-                            strerror(errno), ACCEPT_RETRY_SECONDS * 1000);
+                report_accept_failure(w, l, errno);
                 accept_pause(w);
                 ev_timer_set(&w->accept_retry, ACCEPT_RETRY_SECONDS, 0);
                 ev_timer_start(w->loop, &w->accept_retry);

@@ -4,6 +4,7 @@ Everything here has a timeout: no helper can block a test forever.
 """
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -19,7 +20,25 @@ NOT_FOUND_BODY = b'{"detail":"Not Found"}'
 
 READY_RE = re.compile(r"evicorn running on (\S+) \(workers: (\d+), pid (\d+)\)")
 
-SOCK_TIMEOUT = 5.0
+
+def time_scale():
+    """EVICORN_TIME_SCALE (default 1): a multiplier for the harness's own
+    waits, for servers run under a slow wrapper such as valgrind."""
+    try:
+        scale = float(os.environ.get("EVICORN_TIME_SCALE", "1"))
+    except ValueError:
+        return 1.0
+    return scale if scale >= 1.0 else 1.0
+
+
+def env_wrapper():
+    """EVICORN_WRAPPER: a command the server is started under (e.g.
+    "valgrind --trace-children=yes ..."); it must exec the server in the same
+    process, as valgrind and prlimit do, so the PIDs stay the server's."""
+    return shlex.split(os.environ.get("EVICORN_WRAPPER", ""))
+
+
+SOCK_TIMEOUT = 5.0 * time_scale()
 
 
 def evicorn_bin():
@@ -119,11 +138,14 @@ class Server:
     Use as a context manager (or call start()/stop()); stop() always runs the
     SIGTERM -> wait 10 s -> SIGKILL sequence by PID."""
 
-    def __init__(self, *args, listen=None, pass_fds=(), ready_timeout=10.0):
+    def __init__(self, *args, listen=None, pass_fds=(), ready_timeout=10.0, wrapper=()):
         self.extra = [str(a) for a in args]
+        # Commands that exec the server in the same process (prlimit, env),
+        # outside EVICORN_WRAPPER so that the limits also bind the wrapper.
+        self.wrapper = [str(a) for a in wrapper]
         self.listen = listen  # replaces --host/--port (e.g. ["--uds", path])
         self.pass_fds = tuple(pass_fds)
-        self.ready_timeout = ready_timeout
+        self.ready_timeout = ready_timeout * time_scale()
         self.proc = None
         self.plugins = None
         self.port = None
@@ -139,7 +161,8 @@ class Server:
         binary = evicorn_bin()
         self.plugins = tempfile.mkdtemp(prefix="evicorn-plugins-")
         listen = self.listen if self.listen is not None else ["--host", "127.0.0.1", "--port", "0"]
-        argv = [binary] + listen + ["--plugins", self.plugins] + self.extra
+        argv = (self.wrapper + env_wrapper() + [binary] + listen + ["--plugins", self.plugins]
+                + self.extra)
         self.argv = argv
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -213,7 +236,7 @@ class Server:
             except ProcessLookupError:
                 pass
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=10 * time_scale())
             except subprocess.TimeoutExpired:
                 try:
                     os.kill(self.pid, signal.SIGKILL)
@@ -496,8 +519,9 @@ def assert_not_found(resp):
 
 def run_cli(*args, timeout=10.0, **kw):
     """Runs evicorn to completion (for flags that exit)."""
-    return subprocess.run([evicorn_bin()] + [str(a) for a in args], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+    return subprocess.run(env_wrapper() + [evicorn_bin()] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=timeout * time_scale(),
+                          stdin=subprocess.DEVNULL, **kw)
 
 
 def free_port():
