@@ -9,6 +9,7 @@
  * does not change after dispatch, so they need no hand-off. */
 #include "host_api.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -516,6 +517,29 @@ static int xcall(struct xcall *x)
 
 /* ---- the API: logging and scope ---- */
 
+/* The plugin file whose code is at addr, e.g. "asgi.so", into buf; NULL
+ * when addr is not in a plugin. Plugins are mapped from private copies
+ * named "p<pid>-u<n>-g<n>-<file>" (plugins.c), so the name needs no lookup
+ * in the loop thread's registry and works from any thread. */
+static const char *plugin_file_at(const void *addr, char *buf, size_t len)
+{
+    Dl_info info;
+    if (!dladdr(addr, &info) || !info.dli_fname)
+        return NULL;
+    const char *base = strrchr(info.dli_fname, '/');
+    base = base ? base + 1 : info.dli_fname;
+    if (base[0] != 'p')
+        return NULL;
+    for (int dashes = 0; dashes < 3; dashes++) {
+        base = strchr(base, '-');
+        if (!base)
+            return NULL;
+        base++;
+    }
+    snprintf(buf, len, "%s", base);
+    return buf;
+}
+
 static void api_log(evicorn_request *req, int level, const char *message)
 {
     if (level < LOG_CRITICAL)
@@ -524,8 +548,10 @@ static void api_log(evicorn_request *req, int level, const char *message)
         level = LOG_TRACE;
     if (!log_enabled((enum log_level)level))
         return;
-    const char *who = req ? generation_name(call_of(req)->gen) : "plugin";
-    log_msg((enum log_level)level, "%s: %s", who, message ? message : "");
+    char file[256];
+    const char *who = req ? generation_name(call_of(req)->gen)
+                          : plugin_file_at(__builtin_return_address(0), file, sizeof file);
+    log_msg((enum log_level)level, "%s: %s", who ? who : "plugin", message ? message : "");
 }
 
 static evicorn_str api_method(evicorn_request *req)
