@@ -21,9 +21,11 @@ static inline size_t buf_size(const struct buf *b)
     return b->len - b->off;
 }
 
+/* Never NULL: a buffer that has held nothing yet has no storage, and NULL + 0
+ * is undefined in C (as is memcpy or memcmp from NULL, even of 0 bytes). */
 static inline const char *buf_start(const struct buf *b)
 {
-    return b->data + b->off;
+    return b->data ? b->data + b->off : "";
 }
 
 /* Makes room for n more bytes; returns where they go, or NULL on out of memory. */

@@ -37,7 +37,8 @@ static int put(struct buf *b, const void *data, size_t len)
         b->p = n;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, data, len);
+    if (len > 0) /* data may be NULL when there is nothing to copy */
+        memcpy(b->p + b->len, data, len);
     b->len += len;
     return 0;
 }
