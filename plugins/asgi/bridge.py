@@ -224,6 +224,11 @@ class Bridge:
                     self.loop.remove_reader(_evicorn.fd())
                 except Exception:  # noqa: BLE001
                     pass
+                # Frees the loop's own resources (uvloop's handles).
+                try:
+                    self.loop.close()
+                except Exception:  # noqa: BLE001
+                    pass
 
         self.thread = threading.Thread(target=run, name="evicorn-asgi", daemon=True)
         self.thread.start()
