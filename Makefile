@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 HOST       ?= 127.0.0.1
 PORT       ?= 8000
 
-.PHONY: all deps build run test test-release test-asan install clean format
+.PHONY: all deps build run test test-release test-asan install clean format fuzz
 
 all: build
 
@@ -29,6 +29,11 @@ test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DEVICORN_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2
+
+# libFuzzer targets (clang), FUZZ_SECONDS each (default 60); see docs/reliability.md.
+fuzz:
+	@./scripts/install-deps --fuzz
+	./scripts/fuzz
 
 install: build
 	cmake --install $(BUILD)

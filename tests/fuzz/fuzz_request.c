@@ -1,0 +1,402 @@
+/* fuzz_request: arbitrary client bytes through the real connection code.
+ *
+ * Each input is sent over a socketpair to a connection made by conn_accept
+ * on a worker set up here the way worker_run sets it up, and the loop runs
+ * between writes, so the server reads the bytes in the pieces the input
+ * chooses: the HTTP/1 adapter and its guard, the head, pipelining and body
+ * limits, request_prepare (target, percent-decoding, proxy headers), the
+ * response writer and the ordering of pipelined responses all run as in
+ * production. dispatch.c is left out of the instrumented core; the dispatch
+ * below routes through a fixed router table (static, {x:int}, {x:float},
+ * {x:str} and {x:path} routes) to handlers that answer at once, read the
+ * body whole, read it in chunks, or stream the response.
+ *
+ * Input layout:
+ *   byte 0     options: bit 0 a 64-byte body limit (413 paths) instead of
+ *              1 MiB; bit 1 --limit-concurrency 1 (503 shedding); bit 2
+ *              --no-proxy-headers; bit 3 the client closes without shutting
+ *              its write side first; bit 4 small head limits (512-byte
+ *              head, 128-byte request line, 8 header fields) so that inputs
+ *              of a few KiB reach them
+ *   byte 1     n = byte & 15: how many split lengths follow
+ *   n bytes    the lengths of successive writes, (byte + 1) each, cycled
+ *   the rest   the bytes the client sends
+ *
+ * Every request, buffer and connection is released before the input
+ * returns (the worker's free list of requests too), so libFuzzer checks for
+ * leaks after every input; a request still held by a handler at the end
+ * aborts the run. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "dispatch.h"
+#include "log.h"
+#include "request.h"
+#include "router.h"
+#include "worker.h"
+
+/* Loop iterations run after each write before the server counts as idle
+ * (a stalled connection, e.g. a full pipeline, stays busy). */
+#define MAX_SPINS 16
+
+enum handler { H_HELLO, H_SCOPE, H_READ_BODY, H_RECEIVE, H_STREAM, H_NO_BODY };
+
+struct route_def {
+    const char *method, *pattern;
+    enum handler h;
+};
+
+static const struct route_def routes[] = {
+    {"GET", "/", H_HELLO},
+    {"GET", "/items/{x:int}", H_SCOPE},
+    {"DELETE", "/items/{x:int}", H_HELLO},
+    {"GET", "/price/{x:float}", H_SCOPE},
+    {"GET", "/files/{x:path}", H_STREAM},
+    {"GET", "/users/{x}", H_SCOPE},
+    {"GET", "/users/me", H_HELLO},
+    {"POST", "/upload", H_READ_BODY},
+    {"PUT", "/upload/{x:int}", H_READ_BODY},
+    {"POST", "/stream/{x:str}", H_RECEIVE},
+    {"*", "/any/{x:int}/{rest:path}", H_NO_BODY},
+};
+
+static struct router *router;
+static struct worker wk;
+static struct config cfg;
+static ev_prepare prepare;
+
+/* ---- the dispatch this target links instead of dispatch.c ---- */
+
+int dispatch_init(struct worker *w)
+{
+    (void)w;
+    return 0;
+}
+
+void dispatch_shutdown(struct worker *w)
+{
+    (void)w;
+}
+
+static void answer(struct request *r, int status, const void *body, size_t len)
+{
+    static const struct resp_header h = {"content-type", 12, "text/plain", 10};
+    request_respond(r, status, &h, 1, body, len);
+    request_finish(r, NULL);
+}
+
+/* The scope as a handler sees it, folded into a small response. */
+static void handle_scope(struct request *r)
+{
+    size_t len, total = 0;
+    request_method(r, &len);
+    total += len;
+    request_path(r, &len);
+    total += len;
+    request_raw_path(r, &len);
+    total += len;
+    request_query(r, &len);
+    total += len;
+    total += strlen(request_scheme(r)) + strlen(request_client(r));
+    int major, minor;
+    request_http_version(r, &major, &minor);
+    for (size_t i = 0; i < request_header_count(r); i++) {
+        const char *name, *value;
+        size_t nlen, vlen;
+        request_header_at(r, i, &name, &nlen, &value, &vlen);
+        total += nlen + vlen;
+    }
+    const char *ct = request_header(r, "content-type", &len);
+    char body[64];
+    int n = snprintf(body, sizeof body, "%zu %d.%d", total, major, minor);
+    if (ct) {
+        /* A request header value echoed as a response header: the writer
+         * must refuse anything that could split the response. */
+        struct resp_header h = {"x-echo", 6, ct, len};
+        request_respond(r, 200, &h, 1, body, (size_t)n);
+        request_finish(r, NULL);
+        return;
+    }
+    answer(r, 200, body, (size_t)n);
+}
+
+static void on_whole_body(struct request *r, void *ud, const char *data, size_t len, bool more,
+                          int err)
+{
+    (void)ud;
+    (void)more;
+    if (err == -EMSGSIZE) {
+        request_respond_error(r, 413, "Request body too large");
+        request_finish(r, NULL);
+        return;
+    }
+    if (err) {
+        request_finish(r, NULL);
+        return;
+    }
+    answer(r, 200, data, len > 32 ? 32 : len);
+}
+
+static void on_chunk(struct request *r, void *ud, const char *data, size_t len, bool more, int err)
+{
+    (void)data;
+    uintptr_t seen = (uintptr_t)ud + len;
+    if (err) {
+        request_finish(r, NULL);
+        return;
+    }
+    if (more && request_receive(r, on_chunk, (void *)seen) == 0)
+        return;
+    char body[32];
+    int n = snprintf(body, sizeof body, "%zu", (size_t)seen);
+    answer(r, 200, body, (size_t)n);
+}
+
+/* A handler that wants to hear of a disconnect; the body callback or the
+ * response path finishes the request, so this only asks. */
+static void on_disconnect(struct request *r, void *ud)
+{
+    (void)ud;
+    if (!request_disconnected(r))
+        abort();
+}
+
+static void handle_stream(struct request *r)
+{
+    size_t len;
+    const char *path = request_path(r, &len);
+    request_on_disconnect(r, on_disconnect, NULL);
+    /* Unknown length: chunked on HTTP/1.1, close-delimited on HTTP/1.0. */
+    if (request_writable(r) && !request_response_started(r) &&
+        request_start(r, 200, NULL, 0, -1) == 0 && request_send(r, path, len, true) == 0)
+        request_send(r, "\n", 1, false);
+    request_finish(r, NULL);
+}
+
+void dispatch_request(struct request *r)
+{
+    size_t mlen, plen;
+    const char *method = request_method(r, &mlen);
+    const char *path = request_path(r, &plen);
+    struct router_match m;
+    enum router_result res = router_match(router, method, mlen, path, plen, &m);
+    if (res == ROUTER_METHOD_NOT_ALLOWED) {
+        struct resp_header h = {"allow", 5, m.allow, strlen(m.allow)};
+        request_respond(r, 405, &h, 1, "{}", 2);
+        request_finish(r, NULL);
+        return;
+    }
+    if (res != ROUTER_FOUND) {
+        request_respond_error(r, 404, "Not Found");
+        request_finish(r, NULL);
+        return;
+    }
+    switch (((const struct route_def *)m.target)->h) {
+    case H_HELLO:
+        answer(r, 200, "hello", 5);
+        break;
+    case H_SCOPE:
+        handle_scope(r);
+        break;
+    case H_READ_BODY:
+        if (request_read_body(r, on_whole_body, NULL) < 0)
+            request_finish(r, NULL);
+        break;
+    case H_RECEIVE:
+        request_on_disconnect(r, on_disconnect, NULL);
+        if (request_receive(r, on_chunk, NULL) < 0)
+            request_finish(r, NULL);
+        break;
+    case H_STREAM:
+        handle_stream(r);
+        break;
+    case H_NO_BODY:
+        answer(r, 204, NULL, 0);
+        break;
+    }
+}
+
+/* ---- the worker's end-of-iteration work, as worker.c's on_prepare ---- */
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = p->data;
+    while (w->defer_first || w->dirty) {
+        while (w->defer_first) {
+            struct defer *d = w->defer_first;
+            w->defer_first = d->next;
+            if (!w->defer_first)
+                w->defer_last = NULL;
+            d->queued = false;
+            d->fn(d);
+        }
+        while (w->dirty) {
+            struct conn *c = w->dirty;
+            w->dirty = c->dirty_next;
+            c->dirty = false;
+            conn_flush(c);
+        }
+    }
+    log_flush();
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    signal(SIGPIPE, SIG_IGN);
+    log_threshold = LOG_CRITICAL;
+    router = router_new();
+    if (!router)
+        abort();
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        char err[256];
+        if (router_add(router, routes[i].method, routes[i].pattern, (void *)&routes[i], err,
+                       sizeof err) < 0) {
+            fprintf(stderr, "fuzz_request: %s\n", err);
+            abort();
+        }
+    }
+    cfg = (struct config){
+        .threads = 1,
+        .log_level = LOG_CRITICAL,
+        .access_log = false,
+        .timeout_keep_alive = 5,
+        .timeout_header = 10,
+        .timeout_body = 30,
+        .timeout_write = 60,
+        .timeout_graceful_shutdown = 30,
+        .limit_body = 1024 * 1024,
+        .server_header = true,
+        .date_header = true,
+        .root_path = "",
+        .proxy_headers = true,
+        .forwarded_allow_ips = "127.0.0.1",
+    };
+    wk = (struct worker){
+        .loop = ev_loop_new(EVFLAG_AUTO),
+        .cfg = &cfg,
+        .limits = {.max_head = 16 * 1024, .max_line = 8 * 1024, .max_headers = 128},
+        .scratch_cap = 64 * 1024,
+    };
+    wk.scratch = malloc(wk.scratch_cap);
+    wk.default_headers = strdup("x-fuzz: 1\r\n");
+    if (!wk.loop || !wk.scratch || !wk.default_headers)
+        abort();
+    wk.default_headers_len = strlen(wk.default_headers);
+    ev_prepare_init(&prepare, on_prepare);
+    prepare.data = &wk;
+    ev_prepare_start(wk.loop, &prepare);
+    ev_unref(wk.loop); /* the prepare watcher alone must not keep the loop busy */
+    return 0;
+}
+
+/* Reads and drops whatever the server wrote; true when something came. */
+static bool drain_client(int fd)
+{
+    char sink[16384];
+    bool any = false;
+    for (;;) {
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n <= 0)
+            return any;
+        any = true;
+    }
+}
+
+static void run_until_idle(int client)
+{
+    for (int i = 0; i < MAX_SPINS; i++) {
+        ev_run(wk.loop, EVRUN_NOWAIT);
+        bool got = client >= 0 && drain_client(client);
+        if (!got && !wk.defer_first && !wk.dirty && i > 0)
+            break;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    uint8_t opts = data[0];
+    size_t nsplits = data[1] & 15;
+    if (size < 2 + nsplits)
+        return 0;
+    const uint8_t *splits = data + 2;
+    const uint8_t *payload = data + 2 + nsplits;
+    size_t len = size - 2 - nsplits;
+
+    cfg.limit_body = (opts & 1) ? 64 : 1024 * 1024;
+    cfg.limit_concurrency = (opts & 2) ? 1 : 0;
+    cfg.proxy_headers = !(opts & 4);
+    if (opts & 16)
+        wk.limits = (struct h1_limits){.max_head = 512, .max_line = 128, .max_headers = 8};
+    else
+        wk.limits =
+            (struct h1_limits){.max_head = 16 * 1024, .max_line = 8 * 1024, .max_headers = 128};
+
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        abort();
+    struct conn *c = conn_accept(&wk, sv[0]);
+    if (!c)
+        abort();
+    snprintf(c->peer, sizeof c->peer, "127.0.0.1:40000");
+    c->peer_ip_len = 9;
+    c->next = wk.conns;
+    if (wk.conns)
+        wk.conns->prev = c;
+    wk.conns = c;
+    wk.nconns++;
+
+    size_t off = 0, k = 0;
+    while (off < len) {
+        size_t n = nsplits ? (size_t)splits[k++ % nsplits] + 1 : len;
+        if (n > len - off)
+            n = len - off;
+        ssize_t sent = send(sv[1], payload + off, n, MSG_NOSIGNAL);
+        if (sent <= 0)
+            break; /* the server closed, or stopped reading */
+        off += (size_t)sent;
+        run_until_idle(sv[1]);
+    }
+    if (!(opts & 8)) {
+        shutdown(sv[1], SHUT_WR);
+        run_until_idle(sv[1]);
+    }
+    close(sv[1]);
+    run_until_idle(-1);
+
+    /* Whatever is still open (a connection waiting on a stalled pipeline)
+     * is aborted, as on a forced shutdown. */
+    while (wk.conns)
+        conn_abort(wk.conns);
+    run_until_idle(-1);
+    if (wk.inflight != 0 || wk.defer_first || wk.dirty) {
+        fprintf(stderr, "fuzz_request: %ld request(s) still in flight after close\n", wk.inflight);
+        abort();
+    }
+    /* The worker keeps finished requests for reuse; give them back as
+     * worker_free does, so each input frees all it allocated and libFuzzer
+     * keeps checking for leaks after every input. */
+    while (wk.free_requests) {
+        struct request *r = wk.free_requests;
+        wk.free_requests = r->next;
+        h1_head_free(&r->head);
+        buf_free(&r->body);
+        buf_free(&r->out);
+        buf_free(&r->path_buf);
+        free(r);
+    }
+    wk.nfree_requests = 0;
+    return 0;
+}
