@@ -6,7 +6,9 @@
 
 char *buf_reserve(struct buf *b, size_t n)
 {
-    if (b->cap - b->len >= n)
+    /* A buffer without storage grows even for n == 0: NULL would read as
+     * out of memory (and NULL + 0 is undefined). */
+    if (b->data && b->cap - b->len >= n)
         return b->data + b->len;
     /* Reclaim the consumed prefix before growing: output buffers are
      * consumed from the front as the socket drains. */

@@ -28,6 +28,13 @@ TEST(start_after_free_is_a_valid_pointer)
     CHECK_EQ_INT(buf_size(&b), 0);
 }
 
+TEST(reserving_nothing_in_a_never_used_buffer_is_not_out_of_memory)
+{
+    struct buf b = {0};
+    CHECK(buf_reserve(&b, 0) != NULL);
+    buf_free(&b);
+}
+
 TEST(consume_drops_bytes_from_the_front)
 {
     struct buf b = {0};
