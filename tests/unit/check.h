@@ -38,7 +38,7 @@ extern int check_failed_now;
 #define CHECK_EQ_STR(a, b)                                                                         \
     do {                                                                                           \
         const char *check_a_ = (a), *check_b_ = (b);                                               \
-        if (!check_a_ || !check_b_ || strcmp(check_a_, check_b_) != 0) {                          \
+        if (!check_a_ || !check_b_ || strcmp(check_a_, check_b_) != 0) {                           \
             fprintf(stderr, "  %s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__,    \
                     #a, #b, check_a_ ? check_a_ : "(null)", check_b_ ? check_b_ : "(null)");       \
             check_failed_now = 1;                                                                  \

@@ -98,7 +98,8 @@ static void gate_open(struct gate *g)
 static int wait_count(unsigned (*count)(const struct pool *), const struct pool *p, unsigned want)
 {
     for (int i = 0; i < WAIT_SECONDS * 1000; i++) {
-        if (count(p) == want) return 1;
+        if (count(p) == want)
+            return 1;
         sleep_ms(1);
     }
     return 0;
@@ -174,9 +175,11 @@ static void seq_msg_fn(struct mailbox_msg *m)
     struct seq_msg *sm = CONTAINER_OF(m, struct seq_msg, msg);
     struct seq_state *st = sm->state;
     sm->runs++;
-    if (sm->seq != st->next_seq[sm->poster]) st->out_of_order++;
+    if (sm->seq != st->next_seq[sm->poster])
+        st->out_of_order++;
     st->next_seq[sm->poster] = sm->seq + 1;
-    if (++st->delivered == POSTERS * POSTS_PER_POSTER) ev_break(st->loop, EVBREAK_ALL);
+    if (++st->delivered == POSTERS * POSTS_PER_POSTER)
+        ev_break(st->loop, EVBREAK_ALL);
 }
 
 struct seq_poster {
@@ -238,7 +241,8 @@ static void chain_second_fn(struct mailbox_msg *m)
 {
     struct chain_msg *cm = CONTAINER_OF(m, struct chain_msg, second);
     cm->second_runs++;
-    if (cm->loop) ev_break(cm->loop, EVBREAK_ALL);
+    if (cm->loop)
+        ev_break(cm->loop, EVBREAK_ALL);
 }
 
 static void chain_first_fn(struct mailbox_msg *m)
@@ -330,7 +334,8 @@ static void test_work(struct pool_job *j)
         sleep_ms(2);
         atomic_fetch_sub(tj->running, 1);
     }
-    if (tj->order) tj->order[(*tj->order_len)++] = tj->index;
+    if (tj->order)
+        tj->order[(*tj->order_len)++] = tj->index;
     tj->work_ran = 1;
 }
 

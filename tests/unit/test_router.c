@@ -21,7 +21,8 @@ static struct router *build(const char *const *spec)
     CHECK(r != NULL);
     for (size_t i = 0; r && spec[2 * i]; i++) {
         int rc = router_add(r, spec[2 * i], spec[2 * i + 1], T(i + 1), err, sizeof(err));
-        if (rc != 0) fprintf(stderr, "  router_add %s %s: %s\n", spec[2 * i], spec[2 * i + 1], err);
+        if (rc != 0)
+            fprintf(stderr, "  router_add %s %s: %s\n", spec[2 * i], spec[2 * i + 1], err);
         CHECK_EQ_INT(rc, 0);
     }
     return r;
@@ -45,7 +46,8 @@ static void expect_invalid(const char *method, const char *pattern, const char *
 {
     struct router *r = router_new();
     CHECK(r != NULL);
-    if (!r) return;
+    if (!r)
+        return;
     err[0] = '\0';
     CHECK_EQ_INT(router_add(r, method, pattern, T(1), err, sizeof(err)), -1);
     CHECK_EQ_STR(err, want);
