@@ -181,10 +181,8 @@ void worker_request_served(struct worker *w)
 
 /* End of each loop iteration: deferred continuations first (they produce
  * output), then one write per connection with output, then the access log. */
-static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+void worker_end_iteration(struct worker *w)
 {
-    (void)revents;
-    struct worker *w = p->data;
     while (w->defer_first || w->dirty) {
         while (w->defer_first) {
             struct defer *d = w->defer_first;
@@ -202,6 +200,13 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
         }
     }
     log_flush();
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)revents;
+    struct worker *w = p->data;
+    worker_end_iteration(w);
     if (w->draining && w->nconns == 0 && w->inflight == 0 && host_pending_jobs() == 0)
         ev_break(loop, EVBREAK_ALL);
 }

@@ -66,6 +66,10 @@ struct worker {
 int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index);
 /* A response completed (for --limit-max-requests). */
 void worker_request_served(struct worker *w);
+/* The end of one loop iteration (run from the loop's prepare watcher):
+ * deferred continuations, one write per connection with output, the access
+ * log. Also what an embedder driving the loop itself must run. */
+void worker_end_iteration(struct worker *w);
 /* Connection bookkeeping, for conn.c. */
 void worker_conn_closed(struct worker *w, struct conn *c);
 

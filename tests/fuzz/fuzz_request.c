@@ -229,24 +229,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     (void)loop;
     (void)revents;
-    struct worker *w = p->data;
-    while (w->defer_first || w->dirty) {
-        while (w->defer_first) {
-            struct defer *d = w->defer_first;
-            w->defer_first = d->next;
-            if (!w->defer_first)
-                w->defer_last = NULL;
-            d->queued = false;
-            d->fn(d);
-        }
-        while (w->dirty) {
-            struct conn *c = w->dirty;
-            w->dirty = c->dirty_next;
-            c->dirty = false;
-            conn_flush(c);
-        }
-    }
-    log_flush();
+    worker_end_iteration(p->data);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
