@@ -1,150 +1,200 @@
-/* conn: the server's view of one client connection and its requests.
+/* conn: one client connection as a transport.
  *
- * A connection reads bytes, feeds them to the HTTP/1 parser and keeps the
- * requests it has parsed in a queue in arrival order. Requests are handed to
- * dispatch as soon as their head is complete, so pipelined requests run
- * concurrently; their responses still leave in order because a request that
- * is not at the front of the queue writes into its own buffer, which moves
- * to the connection's output when the requests before it are done.
+ * conn.c owns a connection's life (accepted, reading, writing, lingering,
+ * closed, freed) and everything that is about bytes rather than meaning:
+ * the socket, the input held while the protocol cannot take it, the output
+ * and its backpressure, the timer, and the order in which the output of
+ * pipelined exchanges leaves (slots). What the bytes mean belongs to a
+ * protocol: HTTP/1.1 today (http1_proto.c), WebSocket after a 101, HTTP/2
+ * later. The connection calls its protocol only through struct conn_proto;
+ * the protocol calls the connection only through the functions below. The
+ * connection never includes a protocol's header.
  *
- * Output for every connection is written once per loop iteration (in the
- * worker's prepare watcher), so a batch of pipelined responses is one write.
+ * TLS, when it comes, is a layer under the protocol: the connection's
+ * socket reads and writes (conn_io) become TLS reads and writes, and no
+ * protocol changes.
  *
- * A request outlives its connection when a handler still holds it: the
- * connection then detaches (request->conn = NULL) and every later call on
- * the request reports the disconnect instead of touching freed memory. */
+ * Closing is never done inside a protocol callback: a protocol asks for a
+ * close (conn_close_after_output) and the connection closes from its own
+ * event callbacks or the end-of-iteration flush, so no caller ever holds a
+ * pointer to a freed connection.
+ *
+ * Every function here is for the loop thread. */
 #ifndef EVICORN_CONN_H
 #define EVICORN_CONN_H
 
 #include <ev.h>
 #include <stdbool.h>
-#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
 
+#include "addr.h"
 #include "buf.h"
-#include "http1.h"
-#include "request.h"
+#include "defer.h"
 
-struct worker;
+struct conn;
 
-/* A callback deferred to the end of the current loop iteration, so that
- * continuations never run inside the call that scheduled them. */
-struct defer {
-    struct defer *next;
-    void (*fn)(struct defer *);
-    bool queued;
+/* What the protocol can take now (conn_proto.input). */
+enum conn_input {
+    CONN_INPUT_OPEN,   /* parse what arrives */
+    CONN_INPUT_PAUSED, /* not now: stop reading until conn_resume_input */
+    CONN_INPUT_CLOSED, /* never again: read only to notice the peer closing */
 };
 
-enum body_mode { BODY_UNREAD, BODY_CHUNKS, BODY_WHOLE, BODY_DISCARD };
-enum resp_state { RESP_NONE, RESP_STARTED, RESP_DONE };
-enum resp_framing { FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE, FRAME_NONE };
+/* Why a connection ended (conn_proto.closed). */
+enum conn_end {
+    CONN_END_DONE,    /* closed after its last output, as the protocol asked */
+    CONN_END_PEER,    /* the peer closed or reset the connection */
+    CONN_END_ERROR,   /* a read or write failed, or memory ran out */
+    CONN_END_TIMEOUT, /* a deadline passed (the protocol's, or a stalled write) */
+    CONN_END_ABORT,   /* the server closed it (shutdown deadline, forced stop) */
+};
 
-struct request {
-    struct worker *w;
-    struct conn *conn; /* NULL once the connection is gone */
-    struct request *next;
-    unsigned refs;
+/* The calls a connection makes into its protocol. All run on the loop
+ * thread from the connection's own callbacks; none may close or free the
+ * connection (ask with conn_close_after_output instead), except closed,
+ * after which the protocol never touches the connection again. */
+struct conn_proto {
+    const char *name;
+    /* Bytes arrived. Returns how many were consumed; the rest stay held by
+     * the connection and are offered again after conn_resume_input. */
+    size_t (*received)(struct conn *c, const char *data, size_t len);
+    /* Whether to read more now (asked whenever the connection re-decides). */
+    enum conn_input (*input)(const struct conn *c);
+    /* The protocol's own deadline (request head, body, keep-alive), or 0
+     * for none. Asked whenever the connection re-decides. */
+    ev_tstamp (*deadline)(const struct conn *c);
+    /* The protocol's deadline passed. Return true to close the connection,
+     * false if the protocol moved its deadline. */
+    bool (*timeout)(struct conn *c);
+    /* The output fell below the low-water mark: producers may write again. */
+    void (*writable)(struct conn *c);
+    /* Graceful shutdown began: finish what is in flight, start nothing new,
+     * and ask for a close when idle. */
+    void (*shutdown)(struct conn *c);
+    /* The connection is closing: release everything tied to it (exchanges
+     * in flight hear of the disconnect) and free the protocol's state. */
+    void (*closed)(struct conn *c, enum conn_end why);
+};
 
-    struct h1_head head;
-    const char *raw_path; /* into head.store */
-    size_t raw_path_len;
-    const char *query;
-    size_t query_len;
-    const char *path; /* raw_path, or path_buf when percent-decoding changed it */
-    size_t path_len;
-    struct buf path_buf;
-    char client[64]; /* "ip:port" as the access log and scope show it */
-    const char *scheme;
+/* The socket operations beneath the protocol: plain reads and writes
+ * today; TLS replaces these three, nothing else. */
+struct conn_io {
+    ssize_t (*read)(struct conn *c, void *buf, size_t len);
+    ssize_t (*write)(struct conn *c, const void *buf, size_t len);
+    int (*shutdown_write)(struct conn *c);
+};
 
-    bool dispatched;
-    bool disconnected;
-    bool keep_alive;
-    bool is_head;
-    bool body_complete;
-    bool body_too_large;
-    bool body_broken; /* the body failed to parse after dispatch */
-    bool sent_continue;
-    bool handler_done;
-    bool body_final_delivered; /* the last body call (more == false) happened */
-    bool pending_disconnect;
-    bool pending_drain;
+/* A place in the order output leaves in. A pipelined exchange takes a slot
+ * when it starts; its bytes go straight to the connection's output while
+ * its slot is at the front, and wait in the slot's own buffer otherwise,
+ * moving to the output when the slots before it end. */
+struct conn_slot {
+    struct conn_slot *next;
+    struct buf held; /* output written while not at the front */
+    bool linked;
+};
 
-    /* Request body not yet handed to the handler. */
-    enum body_mode body_mode;
-    struct buf body;
-    uint64_t body_received;
-    request_body_fn body_fn;
-    void *body_ud;
-    struct defer body_defer;
-
-    request_event_fn disconnect_fn;
-    void *disconnect_ud;
-    request_event_fn drain_fn;
-    void *drain_ud;
-    struct defer event_defer;
-    struct defer dispatch_defer;
-
-    /* Response. */
-    enum resp_state resp;
-    enum resp_framing framing;
-    int status;
-    uint64_t resp_remaining; /* FRAME_LENGTH: body bytes still owed */
-    struct buf out;          /* response bytes while not first in the queue */
+/* Per-worker state every connection shares. The worker owns the instance;
+ * conn.c owns what is in it. */
+struct conn_ctx {
+    struct ev_loop *loop;
+    struct defer_queue *defer;
+    double timeout_write; /* longest a client may leave output unread */
+    char *scratch;        /* read buffer shared by all connections */
+    size_t scratch_cap;
+    struct conn *conns; /* every open connection */
+    size_t nconns;
+    struct conn *dirty; /* connections with output to write this iteration */
+    bool draining;      /* graceful shutdown has begun */
+    ev_tstamp drain_started;
 };
 
 struct conn {
-    struct worker *w;
-    struct conn *prev, *next; /* worker's list of connections */
-    struct conn *dirty_next;  /* worker's list of connections with output to write */
+    struct conn_ctx *ctx;
+    struct conn *prev, *next; /* ctx->conns */
+    struct conn *dirty_next;  /* ctx->dirty */
     bool dirty;
     int fd;
+    struct addr peer;
+    const struct conn_io *io;
+    const struct conn_proto *proto;
+    void *proto_state; /* the protocol's, for the protocol */
     ev_io rio, wio;
     ev_timer timer;
-    ev_tstamp deadline;   /* 0: no deadline now */
-    ev_tstamp timer_at;   /* when the armed timer fires */
-    ev_tstamp head_start; /* when the head being read began */
-    struct h1_parser *parser;
-    struct buf in;                /* bytes read but not yet parsed (parsing paused) */
-    struct buf out;               /* bytes waiting for the socket */
-    struct request *first, *last; /* queue, arrival order */
-    struct request *reading;      /* request whose head or body is being parsed */
-    unsigned queued;
-    unsigned served;
-    bool no_more_requests;    /* a response closes the connection: parse nothing more */
-    bool closing;             /* close once the queue has drained and output is written */
-    bool lingering;           /* write side shut; reading only until the client closes */
-    bool need_linger;         /* the client may still be sending when we close */
-    ev_tstamp body_progress;  /* last body bytes read */
+    ev_tstamp deadline;       /* 0: no deadline now */
+    ev_tstamp timer_at;       /* when the armed timer fires */
+    ev_tstamp linger_start;   /* when lingering began */
     ev_tstamp write_progress; /* last bytes the client accepted */
+    struct buf in;            /* bytes the protocol has not consumed */
+    struct buf out;           /* bytes waiting for the socket */
+    struct conn_slot *first_slot, *last_slot;
+    bool closing;   /* close once output is written */
+    bool linger;    /* ... by shutting the write side and reading until the client closes */
+    bool lingering; /* write side shut; reading only until the client closes */
     struct defer resume_defer;
-    char peer[64];
-    size_t peer_ip_len; /* peer[0..peer_ip_len) is the address alone */
-    bool unix_socket;
 };
 
-/* worker.c calls these. */
-struct conn *conn_accept(struct worker *w, int fd);
-void conn_flush(struct conn *c);
-/* Graceful shutdown: closes the connection now when idle, otherwise once its
- * in-flight requests are answered. */
-void conn_shutdown(struct conn *c);
-/* Force-closes; requests still held by handlers see a disconnect. */
+/* Takes over fd (non-blocking) for a new connection from peer; the
+ * protocol is attached next with conn_set_proto. NULL on out of memory. */
+struct conn *conn_new(struct conn_ctx *ctx, int fd, const struct addr *peer);
+/* Attaches (or switches to, after an upgrade) a protocol; its state is
+ * the protocol's to allocate and free. Re-decides reading and the timer. */
+void conn_set_proto(struct conn *c, const struct conn_proto *proto, void *state);
+
+/* ---- for the worker ---- */
+
+/* Writes every connection's pending output (end of loop iteration). */
+void conn_flush_all(struct conn_ctx *ctx);
+/* Graceful shutdown: each protocol finishes what is in flight; idle
+ * connections close at once. */
+void conn_shutdown_all(struct conn_ctx *ctx);
+/* Closes every connection now; exchanges still held by handlers see a
+ * disconnect. */
+void conn_abort_all(struct conn_ctx *ctx);
+/* Closes one connection now (not from inside a protocol callback). */
 void conn_abort(struct conn *c);
 
-/* request.c and conn.c share these. */
-int conn_request_output(struct conn *c, struct request *r, const void *data, size_t len);
-/* Where request r's response bytes go now: the connection's output when r
- * is first in the queue, else r's own buffer. */
-struct buf *conn_output_for(struct conn *c, struct request *r);
-bool conn_output_full(const struct conn *c, const struct request *r);
-void conn_response_done(struct conn *c, struct request *r);
-void conn_body_consumed(struct conn *c);
-void conn_schedule_flush(struct conn *c);
-void defer_schedule(struct worker *w, struct defer *d, void (*fn)(struct defer *));
-void request_detach(struct request *r);
-struct request *request_alloc(struct worker *w, struct conn *c);
-void request_body_arrived(struct request *r);
-/* Derives path, query and client from a complete head; -1 when invalid. */
-int request_prepare(struct request *r);
-void request_drained(struct request *r);
+/* ---- for the protocol ---- */
+
+/* The output buffer, for bytes that need no ordering; the connection
+ * writes it at the end of the iteration. */
+struct buf *conn_output(struct conn *c);
+bool conn_output_full(const struct conn *c);
+/* Re-decides reading and the timer after the protocol's state changed. */
+void conn_update(struct conn *c);
+/* The protocol can take input again: held bytes are offered (on the next
+ * deferred run, never inside this call) and reading resumes. */
+void conn_resume_input(struct conn *c);
+/* Whether bytes the protocol has not consumed are held. */
+static inline bool conn_has_held_input(const struct conn *c)
+{
+    return buf_size(&c->in) > 0;
+}
+/* Reads once, now, and hands what came to the protocol: > 0 bytes read,
+ * 0 the peer closed, -EAGAIN nothing waiting, other negative errno values
+ * on errors. For a shutdown that wants what a client already sent. */
+ssize_t conn_read_now(struct conn *c);
+/* Closes once the output is written. With linger, the write side is shut
+ * first and the connection read until the client closes (or 2 s), so a
+ * client still sending does not reset the last response away. */
+void conn_close_after_output(struct conn *c, bool linger);
+/* A text for log lines: "ip:port". */
+const char *conn_peer_text(const struct conn *c, char out[ADDR_TEXT_MAX]);
+
+/* Ordered output. */
+void conn_slot_push(struct conn *c, struct conn_slot *s);
+struct conn_slot *conn_slot_front(const struct conn *c);
+/* Where s's bytes go now: the connection's output (and a flush is
+ * scheduled) when s is at the front, else its own buffer. */
+struct buf *conn_slot_output(struct conn *c, struct conn_slot *s);
+int conn_slot_write(struct conn *c, struct conn_slot *s, const void *data, size_t len);
+/* Whether s has as much output waiting as a client should be sent ahead. */
+bool conn_slot_full(const struct conn *c, const struct conn_slot *s);
+/* Removes the front slot; the next slot's held bytes join the output.
+ * Returns 0, or -1 on out of memory (the caller closes). */
+int conn_slot_pop(struct conn *c);
+/* Clears a slot for reuse, keeping a small buffer. */
+void conn_slot_reset(struct conn_slot *s);
 
 #endif

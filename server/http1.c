@@ -19,7 +19,10 @@ struct h1_parser {
     bool in_value;    /* the last header callback was for a value */
     bool in_message;  /* between message begin and complete */
     bool in_trailers; /* past the head: header callbacks are trailers */
-    int err_status;   /* non-zero once failed */
+    /* http-parser refused the method before its end: the guard alone reads
+     * on to tell an unknown method (501) from an invalid one (400). */
+    bool method_pending;
+    int err_status; /* non-zero once failed */
     const char *err_reason;
 };
 
@@ -352,6 +355,7 @@ static int on_message_complete(http_parser *hp)
 {
     struct h1_parser *p = parser_of(hp);
     p->in_message = false;
+    p->head = NULL; /* the caller may recycle it from now on */
     if (p->cb->complete(p->ud) < 0) {
         h1_parser_fail(p, 400, "Bad Request");
         return -1;
@@ -395,6 +399,7 @@ void h1_parser_reset(struct h1_parser *p)
                             p->mode == H1_REQUEST ? H1_FIRST_LINE_REQUEST : H1_FIRST_LINE_STATUS);
     p->head = NULL;
     p->in_value = p->in_message = p->in_trailers = false;
+    p->method_pending = false;
     p->err_status = 0;
     p->err_reason = NULL;
 }
@@ -415,24 +420,75 @@ const char *h1_parser_error(const struct h1_parser *p, int *status)
     return p->err_reason;
 }
 
+/* Whether the head stored so far has a field with this lower-case name. */
+static bool head_has(const struct h1_parser *p, const char *name)
+{
+    return p->head && h1_head_find(p->head, name, strlen(name)) >= 0;
+}
+
+/* The method http-parser does not know: once the guard has seen the whole
+ * head, a method that is a valid token in an HTTP/1.x request is merely
+ * unimplemented (RFC 9110 9.1: 501); the guard refuses an invalid one
+ * itself (400), and a request line of another version (the HTTP/2
+ * connection preface, "PRI * HTTP/2.0") is not an HTTP/1 request at all
+ * (400). Returns 0 while still reading the head, or -1 with the answer. */
+static ssize_t unknown_method(struct h1_parser *p, enum h1_guard_result g)
+{
+    if (g == H1_GUARD_ERROR) {
+        h1_parser_fail(p, p->guard.status, p->guard.reason);
+        return -1;
+    }
+    if (g == H1_GUARD_MORE) {
+        p->method_pending = true;
+        p->in_message = true;
+        return 0;
+    }
+    if (h1_guard_method_done(&p->guard) && h1_guard_version_major(&p->guard) == '1')
+        h1_parser_fail(p, 501, "Not Implemented: unknown method");
+    else
+        h1_parser_fail(p, 400, "Invalid HTTP request: invalid method");
+    return -1;
+}
+
 static ssize_t parse_error(struct h1_parser *p)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
     if (!p->err_status) {
         /* http-parser's own description names the exact problem. */
         p->err_status = 400;
-        p->err_reason = e == HPE_INVALID_METHOD    ? "Invalid HTTP request: invalid method"
-                        : e == HPE_INVALID_URL     ? "Invalid HTTP request: invalid request target"
-                        : e == HPE_INVALID_VERSION ? "Invalid HTTP request: invalid HTTP version"
-                                                   : "Invalid HTTP request";
-        if (e == HPE_INVALID_HEADER_TOKEN)
+        switch (e) {
+        case HPE_INVALID_METHOD:
+            p->err_reason = "Invalid HTTP request: invalid method";
+            break;
+        case HPE_INVALID_URL:
+            p->err_reason = "Invalid HTTP request: invalid request target";
+            break;
+        case HPE_INVALID_VERSION:
+            p->err_reason = "Invalid HTTP request: invalid HTTP version";
+            break;
+        case HPE_INVALID_HEADER_TOKEN:
             p->err_reason = "Invalid HTTP request: invalid character in header";
-        else if (e == HPE_INVALID_CONTENT_LENGTH || e == HPE_UNEXPECTED_CONTENT_LENGTH)
+            break;
+        case HPE_INVALID_CONTENT_LENGTH:
             p->err_reason = "Invalid HTTP request: invalid Content-Length";
-        else if (e == HPE_INVALID_CHUNK_SIZE)
+            break;
+        case HPE_UNEXPECTED_CONTENT_LENGTH:
+            /* http-parser raises this for a second Content-Length and for
+             * Content-Length beside Transfer-Encoding alike. */
+            p->err_reason = head_has(p, "transfer-encoding")
+                                ? "Invalid HTTP request: both Content-Length and Transfer-Encoding"
+                                : "Invalid HTTP request: more than one Content-Length";
+            break;
+        case HPE_INVALID_CHUNK_SIZE:
             p->err_reason = "Invalid HTTP request: invalid chunk size";
-        else if (e == HPE_INVALID_TRANSFER_ENCODING)
+            break;
+        case HPE_INVALID_TRANSFER_ENCODING:
             p->err_reason = "Invalid HTTP request: unsupported Transfer-Encoding";
+            break;
+        default:
+            p->err_reason = "Invalid HTTP request";
+            break;
+        }
     }
     return -1;
 }
@@ -441,6 +497,12 @@ ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
 {
     if (p->err_status)
         return -1;
+    if (p->method_pending) {
+        size_t used;
+        enum h1_guard_result g = h1_guard_scan(&p->guard, data, len, &used);
+        ssize_t n = unknown_method(p, g);
+        return n < 0 ? -1 : (ssize_t)used;
+    }
     size_t total = 0;
     while (total < len) {
         size_t used;
@@ -451,6 +513,10 @@ ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
         }
         size_t n = http_parser_execute(&p->hp, &settings, data + total, used);
         enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
+        if (e == HPE_INVALID_METHOD && p->mode == H1_REQUEST) {
+            ssize_t k = unknown_method(p, g);
+            return k < 0 ? -1 : (ssize_t)(total + used);
+        }
         if (e == HPE_PAUSED) {
             http_parser_pause(&p->hp, 0);
             total += n;

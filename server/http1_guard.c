@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "http.h"
+
 enum {
     G_START,       /* before a message; empty lines (CRLF) are skipped */
     G_START_CR,    /* CR before a message, LF must follow */
@@ -51,40 +53,14 @@ int h1_guard_in_message(const struct h1_guard *g)
     return g->state != G_START && g->state != G_START_CR;
 }
 
-static int is_tchar(unsigned char c)
+int h1_guard_method_done(const struct h1_guard *g)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return 1;
-    }
-    return 0;
+    return g->method_done;
 }
 
-static int hex_value(unsigned char c)
+char h1_guard_version_major(const struct h1_guard *g)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return g->version_major;
 }
 
 /* Control bytes other than HT have no place in a head: NUL in particular
@@ -113,6 +89,14 @@ static const char *first_line_byte(struct h1_guard *g, unsigned char c, uint32_t
             return "Invalid HTTP request: invalid request line";
         if (c == ' ' && (pos == 1 || g->line_tail[(pos - 2) % sizeof g->line_tail] == ' '))
             return "Invalid HTTP request: invalid request line";
+        /* The method is a token (RFC 9110 9.1); control bytes and the end
+         * of the line are judged below like anywhere in the line. */
+        if (!g->method_done) {
+            if (c == ' ')
+                g->method_done = 1;
+            else if (c >= 0x20 && c != 0x7f && !http_is_tchar(c))
+                return "Invalid HTTP request: invalid method";
+        }
         if (c != '\r') {
             g->line_tail[(pos - 1) % sizeof g->line_tail] = (char)c;
             return NULL;
@@ -126,6 +110,7 @@ static const char *first_line_byte(struct h1_guard *g, unsigned char c, uint32_t
             tail[i] = g->line_tail[(n - sizeof tail + i) % sizeof tail];
         if (tail[0] != ' ' || !is_version(tail + 1))
             return "Invalid HTTP request: invalid HTTP version";
+        g->version_major = tail[6];
         return NULL;
     }
     if (g->first_line == H1_FIRST_LINE_STATUS && pos <= sizeof g->line_tail) {
@@ -206,6 +191,8 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
             g->line_len = 0;
             g->in_first_line = 1;
             g->in_name = 0;
+            g->method_done = 0;
+            g->version_major = 0;
             g->state = G_LINE;
             continue; /* scan this byte as part of the line */
         case G_START_CR:
@@ -238,7 +225,7 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
             if (g->in_name) {
                 if (c == ':' && g->in_name == 2) {
                     g->in_name = 0;
-                } else if (!is_tchar(c)) {
+                } else if (!http_is_tchar(c)) {
                     res = fail(g, 400, "Invalid HTTP request: invalid character in header name");
                     goto out;
                 } else {
@@ -325,7 +312,7 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
             i = len;
             continue;
         case G_CHUNK_SIZE: {
-            int v = hex_value(c);
+            int v = http_hex_digit(c);
             if (v >= 0) {
                 if (++g->hex_digits > MAX_HEX_DIGITS) {
                     res = fail(g, 400, "Invalid HTTP request: chunk size too large");
@@ -364,7 +351,7 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
                 g->state = G_CHUNK_CR;
             } else if (c == '"') {
                 g->state = G_CHUNK_QUOTE;
-            } else if (!is_tchar(c) && c != ';' && c != '=' && c != ' ' && c != '\t') {
+            } else if (!http_is_tchar(c) && c != ';' && c != '=' && c != ' ' && c != '\t') {
                 goto bad_ext;
             }
             break;

@@ -34,7 +34,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "buf.h"
+#include "container.h"
 #include "log.h"
 #include "pool.h"
 
@@ -50,8 +52,6 @@
 /* Reads per readiness event, so one fast server cannot starve the loop. */
 #define READS_PER_EVENT 16
 #define MAX_HOST_LEN    253 /* longest DNS name */
-
-#define CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 enum state {
     ST_STARTING,   /* inside httpc_start, or an error waits for the kick timer */
@@ -94,7 +94,7 @@ struct httpc_request {
     char authority[MAX_HOST_LEN + 9]; /* host[:port] as in the URL, for Host and messages */
     char port_str[8];
     uint16_t port;
-    char peer[MAX_HOST_LEN + 72]; /* the address being connected, for messages */
+    char peer[MAX_HOST_LEN + ADDR_TEXT_MAX + 16]; /* the address being connected, for messages */
 
     int fd;
     ev_io io;
@@ -142,36 +142,7 @@ static void fail(struct httpc_request *r)
     finish(r, r->err);
 }
 
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static bool token_valid(const char *s, size_t len)
-{
-    if (len == 0)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!is_tchar((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
-/* Field values may hold any byte but controls (HTAB excepted): CR and LF
- * would split the request, NUL truncates it for C servers. */
-static bool value_valid(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return false;
-    }
-    return true;
-}
-
-static bool name_is(const struct resp_header *h, const char *name)
+static bool name_is(const struct http_header *h, const char *name)
 {
     size_t n = strlen(name);
     return h->name_len == n && strncasecmp(h->name, name, n) == 0;
@@ -352,7 +323,7 @@ static int prepare(struct httpc_request *r, const struct httpc_options *opt)
 
     const char *method = opt->method ? opt->method : "GET";
     size_t method_len = strlen(method);
-    if (!token_valid(method, method_len)) {
+    if (!http_is_token(method, method_len)) {
         set_error(r, -EINVAL, "invalid method \"%.40s\"", method);
         return r->err;
     }
@@ -366,15 +337,15 @@ static int prepare(struct httpc_request *r, const struct httpc_options *opt)
         return r->err;
     }
 
-    const struct resp_header *host_h = NULL, *agent_h = NULL;
+    const struct http_header *host_h = NULL, *agent_h = NULL;
     for (size_t i = 0; i < opt->nheaders; i++) {
-        const struct resp_header *h = &opt->headers[i];
-        if ((h->name_len && !h->name) || !token_valid(h->name, h->name_len)) {
+        const struct http_header *h = &opt->headers[i];
+        if ((h->name_len && !h->name) || !http_is_token(h->name, h->name_len)) {
             set_error(r, -EINVAL, "invalid request header name \"%.*s\"",
                       (int)(h->name && h->name_len < 64 ? h->name_len : 0), h->name ? h->name : "");
             return r->err;
         }
-        if ((h->value_len && !h->value) || !value_valid(h->value, h->value_len)) {
+        if ((h->value_len && !h->value) || !http_field_value_valid(h->value, h->value_len)) {
             set_error(r, -EINVAL, "invalid value for request header %.*s",
                       (int)(h->name_len < 64 ? h->name_len : 64), h->name);
             return r->err;
@@ -410,7 +381,7 @@ static int prepare(struct httpc_request *r, const struct httpc_options *opt)
     if (rc < 0)
         return -ENOMEM;
     for (size_t i = 0; i < opt->nheaders; i++) {
-        const struct resp_header *h = &opt->headers[i];
+        const struct http_header *h = &opt->headers[i];
         if (h == host_h || h == agent_h || name_is(h, "host") || name_is(h, "user-agent"))
             continue; /* one of each: the last given wins */
         if (put_header(b, h->name, h->name_len, h->value, h->value_len) < 0)
@@ -641,7 +612,7 @@ static void connect_next(struct httpc_request *r);
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
-    struct httpc_request *r = CONTAINER_OF(w, struct httpc_request, io);
+    struct httpc_request *r = container_of(w, struct httpc_request, io);
     if (r->state == ST_CONNECTING) {
         int so_err = 0;
         socklen_t len = sizeof so_err;
@@ -665,20 +636,16 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /* Describes addr for messages: "ip:port", or "name:port (ip)" for names. */
-static void describe_peer(struct httpc_request *r, const struct sockaddr *addr)
+static void describe_peer(struct httpc_request *r, const struct sockaddr *sa)
 {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    const void *a = addr->sa_family == AF_INET6
-                        ? (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr
-                        : (const void *)&((const struct sockaddr_in *)addr)->sin_addr;
-    if (!inet_ntop(addr->sa_family, a, ip, sizeof ip))
-        strcpy(ip, "?");
-    bool v6 = addr->sa_family == AF_INET6;
+    struct addr a;
+    addr_from_sockaddr(&a, sa);
+    bool v6 = sa->sa_family == AF_INET6;
     if (r->literal)
-        snprintf(r->peer, sizeof r->peer, "%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "",
+        snprintf(r->peer, sizeof r->peer, "%s%s%s:%u", v6 ? "[" : "", a.ip, v6 ? "]" : "",
                  (unsigned)r->port);
     else
-        snprintf(r->peer, sizeof r->peer, "%s:%u (%s)", r->host, (unsigned)r->port, ip);
+        snprintf(r->peer, sizeof r->peer, "%s:%u (%s)", r->host, (unsigned)r->port, a.ip);
 }
 
 /* Tries the remaining addresses in turn; reports the last failure when none
@@ -730,7 +697,7 @@ static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct httpc_request *r = CONTAINER_OF(w, struct httpc_request, connect_timer);
+    struct httpc_request *r = container_of(w, struct httpc_request, connect_timer);
     if (r->state == ST_RESOLVING) {
         set_error(r, -ETIMEDOUT, "resolving %s timed out after %g s", r->host, r->connect_timeout);
         finish(r, r->err);
@@ -746,7 +713,7 @@ static void on_total_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct httpc_request *r = CONTAINER_OF(w, struct httpc_request, total_timer);
+    struct httpc_request *r = container_of(w, struct httpc_request, total_timer);
     set_error(r, -ETIMEDOUT, "request to %s timed out after %g s", r->authority, r->timeout);
     finish(r, r->err);
 }
@@ -755,7 +722,7 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct httpc_request *r = CONTAINER_OF(w, struct httpc_request, kick);
+    struct httpc_request *r = container_of(w, struct httpc_request, kick);
     finish(r, r->err);
 }
 
@@ -763,7 +730,7 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void dns_work(struct pool_job *j)
 {
-    struct dns_job *d = CONTAINER_OF(j, struct dns_job, job);
+    struct dns_job *d = container_of(j, struct dns_job, job);
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC,
         .ai_socktype = SOCK_STREAM,
@@ -779,7 +746,7 @@ static void dns_work(struct pool_job *j)
 
 static void dns_done(struct pool_job *j)
 {
-    struct dns_job *d = CONTAINER_OF(j, struct dns_job, job);
+    struct dns_job *d = container_of(j, struct dns_job, job);
     struct httpc_request *r = d->req;
     if (!r) { /* the request ended while this ran */
         if (d->res)

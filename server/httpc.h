@@ -15,7 +15,7 @@
 #include <stddef.h>
 
 #include "http1.h"
-#include "request.h" /* struct resp_header */
+#include "http.h"
 
 struct pool;
 struct httpc_request; /* opaque: one outbound exchange */
@@ -24,7 +24,7 @@ struct httpc_options {
     const char *method;                /* "GET" when NULL */
     const char *url;                   /* http://host[:port][/path][?query]; host may be a name,
                                           IPv4, or [IPv6] */
-    const struct resp_header *headers; /* extra request headers */
+    const struct http_header *headers; /* extra request headers */
     size_t nheaders;
     const void *body; /* copied at start */
     size_t body_len;

@@ -2,7 +2,6 @@
  * listener.h for why the master owns them. */
 #include "listener.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -24,20 +23,9 @@ static int set_nonblocking(int fd)
 
 static void describe_tcp(struct listener *l, const struct sockaddr *sa)
 {
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-        snprintf(l->name, sizeof l->name, "http://%s:%d", host, port);
-    } else {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        port = ntohs(in6->sin6_port);
-        snprintf(l->name, sizeof l->name, "http://[%s]:%d", host, port);
-    }
-    snprintf(l->addr, sizeof l->addr, "%s:%d", host, port);
+    addr_from_sockaddr(&l->addr, sa);
+    snprintf(l->name, sizeof l->name, sa->sa_family == AF_INET6 ? "http://[%s]:%u" : "http://%s:%u",
+             l->addr.ip, (unsigned)l->addr.port);
 }
 
 static int open_tcp(const struct config *cfg, struct listener *l, char *err, size_t errlen)
@@ -111,7 +99,7 @@ static int open_unix(const struct config *cfg, struct listener *l, char *err, si
     l->fd = fd;
     l->unix_socket = true;
     snprintf(l->name, sizeof l->name, "unix:%s", cfg->uds);
-    snprintf(l->addr, sizeof l->addr, "%s", cfg->uds);
+    l->addr = (struct addr){.unix_socket = true};
     return 0;
 }
 
@@ -138,7 +126,7 @@ static int open_fd(const struct config *cfg, struct listener *l, char *err, size
     } else {
         l->unix_socket = true;
         snprintf(l->name, sizeof l->name, "socket fd %d", fd);
-        snprintf(l->addr, sizeof l->addr, "fd:%d", fd);
+        l->addr = (struct addr){.unix_socket = true};
     }
     return 0;
 }

@@ -9,10 +9,18 @@
 #ifndef EVICORN_LISTENER_H
 #define EVICORN_LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "addr.h"
 #include "config.h"
-#include "worker.h"
+
+struct listener {
+    int fd;
+    bool unix_socket;
+    char name[128];   /* "http://127.0.0.1:8000", "unix:/path" */
+    struct addr addr; /* the address clients reach (no IP or port for a unix socket) */
+};
 
 /* Opens what cfg asks for; returns 0, or -1 with a one-line reason. */
 int listeners_open(const struct config *cfg, struct listener **out, size_t *n, char *err,

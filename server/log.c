@@ -18,6 +18,13 @@ static const char *const level_prefixes[] = {
 static char access_buf[16384];
 static size_t access_len;
 
+const char *log_level_name(int level)
+{
+    if (level < LOG_CRITICAL || level > LOG_TRACE)
+        return "info";
+    return level_names[level];
+}
+
 int log_level_parse(const char *name)
 {
     for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
@@ -66,18 +73,20 @@ void log_flush(void)
     access_len = 0;
 }
 
-void log_access(const char *client, const char *method, size_t method_len, const char *target,
-                size_t target_len, int http_minor, int status)
+void log_access(const struct addr *client, const char *method, size_t method_len,
+                const char *target, size_t target_len, int http_minor, int status)
 {
     if (!log_enabled(LOG_INFO))
         return;
     if (target_len > 1024)
         target_len = 1024; /* keep one line bounded */
-    size_t need = 10 + strlen(client) + method_len + target_len + 32;
+    char who[ADDR_TEXT_MAX];
+    addr_text(client, who);
+    size_t need = 10 + strlen(who) + method_len + target_len + 32;
     if (access_len + need > sizeof access_buf)
         log_flush();
     int m = snprintf(access_buf + access_len, sizeof access_buf - access_len,
-                     "INFO:     %s - \"%.*s %.*s HTTP/1.%d\" %d\n", client, (int)method_len, method,
+                     "INFO:     %s - \"%.*s %.*s HTTP/1.%d\" %d\n", who, (int)method_len, method,
                      (int)target_len, target, http_minor, status);
     if (m > 0 && (size_t)m < sizeof access_buf - access_len)
         access_len += (size_t)m;

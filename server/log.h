@@ -11,12 +11,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "addr.h"
+
 enum log_level { LOG_CRITICAL, LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_TRACE };
 
 extern enum log_level log_threshold;
 
 /* Parses "info" etc.; returns -1 for an unknown name. */
 int log_level_parse(const char *name);
+/* The name of a level ("info"), as log_level_parse takes it. */
+const char *log_level_name(int level);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -37,8 +41,8 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
     } while (0)
 
 /* Appends one access-log line: client - "METHOD target HTTP/x.y" status. */
-void log_access(const char *client, const char *method, size_t method_len, const char *target,
-                size_t target_len, int http_minor, int status);
+void log_access(const struct addr *client, const char *method, size_t method_len,
+                const char *target, size_t target_len, int http_minor, int status);
 /* Writes buffered access-log lines. */
 void log_flush(void);
 

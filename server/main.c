@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "exit_status.h"
 #include "listener.h"
 #include "log.h"
 #include "master.h"
@@ -84,10 +85,10 @@ int main(int argc, char **argv)
     case CONFIG_ERROR:
         fprintf(stderr, "evicorn: error: %s\n", err);
         config_free(&cfg);
-        return 2;
+        return EXIT_USAGE;
     case CONFIG_EXIT_OK:
         config_free(&cfg);
-        return 0;
+        return EXIT_OK;
     case CONFIG_OK:
         break;
     }
@@ -97,11 +98,11 @@ int main(int argc, char **argv)
     if (ev_version_major() != EV_VERSION_MAJOR || ev_version_minor() < EV_VERSION_MINOR) {
         log_critical("libev %d.%d does not match the %d.%d evicorn was built with",
                      ev_version_major(), ev_version_minor(), EV_VERSION_MAJOR, EV_VERSION_MINOR);
-        return 1;
+        return EXIT_ERROR;
     }
     if (!ev_default_loop(EVFLAG_AUTO)) {
         log_critical("cannot initialise the event loop");
-        return 1;
+        return EXIT_ERROR;
     }
     /* Each connection is a descriptor: take all the kernel allows us, as
      * nginx's worker_rlimit_nofile does, rather than the shell's 1024. */
@@ -122,7 +123,7 @@ int main(int argc, char **argv)
         log_error("cannot serve %s: the Python bridge plugin (asgi.so) was not found next to %s",
                   cfg.app, argv[0]);
         config_free(&cfg);
-        return 1;
+        return EXIT_ERROR;
     }
 
     char private_dir[PATH_MAX];
@@ -130,7 +131,7 @@ int main(int argc, char **argv)
         log_error("cannot create a private folder for plugin copies in %s: %m",
                   getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
         config_free(&cfg);
-        return 1;
+        return EXIT_ERROR;
     }
     cfg.private_dir = private_dir;
 
@@ -140,7 +141,7 @@ int main(int argc, char **argv)
         log_error("%s", err);
         remove_private_dir(private_dir);
         config_free(&cfg);
-        return 1;
+        return EXIT_ERROR;
     }
     int status = master_run(&cfg, listeners, n);
     listeners_close(listeners, n);

@@ -17,9 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exit_status.h"
 #include "log.h"
 #include "scoreboard.h"
-#include "watchdog.h"
+#include "worker.h"
 
 #define BACKOFF_FIRST 0.1
 #define BACKOFF_MAX   10.0
@@ -163,7 +164,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     /* Only a worker its watchdog ended leaves a reason. */
     char reason[512];
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    const char *why = code == WORKER_EXIT_LOOP_BLOCKED || code == WORKER_EXIT_STARTUP_HUNG
+    const char *why = code == EXIT_LOOP_BLOCKED || code == EXIT_STARTUP_HUNG
                           ? scoreboard_take_stop_reason(slot, reason, sizeof reason)
                           : NULL;
     if (m.stopping || retiring) {
@@ -177,10 +178,10 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     bool crashed = true, penalty = true;
     char route[256];
     const char *in_flight = scoreboard_take(slot, route, sizeof route);
-    if (code == WORKER_EXIT_LOOP_BLOCKED) {
+    if (code == EXIT_LOOP_BLOCKED) {
         log_error("worker %d (pid %d) was stopped: %s; starting a new one", slot, (int)pid,
                   why ? why : "its event loop was blocked past --timeout-worker");
-    } else if (code == WORKER_EXIT_STARTUP_HUNG) {
+    } else if (code == EXIT_STARTUP_HUNG) {
         log_error("worker %d (pid %d) was stopped: %s; starting a new one without it", slot,
                   (int)pid,
                   why ? why : "a plugin's startup did not finish within --timeout-startup");
@@ -191,9 +192,9 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
         log_error("worker %d (pid %d) died from signal %d (%s)%s%s", slot, (int)pid, WTERMSIG(st),
                   strsignal(WTERMSIG(st)), in_flight ? " while running " : "",
                   in_flight ? in_flight : "");
-    } else if (WEXITSTATUS(st) == WORKER_EXIT_STARTUP_FAILED) {
+    } else if (WEXITSTATUS(st) == EXIT_WORKER_STARTUP_FAILED) {
         log_error("worker %d (pid %d) failed to start; stopping", slot, (int)pid);
-        begin_stop(WORKER_EXIT_STARTUP_FAILED);
+        begin_stop(EXIT_WORKER_STARTUP_FAILED);
         return;
     } else if (WEXITSTATUS(st) != 0) {
         log_error("worker %d (pid %d) exited with status %d", slot, (int)pid, WEXITSTATUS(st));
@@ -254,11 +255,11 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         log_warning("second interrupt: exiting now");
         signal_all(SIGKILL);
         log_flush();
-        _exit(1);
+        _exit(EXIT_ERROR);
     }
     if (!m.stopping)
         log_info("shutting down");
-    begin_stop(0);
+    begin_stop(EXIT_OK);
 }
 
 static int default_workers(void)
@@ -277,7 +278,7 @@ int master_run(const struct config *cfg, struct listener *listeners, size_t nlis
     m.slots = calloc((size_t)m.nworkers, sizeof *m.slots);
     if (!m.slots) {
         log_error("out of memory");
-        return 1;
+        return EXIT_ERROR;
     }
     if (scoreboard_create(m.nworkers) < 0)
         log_warning("no scoreboard: crashed workers' routes will not be named");
@@ -298,7 +299,7 @@ int master_run(const struct config *cfg, struct listener *listeners, size_t nlis
                  (int)getpid());
     for (int i = 0; i < m.nworkers; i++)
         if (spawn(i) < 0) {
-            begin_stop(1);
+            begin_stop(EXIT_ERROR);
             break;
         }
     ev_run(m.loop, 0);

@@ -6,12 +6,10 @@
 #ifndef EVICORN_MASTER_H
 #define EVICORN_MASTER_H
 
-#include "config.h"
-#include "worker.h"
+#include <stddef.h>
 
-/* Worker exit status meaning "could not start; do not restart me" (an app
- * whose startup failed). The master stops and exits with it. */
-#define WORKER_EXIT_STARTUP_FAILED 3
+#include "config.h"
+#include "listener.h"
 
 int master_run(const struct config *cfg, struct listener *listeners, size_t nlisteners);
 

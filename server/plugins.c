@@ -1,79 +1,44 @@
 /* plugins: loading, replacing and unloading plugin generations; see
  * plugins.h for the model.
  *
- * Every step that can fail happens before the swap: copy and validate the
- * file, dlopen the copy, negotiate the ABI, check the routes against every
- * other plugin's, run startup. Only then do the new routes replace the old
- * ones, in one pointer assignment. A refusal is one log line naming the
- * file and the reason. */
+ * A load runs in three phases, each undoing only what it set up:
+ *  1. open and check: copy and validate the file, dlopen the copy, call
+ *     its entry point, negotiate the ABI, copy its routes and check them
+ *     against every other plugin's (a new route table, not yet in use);
+ *  2. start: run its startup hook;
+ *  3. install: swap the new route table in, in one pointer assignment,
+ *     and retire the generation it replaces.
+ * Every step that can fail is before the swap. A refusal is one log line
+ * naming the file and the reason. */
 #include "plugins.h"
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host_api.h"
+#include "config.h"
 #include "log.h"
 #include "plugin_file.h"
 #include "plugin_watch.h"
+#include "plugins_internal.h"
 #include "router.h"
 #include "scoreboard.h"
-#include "worker.h"
 
 /* How long a replaced generation may take to drain before we say so. It
  * stays mapped either way: unmapping code that may still run would crash. */
 #define DRAIN_WARN_SECONDS 30.0
-/* A file still being written is retried this often, this many times. */
-#define RETRY_SECONDS       0.1
-#define RETRY_MAX           100
-#define MAX_RETRIES_PENDING 64
 
-struct generation {
-    struct generation *next;
-    char *file; /* name in the plugins folder, e.g. "hello.so" */
-    char *path; /* where it was loaded from, for messages */
-    void *dl;
-    evicorn_plugin desc; /* zero-extended copy of the plugin's descriptor */
-    struct route_entry *routes;
-    size_t nroutes;
-    void *state;
-    unsigned refs;
-    unsigned id;
-    long inflight;
-    bool retired;
-    bool watched; /* by the watchdog: every plugin but the ASGI bridge */
-    ev_timer drain_timer;
-    ev_tstamp retired_at;
-    char copy[PATH_MAX]; /* the private copy that was mapped */
-};
-
-struct retry {
-    char name[256];
-    int tries;
-};
-
-static struct {
-    struct worker *w;
-    struct generation *active;
-    struct generation *retired;
-    struct route_table *table;
-    struct plugin_watch *watch;
-    unsigned next_id;
-    struct retry retries[MAX_RETRIES_PENDING];
-    size_t nretries;
-    ev_timer retry_timer;
-} P;
+static void schedule_retry(struct plugins *P, const char *name, int tries);
 
 /* ---- route tables ---- */
 
-struct route_table *plugins_routes(void)
+struct route_table *plugins_routes(const struct plugins *P)
 {
-    return P.table;
+    return P->table;
 }
 
 void route_table_retain(struct route_table *t)
@@ -91,8 +56,8 @@ void route_table_release(struct route_table *t)
 
 /* Builds a table of every active generation's routes, leaving out `skip`
  * and adding `add`. On a conflict, err names both routes. */
-static struct route_table *build_table(struct generation *skip, struct generation *add, char *err,
-                                       size_t errlen)
+static struct route_table *build_table(const struct plugins *P, const struct generation *skip,
+                                       struct generation *add, char *err, size_t errlen)
 {
     struct route_table *t = calloc(1, sizeof *t);
     if (!t || !(t->router = router_new())) {
@@ -101,7 +66,7 @@ static struct route_table *build_table(struct generation *skip, struct generatio
         return NULL;
     }
     t->refs = 1;
-    for (struct generation *g = P.active;; g = g->next) {
+    for (struct generation *g = P->active;; g = g->next) {
         struct generation *cur = g ? g : add;
         if (!cur)
             break;
@@ -122,10 +87,10 @@ static struct route_table *build_table(struct generation *skip, struct generatio
     return t;
 }
 
-static void swap_table(struct route_table *t)
+static void swap_table(struct plugins *P, struct route_table *t)
 {
-    struct route_table *old = P.table;
-    P.table = t;
+    struct route_table *old = P->table;
+    P->table = t;
     route_table_release(old);
 }
 
@@ -156,6 +121,16 @@ void generation_request_ended(struct generation *g)
     g->inflight--;
 }
 
+/* Where a generation's own code runs: the bridge's is not watched (its
+ * startup is the app's lifespan, which may take as long as it takes). */
+static struct plugin_site site_of(const struct generation *g)
+{
+    struct plugin_site s = *g->owner->site;
+    if (!g->watched)
+        s.watchdog = NULL;
+    return s;
+}
+
 static void free_routes(struct generation *g)
 {
     for (size_t i = 0; i < g->nroutes; i++) {
@@ -170,7 +145,7 @@ static void free_routes(struct generation *g)
 
 static void generation_free(struct generation *g)
 {
-    watchdog_sync(); /* the watchdog may be printing one of its routes */
+    watchdog_sync(g->owner->site->watchdog); /* it may be printing one of its routes */
     free_routes(g);
     free(g->file);
     free(g->path);
@@ -179,17 +154,24 @@ static void generation_free(struct generation *g)
 
 static void unlink_retired(struct generation *g)
 {
-    for (struct generation **pp = &P.retired; *pp; pp = &(*pp)->next)
+    for (struct generation **pp = &g->owner->retired; *pp; pp = &(*pp)->next)
         if (*pp == g) {
             *pp = g->next;
             return;
         }
 }
 
+static void run_shutdown(void *arg)
+{
+    struct generation *g = arg;
+    g->desc.shutdown(g->state);
+}
+
 void generation_release(struct generation *g)
 {
     if (--g->refs > 0)
         return;
+    struct plugins *P = g->owner;
     /* The last request, continuation and background task on this code has
      * finished: run its lifespan shutdown, then unmap it. */
     if (g->desc.shutdown) {
@@ -197,16 +179,12 @@ void generation_release(struct generation *g)
         snprintf(name, sizeof name, "%s (%s)", generation_name(g), g->file);
         struct watch_task task = {
             .kind = WATCH_CALLBACK, .role = "shutdown of plugin", .name = name};
-        const struct watch_task *prev = g->watched ? watchdog_enter(&task) : NULL;
-        g->desc.shutdown(g->state);
-        if (g->watched) {
-            watchdog_leave(prev);
-            watchdog_sync();
-        }
+        struct plugin_site site = site_of(g);
+        plugin_run(&site, &task, PLUGIN_RUN_UNTIMED, run_shutdown, g);
     }
     if (g->retired && ev_is_active(&g->drain_timer)) {
-        ev_ref(P.w->loop); /* balances the unref in retire() */
-        ev_timer_stop(P.w->loop, &g->drain_timer);
+        ev_ref(P->loop); /* balances the unref in retire() */
+        ev_timer_stop(P->loop, &g->drain_timer);
     }
     unlink_retired(g);
     if (dlclose(g->dl) != 0)
@@ -214,6 +192,8 @@ void generation_release(struct generation *g)
     else
         log_info("plugin %s: generation %u unloaded", g->file, g->id);
     generation_free(g);
+    if (P->closed && !P->retired)
+        free(P);
 }
 
 static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -228,20 +208,21 @@ static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void retire(struct generation *g)
 {
+    struct plugins *P = g->owner;
     g->retired = true;
-    g->retired_at = ev_now(P.w->loop);
-    g->next = P.retired;
-    P.retired = g;
+    g->retired_at = ev_now(P->loop);
+    g->next = P->retired;
+    P->retired = g;
     ev_timer_init(&g->drain_timer, on_drain_timer, DRAIN_WARN_SECONDS, 0);
     g->drain_timer.data = g;
-    ev_timer_start(P.w->loop, &g->drain_timer);
-    ev_unref(P.w->loop); /* a draining plugin must not keep a stopping worker alive */
+    ev_timer_start(P->loop, &g->drain_timer);
+    ev_unref(P->loop); /* a draining plugin must not keep a stopping worker alive */
     generation_release(g);
 }
 
-static struct generation **find_active(const char *file)
+static struct generation **find_active(struct plugins *P, const char *file)
 {
-    for (struct generation **pp = &P.active; *pp; pp = &(*pp)->next)
+    for (struct generation **pp = &P->active; *pp; pp = &(*pp)->next)
         if (strcmp((*pp)->file, file) == 0)
             return pp;
     return NULL;
@@ -336,9 +317,7 @@ static int copy_routes(struct generation *g, char *why, size_t whylen)
     return 0;
 }
 
-static void schedule_retry(const char *name, int tries);
-
-static void plugin_log_refusal(const char *path, const char *why)
+static void log_refusal(const char *path, const char *why)
 {
     log_error("plugin %s refused: %s", path, why);
 }
@@ -362,213 +341,289 @@ static bool same_file_id(const struct plugin_file_id *a, const struct plugin_fil
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
 }
 
-/* Loads (or reloads) one plugin: name is its key (the file name in the
- * plugins folder), path where to read it. Loading and startup are
- * watched (--timeout-startup) unless `watched` is false: the ASGI bridge's
- * startup is the app's lifespan startup, which uvicorn waits for however
- * long it takes, and so do we; a hung bridge is not a file to quarantine
- * but an app that never starts. Returns 0 when it serves. */
-static int load_path(const char *name, const char *path, int tries, bool watched)
+/* ---- one load, in phases ---- */
+
+struct load {
+    struct plugins *P;
+    const char *name; /* key: the file name in the plugins folder */
+    const char *path; /* where to read it */
+    int tries;
+    bool watched;
+    struct plugin_file_id id; /* the file's identity, for the quarantine */
+    struct generation *g;
+    struct generation *old;    /* the generation it replaces, if any */
+    struct route_table *table; /* every route once it serves */
+    char why[768];
+};
+
+/* Constructors and the entry point are plugin code: run as "loading". */
+struct entry_call {
+    struct generation *g;
+    const char *copy;
+    const evicorn_host *host;
+    const evicorn_plugin *desc;
+    char *why;
+    size_t whylen;
+};
+
+static void run_entry(void *arg)
 {
-    struct worker *w = P.w;
-    char copy[PATH_MAX], prefix[64], why[768] = "";
+    struct entry_call *e = arg;
+    /* RTLD_LOCAL: two generations of one plugin define the same symbols,
+     * and neither may bind to the other's. */
+    dlerror();
+    e->g->dl = dlopen(e->copy, RTLD_NOW | RTLD_LOCAL);
+    /* The mapping stays valid once the name is gone: nothing to clean up
+     * later, whatever happens to the process. */
+    unlink(e->copy);
+    if (!e->g->dl) {
+        const char *err = dlerror();
+        snprintf(e->why, e->whylen, "dlopen failed: %s", err ? err : "unknown error");
+        return;
+    }
+    evicorn_plugin_entry_fn entry;
+    *(void **)&entry = dlsym(e->g->dl, EVICORN_PLUGIN_ENTRY);
+    if (!entry) {
+        snprintf(e->why, e->whylen, "no %s symbol: not an evicorn plugin", EVICORN_PLUGIN_ENTRY);
+        return;
+    }
+    e->desc = entry(e->host);
+    if (!e->desc)
+        snprintf(e->why, e->whylen, "%s returned no descriptor", EVICORN_PLUGIN_ENTRY);
+}
+
+static void run_dlclose(void *arg)
+{
+    dlclose(arg);
+}
+
+static struct watch_task loading_task(const struct load *l)
+{
+    return (struct watch_task){.kind = WATCH_STARTUP,
+                               .role = "loading of plugin",
+                               .name = l->name,
+                               .phase = "loading",
+                               .file = l->id};
+}
+
+/* Undoes open_and_check: its destructors still run as "loading". */
+static void unload_unstarted(struct load *l)
+{
+    struct generation *g = l->g;
+    if (g->dl) {
+        struct watch_task task = loading_task(l);
+        struct plugin_site site = site_of(g);
+        plugin_run(&site, &task, PLUGIN_RUN_UNTIMED, run_dlclose, g->dl);
+    }
+    generation_free(g);
+    l->g = NULL;
+}
+
+/* Phase 1. Returns 0 with l->g and l->table set; -1 when refused (logged)
+ * or postponed (a retry is scheduled). */
+static int open_and_check(struct load *l)
+{
+    struct plugins *P = l->P;
+    char copy[PATH_MAX], prefix[64];
     /* The file's identity, to refuse a file whose startup hung a worker
      * before (scoreboard.h), and to quarantine it if it hangs this one. */
-    struct plugin_file_id id = {0};
-    if (watched && file_id_of(path, &id) == 0) {
+    if (l->watched && file_id_of(l->path, &l->id) == 0) {
         double timeout;
-        if (scoreboard_quarantined(&id, &timeout)) {
+        if (scoreboard_quarantined(&l->id, &timeout)) {
             log_error("plugin %s refused: its startup hung in an earlier worker (timeout %g s); "
                       "replace the file to retry",
-                      path, timeout);
+                      l->path, timeout);
             return -1;
         }
     }
     /* Generations count per file; the copy's name is also unique per
      * process, whatever the folder's history. */
-    struct generation **prev = find_active(name);
-    unsigned gen = prev ? (*prev)->id + 1 : 0;
-    snprintf(prefix, sizeof prefix, "p%d-u%u-g%u", (int)getpid(), P.next_id++, gen);
-    int rc =
-        plugin_file_copy(path, w->cfg->private_dir, prefix, copy, sizeof copy, why, sizeof why);
+    struct generation **slot = find_active(P, l->name);
+    unsigned gen = slot ? (*slot)->id + 1 : 0;
+    snprintf(prefix, sizeof prefix, "p%d-u%u-g%u", (int)getpid(), P->next_id++, gen);
+    int rc = plugin_file_copy(l->path, P->cfg->private_dir, prefix, copy, sizeof copy, l->why,
+                              sizeof l->why);
     if (rc == 1) {
-        schedule_retry(name, tries + 1);
+        schedule_retry(P, l->name, l->tries + 1);
         return -1;
     }
     if (rc < 0) {
-        if (errno == ENOENT && !find_active(name))
-            return -1; /* gone before we got to it */
-        plugin_log_refusal(path, why);
+        if (!(errno == ENOENT && !slot)) /* else: gone before we got to it */
+            log_refusal(l->path, l->why);
         return -1;
     }
     struct plugin_file_id after;
-    if (watched && (file_id_of(path, &after) < 0 || !same_file_id(&id, &after))) {
+    if (l->watched && (file_id_of(l->path, &after) < 0 || !same_file_id(&l->id, &after))) {
         /* Replaced while we copied: the identity would not be the code's. */
         unlink(copy);
-        schedule_retry(name, tries + 1);
+        schedule_retry(P, l->name, l->tries + 1);
         return -1;
     }
     struct generation *g = calloc(1, sizeof *g);
-    if (!g || !(g->file = strdup(name)) || !(g->path = strdup(path))) {
+    if (!g || !(g->file = strdup(l->name)) || !(g->path = strdup(l->path))) {
         unlink(copy);
-        if (g)
+        if (g) {
+            g->owner = P;
             generation_free(g);
-        plugin_log_refusal(path, "out of memory");
+        }
+        log_refusal(l->path, "out of memory");
         return -1;
     }
+    g->owner = P;
     g->id = gen;
-    g->watched = watched;
+    g->watched = l->watched;
     snprintf(g->copy, sizeof g->copy, "%s", copy);
+    l->g = g;
 
-    /* Constructors and the entry point run plugin code on this thread:
-     * watched like startup, until the startup hook takes over. */
-    struct watch_task loading = {.kind = WATCH_STARTUP,
-                                 .role = "loading of plugin",
-                                 .name = name,
-                                 .phase = "loading",
-                                 .file = id};
-    const struct watch_task *outer = NULL;
-    bool watching = watched;
-    if (watching)
-        outer = watchdog_enter(&loading);
-    /* RTLD_LOCAL: two generations of one plugin define the same symbols,
-     * and neither may bind to the other's. */
-    dlerror();
-    g->dl = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
-    /* The mapping stays valid once the name is gone: nothing to clean up
-     * later, whatever happens to the process. */
-    unlink(copy);
-    if (!g->dl) {
-        const char *e = dlerror();
-        snprintf(why, sizeof why, "dlopen failed: %s", e ? e : "unknown error");
-        goto refuse;
-    }
-    evicorn_plugin_entry_fn entry;
-    *(void **)&entry = dlsym(g->dl, EVICORN_PLUGIN_ENTRY);
-    if (!entry) {
-        snprintf(why, sizeof why, "no %s symbol: not an evicorn plugin", EVICORN_PLUGIN_ENTRY);
-        goto refuse;
-    }
     evicorn_host host = {
         .size = sizeof host,
         .abi_major = EVICORN_ABI_MAJOR,
         .abi_minor = EVICORN_ABI_MINOR,
-        .api = host_api(),
+        .api = P->api,
         .server_version = EVICORN_VERSION,
-        .plugin_file = path,
+        .plugin_file = l->path,
     };
-    const evicorn_plugin *d = entry(&host);
-    if (!d) {
-        snprintf(why, sizeof why, "%s returned no descriptor", EVICORN_PLUGIN_ENTRY);
+    struct entry_call e = {
+        .g = g, .copy = copy, .host = &host, .why = l->why, .whylen = sizeof l->why};
+    struct watch_task task = loading_task(l);
+    struct plugin_site site = site_of(g);
+    l->why[0] = '\0';
+    plugin_run(&site, &task, PLUGIN_RUN_UNTIMED, run_entry, &e);
+    if (!e.desc)
         goto refuse;
-    }
+    const evicorn_plugin *d = e.desc;
     if (d->size < offsetof(evicorn_plugin, routes)) {
-        snprintf(why, sizeof why, "descriptor too small (%u bytes)", d->size);
+        snprintf(l->why, sizeof l->why, "descriptor too small (%u bytes)", d->size);
         goto refuse;
     }
     memcpy(&g->desc, d, d->size < sizeof g->desc ? d->size : sizeof g->desc);
     g->desc.size = sizeof g->desc;
     if (g->desc.abi_major != EVICORN_ABI_MAJOR || g->desc.abi_minor > EVICORN_ABI_MINOR) {
-        snprintf(why, sizeof why, "built for ABI %u.%u, this server speaks ABI %d.%d",
+        snprintf(l->why, sizeof l->why, "built for ABI %u.%u, this server speaks ABI %d.%d",
                  g->desc.abi_major, g->desc.abi_minor, EVICORN_ABI_MAJOR, EVICORN_ABI_MINOR);
         goto refuse;
     }
     if (!g->desc.name || !*g->desc.name || strlen(g->desc.name) > 64) {
-        snprintf(why, sizeof why, "descriptor has no valid name");
+        snprintf(l->why, sizeof l->why, "descriptor has no valid name");
         goto refuse;
     }
-    if (copy_routes(g, why, sizeof why) < 0)
+    if (copy_routes(g, l->why, sizeof l->why) < 0)
         goto refuse;
-
-    struct generation **slot = find_active(name);
-    struct generation *old = slot ? *slot : NULL;
-    struct route_table *t = build_table(old, g, why, sizeof why);
-    if (!t)
+    slot = find_active(P, l->name);
+    l->old = slot ? *slot : NULL;
+    l->table = build_table(P, l->old, g, l->why, sizeof l->why);
+    if (!l->table)
         goto refuse;
-    if (watching) {
-        watchdog_leave(outer);
-        watchdog_sync();
-        watching = false;
-    }
-    if (g->desc.startup) {
-        char err[512] = "", who[128];
-        snprintf(who, sizeof who, "%s (%s)", generation_name(g), name);
-        struct watch_task starting = {.kind = WATCH_STARTUP,
-                                      .role = "startup of plugin",
-                                      .name = who,
-                                      .phase = "startup",
-                                      .file = id};
-        if (watched)
-            outer = watchdog_enter(&starting);
-        int src = g->desc.startup(&g->state, err, sizeof err);
-        if (watched) {
-            watchdog_leave(outer);
-            watchdog_sync();
-        }
-        if (src != 0) {
-            route_table_release(t);
-            snprintf(why, sizeof why, "startup failed: %s", err[0] ? err : "no reason given");
-            goto refuse;
-        }
-    }
-
-    /* Everything checked: swap. */
-    g->refs = 1; /* the registry's */
-    if (old) {
-        *slot = old->next;
-        old->next = NULL;
-    }
-    g->next = P.active;
-    P.active = g;
-    swap_table(t);
-    if (old) {
-        log_info("plugin %s: replaced %s %s (generation %u) with %s %s (generation %u, %zu "
-                 "routes)",
-                 name, generation_name(old), old->desc.version ? old->desc.version : "", old->id,
-                 generation_name(g), g->desc.version ? g->desc.version : "", g->id, g->nroutes);
-        retire(old);
-    } else {
-        log_info("plugin %s: loaded %s %s (generation %u, %zu routes)", name, generation_name(g),
-                 g->desc.version ? g->desc.version : "", g->id, g->nroutes);
-    }
     return 0;
 
 refuse:
-    plugin_log_refusal(path, why);
-    if (g->dl)
-        dlclose(g->dl); /* destructors: still watched when loading failed */
-    if (watching) {
-        watchdog_leave(outer);
-        watchdog_sync();
-    }
-    generation_free(g);
+    log_refusal(l->path, l->why);
+    unload_unstarted(l);
     return -1;
+}
+
+struct startup_call {
+    struct generation *g;
+    char err[512];
+    int rc;
+};
+
+static void run_startup(void *arg)
+{
+    struct startup_call *s = arg;
+    s->rc = s->g->desc.startup(&s->g->state, s->err, sizeof s->err);
+}
+
+/* Phase 2: the startup hook. On failure undoes phase 1 too. */
+static int start(struct load *l)
+{
+    struct generation *g = l->g;
+    if (!g->desc.startup)
+        return 0;
+    char who[128];
+    snprintf(who, sizeof who, "%s (%s)", generation_name(g), l->name);
+    struct watch_task task = {.kind = WATCH_STARTUP,
+                              .role = "startup of plugin",
+                              .name = who,
+                              .phase = "startup",
+                              .file = l->id};
+    struct startup_call s = {.g = g};
+    struct plugin_site site = site_of(g);
+    plugin_run(&site, &task, PLUGIN_RUN_UNTIMED, run_startup, &s);
+    if (s.rc == 0)
+        return 0;
+    snprintf(l->why, sizeof l->why, "startup failed: %s", s.err[0] ? s.err : "no reason given");
+    log_refusal(l->path, l->why);
+    route_table_release(l->table);
+    l->table = NULL;
+    unload_unstarted(l);
+    return -1;
+}
+
+/* Phase 3: serve it. Cannot fail. */
+static void install(struct load *l)
+{
+    struct plugins *P = l->P;
+    struct generation *g = l->g, *old = l->old;
+    g->refs = 1; /* the registry's */
+    if (old) {
+        struct generation **slot = find_active(P, l->name);
+        *slot = old->next;
+        old->next = NULL;
+    }
+    g->next = P->active;
+    P->active = g;
+    swap_table(P, l->table);
+    if (old) {
+        log_info("plugin %s: replaced %s %s (generation %u) with %s %s (generation %u, %zu "
+                 "routes)",
+                 l->name, generation_name(old), old->desc.version ? old->desc.version : "", old->id,
+                 generation_name(g), g->desc.version ? g->desc.version : "", g->id, g->nroutes);
+        retire(old);
+    } else {
+        log_info("plugin %s: loaded %s %s (generation %u, %zu routes)", l->name, generation_name(g),
+                 g->desc.version ? g->desc.version : "", g->id, g->nroutes);
+    }
+}
+
+/* Loads (or reloads) one plugin. Loading and startup are watched
+ * (--timeout-startup) unless `watched` is false: the ASGI bridge's startup
+ * is the app's lifespan startup, which uvicorn waits for however long it
+ * takes, and so do we; a hung bridge is not a file to quarantine but an app
+ * that never starts. Returns 0 when it serves. */
+static int load_path(struct plugins *P, const char *name, const char *path, int tries, bool watched)
+{
+    struct load l = {.P = P, .name = name, .path = path, .tries = tries, .watched = watched};
+    if (open_and_check(&l) < 0 || start(&l) < 0)
+        return -1;
+    install(&l);
+    return 0;
 }
 
 /* Whether path is the server's own ASGI bridge, which is loaded only to
  * serve APP, never as an ordinary plugin (it sits in build/plugins beside
  * the examples). */
-static bool is_bridge(const char *path)
+static bool is_bridge(const struct plugins *P, const char *path)
 {
-    const char *bridge = P.w->cfg->bridge_file;
+    const char *bridge = P->cfg->bridge_file;
     struct stat a, b;
     return bridge && stat(path, &a) == 0 && stat(bridge, &b) == 0 && a.st_dev == b.st_dev &&
            a.st_ino == b.st_ino;
 }
 
-static void load_file(const char *name, int tries)
+static void load_file(struct plugins *P, const char *name, int tries)
 {
     char path[PATH_MAX];
-    int n = snprintf(path, sizeof path, "%s/%s", P.w->cfg->plugins_dir, name);
+    int n = snprintf(path, sizeof path, "%s/%s", P->cfg->plugins_dir, name);
     if (n < 0 || (size_t)n >= sizeof path) {
-        log_error("plugin %s/%s refused: path too long", P.w->cfg->plugins_dir, name);
+        log_error("plugin %s/%s refused: path too long", P->cfg->plugins_dir, name);
         return;
     }
-    if (is_bridge(path)) {
+    if (is_bridge(P, path)) {
         log_debug("plugin %s: the ASGI bridge is loaded only to serve an APP; skipped", path);
         return;
     }
-    load_path(name, path, tries, true);
+    load_path(P, name, path, tries, true);
 }
 
 /* ---- files still being written ---- */
@@ -576,59 +631,59 @@ static void load_file(const char *name, int tries)
 static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
-    (void)t;
     (void)revents;
-    struct retry pending[MAX_RETRIES_PENDING];
-    size_t n = P.nretries;
-    memcpy(pending, P.retries, n * sizeof *pending);
-    P.nretries = 0;
+    struct plugins *P = t->data;
+    struct plugin_retry pending[PLUGINS_RETRIES_MAX];
+    size_t n = P->nretries;
+    memcpy(pending, P->retries, n * sizeof *pending);
+    P->nretries = 0;
     for (size_t i = 0; i < n; i++)
-        load_file(pending[i].name, pending[i].tries);
+        load_file(P, pending[i].name, pending[i].tries);
 }
 
 /* A file changed while we copied it: try again shortly, a bounded number
  * of times. */
-static void schedule_retry(const char *name, int tries)
+static void schedule_retry(struct plugins *P, const char *name, int tries)
 {
-    if (tries > RETRY_MAX) {
-        log_error("plugin %s/%s refused: still changing after %d attempts", P.w->cfg->plugins_dir,
-                  name, RETRY_MAX);
+    if (tries > PLUGINS_RETRY_MAX) {
+        log_error("plugin %s/%s refused: still changing after %d attempts", P->cfg->plugins_dir,
+                  name, PLUGINS_RETRY_MAX);
         return;
     }
-    for (size_t i = 0; i < P.nretries; i++)
-        if (strcmp(P.retries[i].name, name) == 0)
+    for (size_t i = 0; i < P->nretries; i++)
+        if (strcmp(P->retries[i].name, name) == 0)
             return;
-    if (P.nretries == MAX_RETRIES_PENDING) {
-        log_error("plugin %s/%s refused: too many files changing at once", P.w->cfg->plugins_dir,
+    if (P->nretries == PLUGINS_RETRIES_MAX) {
+        log_error("plugin %s/%s refused: too many files changing at once", P->cfg->plugins_dir,
                   name);
         return;
     }
-    struct retry *r = &P.retries[P.nretries++];
+    struct plugin_retry *r = &P->retries[P->nretries++];
     snprintf(r->name, sizeof r->name, "%s", name);
     r->tries = tries;
-    if (!ev_is_active(&P.retry_timer)) {
-        ev_timer_set(&P.retry_timer, RETRY_SECONDS, 0);
-        ev_timer_start(P.w->loop, &P.retry_timer);
+    if (!ev_is_active(&P->retry_timer)) {
+        ev_timer_set(&P->retry_timer, PLUGINS_RETRY_SECONDS, 0);
+        ev_timer_start(P->loop, &P->retry_timer);
     }
 }
 
 /* ---- removal and the watcher ---- */
 
-static void unload_file(const char *name)
+static void unload_file(struct plugins *P, const char *name)
 {
-    struct generation **slot = find_active(name);
+    struct generation **slot = find_active(P, name);
     if (!slot)
         return;
     struct generation *g = *slot;
     char why[512];
-    struct route_table *t = build_table(g, NULL, why, sizeof why);
+    struct route_table *t = build_table(P, g, NULL, why, sizeof why);
     if (!t) {
         log_error("plugin %s: cannot remove: %s", name, why);
         return;
     }
     *slot = g->next;
     g->next = NULL;
-    swap_table(t);
+    swap_table(P, t);
     log_info("plugin %s: removed %s (generation %u, %zu routes gone)", name, generation_name(g),
              g->id, g->nroutes);
     retire(g);
@@ -636,129 +691,66 @@ static void unload_file(const char *name)
 
 static void on_folder_change(void *ud, const char *name, bool present)
 {
-    (void)ud;
+    struct plugins *P = ud;
     if (present)
-        load_file(name, 0);
+        load_file(P, name, 0);
     else
-        unload_file(name);
+        unload_file(P, name);
 }
 
-int plugins_init(struct worker *w)
+struct plugins *plugins_new(struct ev_loop *loop, const struct config *cfg, int worker,
+                            const struct plugin_site *site, const evicorn_api *api)
 {
-    P.w = w;
-    ev_init(&P.retry_timer, on_retry);
-    P.table = build_table(NULL, NULL, (char[128]){0}, 128);
-    if (!P.table)
-        return -1;
+    struct plugins *P = calloc(1, sizeof *P);
+    if (!P) {
+        log_error("worker %d: out of memory", worker);
+        return NULL;
+    }
+    *P = (struct plugins){.loop = loop, .cfg = cfg, .worker = worker, .site = site, .api = api};
+    ev_init(&P->retry_timer, on_retry);
+    P->retry_timer.data = P;
+    char err[512];
+    P->table = build_table(P, NULL, NULL, err, sizeof err);
+    if (!P->table) {
+        log_error("worker %d: %s", worker, err);
+        free(P);
+        return NULL;
+    }
     /* The ASGI bridge serves APP; without it there is nothing to serve, so
      * its refusal (an app whose lifespan startup failed) stops the worker. */
-    if (w->cfg->bridge && load_path("asgi.so", w->cfg->bridge, RETRY_MAX, false) < 0)
-        return -1;
-    char err[512];
-    P.watch =
-        plugin_watch_new(w->loop, w->cfg->plugins_dir, on_folder_change, NULL, err, sizeof err);
-    if (!P.watch) {
-        /* Serving without plugins beats not serving: say so once. */
-        if (w->index == 0)
-            log_warning("%s; serving without plugins", err);
-        return 0;
+    if (cfg->bridge && load_path(P, "asgi.so", cfg->bridge, PLUGINS_RETRY_MAX, false) < 0) {
+        plugins_free(P);
+        return NULL;
     }
-    plugin_watch_scan(P.watch);
-    return 0;
+    P->watch = plugin_watch_new(loop, cfg->plugins_dir, on_folder_change, P, err, sizeof err);
+    if (!P->watch) {
+        /* Serving without plugins beats not serving: say so once. */
+        if (worker == 0)
+            log_warning("%s; serving without plugins", err);
+        return P;
+    }
+    plugin_watch_scan(P->watch);
+    return P;
 }
 
-void plugins_shutdown(struct worker *w)
+void plugins_free(struct plugins *P)
 {
-    (void)w;
-    if (!P.w)
+    if (!P)
         return;
-    plugin_watch_free(P.watch);
-    P.watch = NULL;
-    ev_timer_stop(P.w->loop, &P.retry_timer);
-    while (P.active) {
-        struct generation *g = P.active;
-        P.active = g->next;
+    plugin_watch_free(P->watch);
+    P->watch = NULL;
+    ev_timer_stop(P->loop, &P->retry_timer);
+    while (P->active) {
+        struct generation *g = P->active;
+        P->active = g->next;
         g->next = NULL;
         retire(g);
     }
-    route_table_release(P.table);
-    P.table = NULL;
-}
-
-bool plugins_busy(void)
-{
-    for (struct generation *g = P.retired; g; g = g->next)
-        if (g->inflight > 0)
-            return true;
-    for (struct generation *g = P.active; g; g = g->next)
-        if (g->inflight > 0)
-            return true;
-    return false;
-}
-
-/* ---- status ---- */
-
-static int json_str(struct buf *b, const char *s)
-{
-    if (buf_append(b, "\"", 1) < 0)
-        return -1;
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        char esc[8];
-        int n;
-        if (*p == '"' || *p == '\\')
-            n = snprintf(esc, sizeof esc, "\\%c", *p);
-        else if (*p < 0x20)
-            n = snprintf(esc, sizeof esc, "\\u%04x", *p);
-        else
-            n = snprintf(esc, sizeof esc, "%c", *p);
-        if (buf_append(b, esc, (size_t)n) < 0)
-            return -1;
-    }
-    return buf_append(b, "\"", 1);
-}
-
-static int status_generation(struct buf *b, const struct generation *g, bool *first)
-{
-    char num[160];
-    if (!*first && buf_append(b, ",", 1) < 0)
-        return -1;
-    *first = false;
-    if (buf_append_str(b, "{\"file\":") < 0 || json_str(b, g->file) < 0 ||
-        buf_append_str(b, ",\"name\":") < 0 || json_str(b, generation_name(g)) < 0 ||
-        buf_append_str(b, ",\"version\":") < 0 || json_str(b, g->desc.version) < 0)
-        return -1;
-    snprintf(num, sizeof num,
-             ",\"generation\":%u,\"state\":\"%s\",\"in_flight\":%ld,\"references\":%u,"
-             "\"mapped_copy\":",
-             g->id, g->retired ? "draining" : "active", g->inflight, g->refs);
-    if (buf_append_str(b, num) < 0 || json_str(b, g->copy) < 0 ||
-        buf_append_str(b, ",\"routes\":[") < 0)
-        return -1;
-    for (size_t i = 0; i < g->nroutes; i++) {
-        const struct route_entry *re = &g->routes[i];
-        if ((i && buf_append(b, ",", 1) < 0) || buf_append_str(b, "{\"method\":") < 0 ||
-            json_str(b, re->method) < 0 || buf_append_str(b, ",\"path\":") < 0 ||
-            json_str(b, re->path) < 0 || buf_append_str(b, ",\"kind\":") < 0 ||
-            json_str(b, re->kind == EVICORN_SYNC ? "sync" : "async") < 0 ||
-            buf_append(b, "}", 1) < 0)
-            return -1;
-    }
-    return buf_append_str(b, "]}");
-}
-
-int plugins_status_json(struct buf *b)
-{
-    char head[128];
-    snprintf(head, sizeof head, "{\"worker\":%d,\"pid\":%d,\"plugins\":[", P.w ? P.w->index : -1,
-             (int)getpid());
-    if (buf_append_str(b, head) < 0)
-        return -1;
-    bool first = true;
-    for (struct generation *g = P.active; g; g = g->next)
-        if (status_generation(b, g, &first) < 0)
-            return -1;
-    for (struct generation *g = P.retired; g; g = g->next)
-        if (status_generation(b, g, &first) < 0)
-            return -1;
-    return buf_append_str(b, "]}");
+    route_table_release(P->table);
+    P->table = NULL;
+    /* Generations still draining point to the registry: the last one to
+     * go frees it. */
+    P->closed = true;
+    if (!P->retired)
+        free(P);
 }

@@ -1,4 +1,4 @@
-/* plugins: the worker's live set of plugins, and hot reload.
+/* plugins: a worker's live set of plugins, and hot reload.
  *
  * Each file in the plugins folder is served by one generation at a time: a
  * private copy of the .so, opened with dlopen, negotiated and started. When
@@ -9,27 +9,32 @@
  * last reference goes. Any failure leaves the previous generation serving.
  *
  * Like Kore's module vtable, a generation is the one kind of thing the rest
- * of the server knows: the embedded-Python bridge is a generation too. */
+ * of the server knows: the ASGI bridge is a generation too.
+ *
+ * plugins.c owns a generation's life (loaded, serving, retired, drained,
+ * unloaded); plugins_status.c only reads it. Loop thread only. */
 #ifndef EVICORN_PLUGINS_H
 #define EVICORN_PLUGINS_H
 
+#include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "../abi/evicorn/abi.h"
 #include "buf.h"
-#include "watchdog.h"
+#include "plugin_run.h"
 
-struct worker;
+struct config;
 struct router;
 struct generation;
+struct plugins;
 
 struct route_entry {
     struct generation *gen;
     char *method;
     char *path;
-    char *label; /* "GET /items/{id} (plugin hello)" for logs */
+    char *label; /* "GET /items/{id} (hello.so)" for logs */
     uint32_t kind;
     evicorn_handler_fn handler;
     void *data;
@@ -43,12 +48,18 @@ struct route_table {
     unsigned refs;
 };
 
-/* Loads what is in the folder and starts watching it. Also loads the extra
- * plugin (the Python bridge) when the config names an APP. */
-int plugins_init(struct worker *w);
-void plugins_shutdown(struct worker *w);
+/* Loads what is in the folder and starts watching it; also loads the ASGI
+ * bridge when the config names an APP. api is the table handed to every
+ * plugin; site is where their code runs. NULL when the worker cannot
+ * serve (out of memory, or the bridge was refused: its app did not
+ * start); the reason is logged. */
+struct plugins *plugins_new(struct ev_loop *loop, const struct config *cfg, int worker,
+                            const struct plugin_site *site, const evicorn_api *api);
+/* Retires every generation (each is unloaded when its last reference
+ * goes) and frees the registry. */
+void plugins_free(struct plugins *p);
 
-struct route_table *plugins_routes(void);
+struct route_table *plugins_routes(const struct plugins *p);
 void route_table_retain(struct route_table *t);
 void route_table_release(struct route_table *t);
 
@@ -60,11 +71,8 @@ const char *generation_name(const struct generation *g);
 void generation_request_started(struct generation *g);
 void generation_request_ended(struct generation *g);
 
-/* This worker's plugins, generations, routes and in-flight counts as JSON. */
-int plugins_status_json(struct buf *out);
-
-/* Whether any generation (current or retired) is still busy: graceful
- * shutdown waits for them. */
-bool plugins_busy(void);
+/* This worker's plugins, generations, routes and in-flight counts as JSON
+ * (plugins_status.c). */
+int plugins_status_json(const struct plugins *p, struct buf *out);
 
 #endif

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "container.h"
+
 #define POOL_STACK_SIZE  (1024 * 1024)
 #define POOL_THREAD_NAME "evicorn-pool"
 
@@ -59,7 +61,7 @@ static void unlock(struct pool *p)
 /* Runs on the loop thread: hands the finished job to its owner. */
 static void deliver_done(struct mailbox_msg *msg)
 {
-    struct pool_job *job = (struct pool_job *)((char *)msg - offsetof(struct pool_job, msg));
+    struct pool_job *job = container_of(msg, struct pool_job, msg);
     job->done(job);
 }
 

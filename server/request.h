@@ -1,10 +1,23 @@
-/* request: what a handler may do with one HTTP exchange.
+/* request: one HTTP exchange as a handler sees it, whatever protocol
+ * carries it.
  *
- * This is the interface dispatch and the plugin layer build on; it is
- * ASGI-shaped. The handler receives the body whole or in chunks through
- * one-shot continuations, and answers with a start (status and headers)
- * followed by body chunks, or with one respond call. Every continuation runs
- * on the loop thread, after the call that registered it has returned.
+ * request.c owns a request's life: allocated (from a per-protocol pool,
+ * recycled with its buffers), head parsed (request_prepare), dispatched
+ * (request_dispatch_later), body delivered, response written, finished by
+ * its handler (request_finish), and recycled when the last reference goes.
+ * It is ASGI-shaped: the handler receives the body whole or in chunks
+ * through one-shot continuations, and answers with a start (status and
+ * headers) followed by body chunks, or with one respond call. Every
+ * continuation runs on the loop thread, after the call that registered it
+ * has returned.
+ *
+ * The protocol that carries the request (HTTP/1.1 today, HTTP/2 later)
+ * embeds struct request at the start of its own per-exchange struct and
+ * provides struct request_io: how response bytes are framed and written,
+ * whether more may be written, and what happens when the handler wants
+ * the body or is done. The request never sees the connection; the protocol
+ * feeds it the body (request_body_data, request_body_end,
+ * request_body_failed) and tells it the client left (request_detach).
  *
  * All functions here are for the loop thread. They return 0 or a negative
  * errno value: -EPIPE once the client is gone, -EALREADY for a second
@@ -12,18 +25,19 @@
 #ifndef EVICORN_REQUEST_H
 #define EVICORN_REQUEST_H
 
+#include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct request;
+#include "addr.h"
+#include "buf.h"
+#include "defer.h"
+#include "http.h"
+#include "http1.h"
 
-struct resp_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
+struct config;
+struct request;
 
 /* Body continuation: data is valid only during the call. err is 0, -EPIPE
  * (client gone) or -EMSGSIZE (body over --limit-body). more is false on the
@@ -32,9 +46,144 @@ typedef void (*request_body_fn)(struct request *r, void *ud, const char *data, s
                                 bool more, int err);
 typedef void (*request_event_fn)(struct request *r, void *ud);
 
-/* A handler holds one reference from dispatch until request_finish. */
+/* What the protocol carrying a request provides. Called on the loop thread
+ * by request.c only, while the request is attached (not after
+ * request_detach). */
+struct request_io {
+    /* The protocol's per-exchange struct, with struct request first. */
+    size_t size;
+    /* Clears the protocol's part for a new exchange (buffers kept), and
+     * frees it for good. */
+    void (*reset)(struct request *r);
+    void (*destroy)(struct request *r);
+    /* Frames and queues the response head. Headers were checked (names are
+     * tokens, values hold no CR/LF/NUL); content_length < 0 is unknown. */
+    int (*start)(struct request *r, int status, const struct http_header *headers, size_t n,
+                 int64_t content_length);
+    /* Frames and queues body bytes; more == false ends the body. */
+    int (*send)(struct request *r, const void *data, size_t len, bool more);
+    /* Whether more output may be queued now (backpressure). */
+    bool (*writable)(const struct request *r);
+    /* The handler asked for the body (HTTP/1.1 answers 100-continue). */
+    void (*body_wanted)(struct request *r);
+    /* The handler took body bytes: reading may resume. */
+    void (*body_taken)(struct request *r);
+    /* The response is complete. */
+    void (*done)(struct request *r);
+    /* The handler finished with its response started but not complete:
+     * the response is cut and the connection cannot be reused. */
+    void (*abandon)(struct request *r);
+};
+
+/* Per-worker state shared by every request; the worker owns it. */
+struct request_ctx {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    struct defer_queue *defer;
+    /* Where a dispatched request goes (dispatch.c's router, or a test's). */
+    void (*dispatch)(struct request *r, void *ud);
+    void *dispatch_ud;
+    /* A response completed (the worker counts them for
+     * --limit-max-requests); may be NULL. */
+    void (*served)(void *ud);
+    void *served_ud;
+    long inflight; /* requests dispatched and not yet finished by their handler */
+};
+
+/* Recycled requests of one protocol (they share a size). */
+struct request_pool {
+    const struct request_io *io;
+    struct request *free;
+    size_t nfree;
+};
+
+enum request_body_mode { BODY_UNREAD, BODY_CHUNKS, BODY_WHOLE, BODY_DISCARD };
+enum request_resp { RESP_NONE, RESP_STARTED, RESP_DONE };
+
+struct request {
+    struct request_ctx *ctx;
+    const struct request_io *io;
+    struct request_pool *pool;
+    struct request *next_free;
+    unsigned refs;
+    bool attached; /* the protocol still carries it; false once the client left
+                      or the response was done and handed back */
+
+    struct h1_head head;  /* method, target and headers */
+    const char *raw_path; /* into head.store */
+    size_t raw_path_len;
+    const char *query;
+    size_t query_len;
+    const char *path; /* raw_path, or path_buf when percent-decoding changed it */
+    size_t path_len;
+    struct buf path_buf;
+    struct addr client; /* the peer, or what a trusted proxy says */
+    const char *scheme;
+    bool is_head;
+
+    bool dispatched;
+    bool disconnected;
+    bool handler_done;
+    bool body_complete;
+    bool body_too_large;
+    bool body_broken;          /* the body failed to parse after dispatch */
+    bool body_final_delivered; /* the last body call (more == false) happened */
+    bool pending_disconnect;
+    bool pending_drain;
+
+    /* Request body not yet handed to the handler. */
+    enum request_body_mode body_mode;
+    struct buf body;
+    uint64_t body_received;
+    request_body_fn body_fn;
+    void *body_ud;
+    struct defer body_defer;
+
+    request_event_fn disconnect_fn;
+    void *disconnect_ud;
+    request_event_fn drain_fn;
+    void *drain_ud;
+    struct defer event_defer;
+    struct defer dispatch_defer;
+
+    enum request_resp resp;
+    int status;
+};
+
+/* ---- life (for the protocol) ---- */
+
+void request_pool_init(struct request_pool *pool, const struct request_io *io);
+/* Frees every recycled request of the pool. */
+void request_pool_clear(struct request_pool *pool);
+/* A new request holding one reference (the protocol's); NULL on out of
+ * memory. */
+struct request *request_alloc(struct request_pool *pool, struct request_ctx *ctx);
 void request_retain(struct request *r);
 void request_release(struct request *r);
+/* Derives path, query, scheme and client from a complete head and the
+ * connection's peer (proxy headers are applied when the peer is trusted);
+ * -1 when the target is invalid. */
+int request_prepare(struct request *r, const struct addr *peer);
+/* Hands the request to ctx->dispatch at the end of this loop iteration,
+ * with a reference the handler drops through request_finish. */
+void request_dispatch_later(struct request *r);
+/* The client left (or the protocol is done with the request): pending
+ * continuations hear of it, later calls report -EPIPE. */
+void request_detach(struct request *r);
+/* Body bytes arrived / the body is complete / the body broke after
+ * dispatch (too_large: over --limit-body). */
+int request_body_data(struct request *r, const char *data, size_t len);
+void request_body_end(struct request *r);
+void request_body_failed(struct request *r, bool too_large);
+/* No handler will read the body: what arrives is dropped. */
+void request_discard_body(struct request *r);
+/* Unread body bytes held (the protocol pauses reading beyond a mark). */
+size_t request_body_held(const struct request *r);
+/* The writable event: a handler waiting for room may continue. */
+void request_drained(struct request *r);
+
+/* ---- for handlers ---- */
+
 /* The handler is done: responds 500 if it never responded (and logs it),
  * then drops the handler's reference. */
 void request_finish(struct request *r, const char *route);
@@ -48,12 +197,12 @@ void request_on_disconnect(struct request *r, request_event_fn fn, void *ud);
 bool request_disconnected(const struct request *r);
 
 /* Starts the response. content_length < 0: unknown (chunked on HTTP/1.1). */
-int request_start(struct request *r, int status, const struct resp_header *headers, size_t n,
+int request_start(struct request *r, int status, const struct http_header *headers, size_t n,
                   int64_t content_length);
 /* Sends body bytes; more == false completes the response. */
 int request_send(struct request *r, const void *data, size_t len, bool more);
 /* Start and whole body in one call, with Content-Length. */
-int request_respond(struct request *r, int status, const struct resp_header *headers, size_t n,
+int request_respond(struct request *r, int status, const struct http_header *headers, size_t n,
                     const void *body, size_t len);
 /* FastAPI's error shape: {"detail": "..."} as JSON (500 and 503 as plain
  * text, like Starlette and uvicorn). */
@@ -71,7 +220,7 @@ const char *request_raw_path(const struct request *r, size_t *len); /* as receiv
 const char *request_query(const struct request *r, size_t *len);    /* still encoded */
 void request_http_version(const struct request *r, int *major, int *minor);
 const char *request_scheme(const struct request *r);
-const char *request_client(const struct request *r); /* "ip:port" */
+const struct addr *request_client(const struct request *r);
 size_t request_header_count(const struct request *r);
 /* Header i: name lower-cased, order and duplicates as received. */
 void request_header_at(const struct request *r, size_t i, const char **name, size_t *name_len,

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
+
 #define NTYPES 4
 
 struct route_param {
@@ -130,13 +132,9 @@ static bool is_method(const char *m)
 {
     if (!*m)
         return false;
-    for (const char *p = m; *p; p++) {
-        char c = *p;
-        if ((c >= 'A' && c <= 'Z') || is_digit(c))
-            continue;
-        if (!strchr("!#$%&'*+-.^_`|~", c))
+    for (const char *p = m; *p; p++)
+        if ((*p >= 'a' && *p <= 'z') || !http_is_tchar((unsigned char)*p))
             return false;
-    }
     return true;
 }
 

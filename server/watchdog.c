@@ -2,7 +2,7 @@
  * loop, and ends the worker when it will not let go; see watchdog.h.
  *
  * Why a thread: a loop that is blocked cannot time itself. The existing
- * slow-callback warning (host_check_slow) fires only once a callback has
+ * slow-callback warning (plugin_run) fires only once a callback has
  * returned, so a handler that never returns, or a startup hook that hangs,
  * would freeze the worker without a word.
  *
@@ -28,9 +28,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "exit_status.h"
 #include "log.h"
 
 #define SAMPLE_NS (100 * 1000 * 1000L)
@@ -44,7 +46,7 @@ struct snapshot {
     struct plugin_file_id file;
 };
 
-static struct {
+struct watchdog {
     /* Published by the loop thread. */
     _Atomic(const struct watch_task *) task;
     atomic_ulong seq;
@@ -54,37 +56,41 @@ static struct {
 
     const struct config *cfg;
     int slot;
-    bool running;
     bool stop;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-} W = {.lock = PTHREAD_MUTEX_INITIALIZER};
+};
 
 /* ---- the loop thread's side ---- */
 
-static void publish(const struct watch_task *t)
+static void publish(struct watchdog *W, const struct watch_task *t)
 {
-    atomic_store_explicit(&W.task, t, memory_order_relaxed);
-    atomic_store_explicit(&W.seq, ++W.loop_seq, memory_order_release);
+    atomic_store_explicit(&W->task, t, memory_order_relaxed);
+    atomic_store_explicit(&W->seq, ++W->loop_seq, memory_order_release);
 }
 
-const struct watch_task *watchdog_enter(const struct watch_task *t)
+const struct watch_task *watchdog_enter(struct watchdog *W, const struct watch_task *t)
 {
-    const struct watch_task *prev = atomic_load_explicit(&W.task, memory_order_relaxed);
-    publish(t);
+    if (!W)
+        return NULL;
+    const struct watch_task *prev = atomic_load_explicit(&W->task, memory_order_relaxed);
+    publish(W, t);
     return prev;
 }
 
-void watchdog_leave(const struct watch_task *prev)
+void watchdog_leave(struct watchdog *W, const struct watch_task *prev)
 {
-    publish(prev);
+    if (W)
+        publish(W, prev);
 }
 
-void watchdog_sync(void)
+void watchdog_sync(struct watchdog *W)
 {
+    if (!W)
+        return;
     atomic_thread_fence(memory_order_seq_cst);
-    while (atomic_load_explicit(&W.reading, memory_order_acquire))
+    while (atomic_load_explicit(&W->reading, memory_order_acquire))
         sched_yield();
 }
 
@@ -98,13 +104,13 @@ static double now(void)
 }
 
 /* Copies the task the loop runs if seq still equals `seq`. */
-static bool take_snapshot(unsigned long seq, struct snapshot *out)
+static bool take_snapshot(struct watchdog *W, unsigned long seq, struct snapshot *out)
 {
     bool ok = false;
-    atomic_store_explicit(&W.reading, 1, memory_order_relaxed);
+    atomic_store_explicit(&W->reading, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&W.seq, memory_order_acquire) == seq) {
-        const struct watch_task *t = atomic_load_explicit(&W.task, memory_order_acquire);
+    if (atomic_load_explicit(&W->seq, memory_order_acquire) == seq) {
+        const struct watch_task *t = atomic_load_explicit(&W->task, memory_order_acquire);
         if (t) {
             out->kind = t->kind;
             snprintf(out->role, sizeof out->role, "%s", t->role ? t->role : "plugin code");
@@ -114,44 +120,44 @@ static bool take_snapshot(unsigned long seq, struct snapshot *out)
             ok = true;
         }
     }
-    atomic_store_explicit(&W.reading, 0, memory_order_release);
+    atomic_store_explicit(&W->reading, 0, memory_order_release);
     return ok;
 }
 
-static double limit_of(enum watch_kind kind)
+static double limit_of(const struct watchdog *W, enum watch_kind kind)
 {
-    return kind == WATCH_STARTUP ? W.cfg->timeout_startup : W.cfg->timeout_worker;
+    return kind == WATCH_STARTUP ? W->cfg->timeout_startup : W->cfg->timeout_worker;
 }
 
 /* Ends the worker; the master reads the reason from the scoreboard. Only
  * _exit is safe here: the loop thread is still inside plugin code. */
-static void stop_worker(const struct snapshot *s, double limit)
+static void stop_worker(const struct watchdog *W, const struct snapshot *s, double limit)
 {
     char reason[512];
     if (s->kind == WATCH_STARTUP) {
         log_error("plugin %s: %s did not finish within %g s; refused, and worker %d is replaced",
-                  s->name, s->phase, limit, W.slot);
+                  s->name, s->phase, limit, W->slot);
         scoreboard_quarantine(&s->file, limit);
         snprintf(reason, sizeof reason,
                  "plugin %s: %s did not finish within %g s (refused until the file is replaced)",
                  s->name, s->phase, limit);
-        scoreboard_set_stop_reason(W.slot, reason);
-        _exit(WORKER_EXIT_STARTUP_HUNG);
+        scoreboard_set_stop_reason(W->slot, reason);
+        _exit(EXIT_STARTUP_HUNG);
     }
     log_error("%s %s has blocked the event loop for %g s (--timeout-worker); stopping worker %d",
-              s->role, s->name, limit, W.slot);
+              s->role, s->name, limit, W->slot);
     snprintf(reason, sizeof reason, "its event loop was blocked for %g s in %s %s", limit, s->role,
              s->name);
-    scoreboard_set_stop_reason(W.slot, reason);
-    _exit(WORKER_EXIT_LOOP_BLOCKED);
+    scoreboard_set_stop_reason(W->slot, reason);
+    _exit(EXIT_LOOP_BLOCKED);
 }
 
 /* The loop has been inside the task of sequence `seq` for `held` seconds. */
-static void judge(unsigned long seq, double held, bool *warned)
+static void judge(struct watchdog *W, unsigned long seq, double held, bool *warned)
 {
     /* Skip the copy while nothing can be due yet. */
     double due = *warned ? INFINITY : WATCHDOG_WARN_SECONDS;
-    double lw = W.cfg->timeout_worker, ls = W.cfg->timeout_startup;
+    double lw = W->cfg->timeout_worker, ls = W->cfg->timeout_startup;
     if (lw > 0 && lw < due)
         due = lw;
     if (ls > 0 && ls < due)
@@ -159,11 +165,11 @@ static void judge(unsigned long seq, double held, bool *warned)
     if (held < due)
         return;
     struct snapshot s;
-    if (!take_snapshot(seq, &s))
+    if (!take_snapshot(W, seq, &s))
         return;
-    double limit = limit_of(s.kind);
+    double limit = limit_of(W, s.kind);
     if (limit > 0 && held >= limit)
-        stop_worker(&s, limit);
+        stop_worker(W, &s, limit);
     if (*warned || held < WATCHDOG_WARN_SECONDS)
         return;
     *warned = true;
@@ -181,33 +187,33 @@ static void judge(unsigned long seq, double held, bool *warned)
 
 static void *watch_main(void *arg)
 {
-    (void)arg;
-    unsigned long last = atomic_load_explicit(&W.seq, memory_order_acquire);
+    struct watchdog *W = arg;
+    unsigned long last = atomic_load_explicit(&W->seq, memory_order_acquire);
     double since = now();
     bool warned = false;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
-    pthread_mutex_lock(&W.lock);
-    while (!W.stop) {
+    pthread_mutex_lock(&W->lock);
+    while (!W->stop) {
         deadline.tv_nsec += SAMPLE_NS;
         if (deadline.tv_nsec >= 1000000000L) {
             deadline.tv_sec++;
             deadline.tv_nsec -= 1000000000L;
         }
         int rc = 0;
-        while (!W.stop && rc != ETIMEDOUT)
-            rc = pthread_cond_timedwait(&W.wake, &W.lock, &deadline);
-        if (W.stop)
+        while (!W->stop && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&W->wake, &W->lock, &deadline);
+        if (W->stop)
             break;
-        pthread_mutex_unlock(&W.lock);
-        unsigned long seq = atomic_load_explicit(&W.seq, memory_order_acquire);
+        pthread_mutex_unlock(&W->lock);
+        unsigned long seq = atomic_load_explicit(&W->seq, memory_order_acquire);
         double t = now();
         if (seq != last) {
             last = seq;
             since = t;
             warned = false;
-        } else if (atomic_load_explicit(&W.task, memory_order_relaxed)) {
-            judge(seq, t - since, &warned);
+        } else if (atomic_load_explicit(&W->task, memory_order_relaxed)) {
+            judge(W, seq, t - since, &warned);
         }
         /* After a long stall of this thread, sample from now on rather
          * than catching up. */
@@ -215,53 +221,63 @@ static void *watch_main(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &cur);
         if (cur.tv_sec > deadline.tv_sec + 1)
             deadline = cur;
-        pthread_mutex_lock(&W.lock);
+        pthread_mutex_lock(&W->lock);
     }
-    pthread_mutex_unlock(&W.lock);
+    pthread_mutex_unlock(&W->lock);
     return NULL;
 }
 
-int watchdog_start(const struct config *cfg, int slot)
+struct watchdog *watchdog_start(const struct config *cfg, int slot)
 {
-    W.cfg = cfg;
-    W.slot = slot;
-    W.stop = false;
+    struct watchdog *W = calloc(1, sizeof *W);
+    if (!W)
+        return NULL;
+    W->cfg = cfg;
+    W->slot = slot;
     pthread_condattr_t ca;
-    int rc = pthread_condattr_init(&ca);
+    int rc = pthread_mutex_init(&W->lock, NULL);
     if (rc == 0) {
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        rc = pthread_cond_init(&W.wake, &ca);
-        pthread_condattr_destroy(&ca);
+        rc = pthread_condattr_init(&ca);
+        if (rc == 0) {
+            pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+            rc = pthread_cond_init(&W->wake, &ca);
+            pthread_condattr_destroy(&ca);
+        }
+        if (rc != 0)
+            pthread_mutex_destroy(&W->lock);
     }
     if (rc != 0) {
+        free(W);
         errno = rc;
-        return -1;
+        return NULL;
     }
     /* Signals are the loop thread's business (libev): block them all in
      * the watchdog thread. */
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
-    rc = pthread_create(&W.thread, NULL, watch_main, NULL);
+    rc = pthread_create(&W->thread, NULL, watch_main, W);
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (rc != 0) {
-        pthread_cond_destroy(&W.wake);
+        pthread_cond_destroy(&W->wake);
+        pthread_mutex_destroy(&W->lock);
+        free(W);
         errno = rc;
-        return -1;
+        return NULL;
     }
-    W.running = true;
-    return 0;
+    return W;
 }
 
-void watchdog_stop(void)
+void watchdog_stop(struct watchdog *W)
 {
-    if (!W.running)
+    if (!W)
         return;
-    pthread_mutex_lock(&W.lock);
-    W.stop = true;
-    pthread_cond_signal(&W.wake);
-    pthread_mutex_unlock(&W.lock);
-    pthread_join(W.thread, NULL);
-    pthread_cond_destroy(&W.wake);
-    W.running = false;
+    pthread_mutex_lock(&W->lock);
+    W->stop = true;
+    pthread_cond_signal(&W->wake);
+    pthread_mutex_unlock(&W->lock);
+    pthread_join(W->thread, NULL);
+    pthread_cond_destroy(&W->wake);
+    pthread_mutex_destroy(&W->lock);
+    free(W);
 }

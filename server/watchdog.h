@@ -10,9 +10,9 @@
  * starting a replacement:
  *
  *  - plugin callbacks (async handlers and their continuations, shutdown
- *    hooks): --timeout-worker, exit status WORKER_EXIT_LOOP_BLOCKED;
+ *    hooks): --timeout-worker, exit status EXIT_LOOP_BLOCKED;
  *  - loading a plugin file and its startup hook: --timeout-startup, exit
- *    status WORKER_EXIT_STARTUP_HUNG, after recording the file in the
+ *    status EXIT_STARTUP_HUNG, after recording the file in the
  *    scoreboard's quarantine so the next worker refuses it.
  *
  * A limit of 0 means never. The watchdog reads the task's strings only
@@ -24,13 +24,10 @@
 #include "scoreboard.h"
 
 struct config;
-
-/* The worker was ended because plugin code held its loop past
- * --timeout-worker. */
-#define WORKER_EXIT_LOOP_BLOCKED 90
-/* The worker was ended because a plugin's loading or startup did not
- * finish within --timeout-startup; the file is quarantined. */
-#define WORKER_EXIT_STARTUP_HUNG 91
+/* One worker's watchdog thread and what the loop publishes to it. Every
+ * function accepts NULL (a worker whose watchdog could not start runs
+ * unwatched). */
+struct watchdog;
 
 /* How long a task may hold the loop before the watchdog warns once. */
 #define WATCHDOG_WARN_SECONDS 1.0
@@ -51,21 +48,20 @@ struct watch_task {
 };
 
 /* Starts the watchdog thread for the worker in scoreboard slot `slot`.
- * Call on the loop thread. Returns 0, or -1 (errno set); without it the
- * worker runs unwatched. */
-int watchdog_start(const struct config *cfg, int slot);
-/* Stops and joins the thread. */
-void watchdog_stop(void);
+ * Call on the loop thread. NULL with errno set on failure. */
+struct watchdog *watchdog_start(const struct config *cfg, int slot);
+/* Stops and joins the thread, and frees the watchdog. */
+void watchdog_stop(struct watchdog *wd);
 
 /* Loop thread only. Publishes t as what the loop is running and returns
  * the task it interrupted (for nested callbacks), to hand to
  * watchdog_leave. t must stay valid until watchdog_leave and
  * watchdog_sync have returned. */
-const struct watch_task *watchdog_enter(const struct watch_task *t);
-void watchdog_leave(const struct watch_task *prev);
+const struct watch_task *watchdog_enter(struct watchdog *wd, const struct watch_task *t);
+void watchdog_leave(struct watchdog *wd, const struct watch_task *prev);
 /* Loop thread only. Waits until the watchdog no longer reads a task that
  * was left: call before freeing or reusing a task's memory. Cheap (a fence
  * and a load) unless the watchdog is reading at that instant. */
-void watchdog_sync(void);
+void watchdog_sync(struct watchdog *wd);
 
 #endif

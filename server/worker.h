@@ -1,9 +1,19 @@
 /* worker: one worker process: its event loop, its connections, its pool.
  *
- * Each worker accepts from the listening sockets it inherited from the
- * master, runs one libev loop on its main thread and owns a thread pool for
- * blocking work. Everything a worker holds is reachable from struct worker;
- * the loop thread alone touches it, except through the mailbox. */
+ * worker.c owns the worker's life (started, serving, draining, stopped),
+ * its loop and what runs at the end of every iteration (the deferred-work
+ * queue, then one write per connection with output, then the access log),
+ * the accept path and the signals. Everything the worker holds hangs off
+ * struct worker, and the loop thread alone touches it, except through the
+ * mailbox. Three things live outside it, by their nature: the scoreboard,
+ * which the master maps before forking and every process shares; the log's
+ * buffer, which belongs to the process; and the one pointer the host keeps
+ * for the ABI calls that take no request (host.c).
+ *
+ * The layers, each calling only downwards (and upwards only through the
+ * function pointers it was handed):
+ *   worker → conn (transport) → http1_proto (protocol) → request (exchange)
+ *   request → [request_ctx.dispatch] → dispatch → host → plugins */
 #ifndef EVICORN_WORKER_H
 #define EVICORN_WORKER_H
 
@@ -11,20 +21,27 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "addr.h"
 #include "config.h"
-#include "http1.h"
+#include "conn.h"
+#include "defer.h"
+#include "dispatch.h"
+#include "http1_proto.h"
+#include "listener.h"
+#include "plugin_run.h"
+#include "request.h"
 
-struct conn;
-struct request;
-struct defer;
+struct host;
 struct mailbox;
+struct plugins;
 struct pool;
+struct worker;
 
-struct listener {
-    int fd;
-    bool unix_socket;
-    char name[128]; /* "http://127.0.0.1:8000", "unix:/path" */
-    char addr[64];  /* host:port as the ASGI server field shows it */
+/* One listening socket's accept watcher. */
+struct worker_accept {
+    ev_io io;
+    struct worker *w;
+    struct listener *listener;
 };
 
 struct worker {
@@ -34,43 +51,46 @@ struct worker {
 
     struct listener *listeners;
     size_t nlisteners;
-    ev_io *accept_io;
+    struct worker_accept *accepts;
     ev_timer accept_retry; /* accept paused after EMFILE */
-    ev_prepare prepare;    /* end of iteration: deferred callbacks, then writes */
+    struct {
+        bool once;
+        ev_tstamp at;
+        unsigned long unreported;
+    } accept_reports;   /* EMFILE warnings, rate-limited */
+    ev_prepare prepare; /* end of iteration */
     ev_signal sig_term, sig_int, sig_quit;
     ev_timer grace; /* graceful-shutdown deadline */
 
-    struct conn *conns; /* all connections */
-    size_t nconns;
-    struct conn *dirty; /* connections with output to write */
-    struct defer *defer_first, *defer_last;
-    struct request *free_requests;
-    size_t nfree_requests;
-
-    long inflight; /* requests dispatched and not yet finished by their handler */
-    long served;   /* responses completed */
-    bool draining;
-    ev_tstamp drain_started;
-
-    struct h1_limits limits;
-    char *default_headers; /* "server: evicorn\r\n" and --header lines */
-    size_t default_headers_len;
-    char *scratch; /* read buffer shared by all connections */
-    size_t scratch_cap;
+    struct defer_queue defer;
+    struct conn_ctx conns;
+    struct request_ctx requests;
+    struct h1_server http1;
+    long served; /* responses completed */
 
     struct mailbox *mailbox;
     struct pool *pool;
+    struct plugin_site site; /* the watchdog and scoreboard slot */
+    struct host *host;
+    struct plugins *plugins;
+    struct dispatcher dispatcher;
 };
 
 /* Runs a worker until it has shut down; returns the process exit status. */
 int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index);
-/* A response completed (for --limit-max-requests). */
-void worker_request_served(struct worker *w);
-/* The end of one loop iteration (run from the loop's prepare watcher):
- * deferred continuations, one write per connection with output, the access
- * log. Also what an embedder driving the loop itself must run. */
+
+/* The serving core alone (connections, HTTP/1.1, requests), without
+ * plugins, pool or signals: what worker_run builds first, and what a test
+ * harness driving the loop itself builds (the fuzz target). The caller
+ * sets w->requests.dispatch. Returns 0, or -1 on out of memory. */
+int worker_core_init(struct worker *w, struct ev_loop *loop, const struct config *cfg);
+void worker_core_free(struct worker *w);
+/* Serves HTTP/1.1 on an accepted, non-blocking socket, which it takes
+ * over. NULL on out of memory (fd is closed). */
+struct conn *worker_serve_fd(struct worker *w, int fd, const struct addr *peer);
+/* The end of one loop iteration: deferred work, then one write per
+ * connection with output (repeated while either produced more), then the
+ * access log. */
 void worker_end_iteration(struct worker *w);
-/* Connection bookkeeping, for conn.c. */
-void worker_conn_closed(struct worker *w, struct conn *c);
 
 #endif

@@ -377,6 +377,19 @@ async def raw_app(scope, receive, send):
             raise
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/connection-keep-alive":
+        # The bytes of the header after Connection spell "close": only the
+        # Connection value itself may decide.
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"connection", b"keep-alive"), (b"x-note", b"closed"),
+                                (b"x-close", b"close")]})
+        await send({"type": "http.response.body", "body": b"kept"})
+        return
+    if path == "/connection-close":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"connection", b"Keep-Alive, Close")]})
+        await send({"type": "http.response.body", "body": b"closing"})
+        return
     if path == "/receive-after-response":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"done"})

@@ -14,12 +14,9 @@
  *   - a body the adapter accepts is the one a plain reading of RFC 9112's
  *     chunked grammar gives, ending at the same byte.
  *
- * Input layout:
- *   byte 0     options: bit 0 response mode (the outbound client's parser),
- *              bit 1 the alternative head spelling
- *   byte 1     n = byte & 15: how many split lengths follow
- *   n bytes    the lengths of successive pieces, (byte + 1) each, cycled
- *   the rest   the bytes after the head */
+ * Input layout (split_input.h): options, split lengths, then the bytes
+ * after the head. Options: bit 0 response mode (the outbound client's
+ * parser), bit 1 the alternative head spelling. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +24,7 @@
 
 #include "buf.h"
 #include "http1.h"
+#include "split_input.h"
 
 #define MAX_MSGS 4
 
@@ -101,16 +99,15 @@ static const struct h1_callbacks callbacks = {on_begin, on_head, on_body, on_com
 /* Feeds data[0..len) in pieces of the given lengths (one piece when
  * nsplits is 0), keeping unparsed bytes the way conn.c does. */
 static void feed(struct run *r, enum h1_mode mode, const uint8_t *data, size_t len,
-                 const uint8_t *splits, size_t nsplits)
+                 struct split_input *in)
 {
     r->p = h1_parser_new(mode, &limits, &callbacks, r);
     if (!r->p)
         abort();
-    size_t avail = 0, off = 0, k = 0;
+    size_t avail = 0, off = 0;
     bool failed = false;
     while (avail < len && !failed) {
-        size_t n = nsplits ? (size_t)splits[k++ % nsplits] + 1 : len;
-        avail = n > len - avail ? len : avail + n;
+        avail += in ? split_input_piece(in, len - avail) : len - avail;
         while (off < avail) {
             ssize_t used = h1_parser_feed(r->p, (const char *)data + off, avail - off);
             if (used < 0) {
@@ -207,15 +204,12 @@ static long reference_dechunk(const uint8_t *p, size_t len, struct buf *out)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 2)
+    struct split_input in;
+    if (!split_input_parse(&in, data, size))
         return 0;
-    uint8_t opts = data[0];
-    size_t nsplits = data[1] & 15;
-    if (size < 2 + nsplits)
-        return 0;
-    const uint8_t *splits = data + 2;
-    const uint8_t *rest = data + 2 + nsplits;
-    size_t rest_len = size - 2 - nsplits;
+    uint8_t opts = in.opts;
+    const uint8_t *rest = in.payload;
+    size_t rest_len = in.len;
 
     enum h1_mode mode = (opts & 1) ? H1_RESPONSE : H1_REQUEST;
     const char *head = heads[opts & 1][(opts >> 1) & 1];
@@ -228,8 +222,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(msg + head_len, rest, rest_len);
 
     struct run whole = {0}, split = {0};
-    feed(&whole, mode, msg, len, NULL, 0);
-    feed(&split, mode, msg, len, splits, nsplits);
+    feed(&whole, mode, msg, len, NULL);
+    feed(&split, mode, msg, len, &in);
 
     if (buf_size(&whole.log) != buf_size(&split.log) ||
         memcmp(buf_start(&whole.log), buf_start(&split.log), buf_size(&whole.log)) != 0) {

@@ -1,29 +1,27 @@
 /* fuzz_request: arbitrary client bytes through the real connection code.
  *
- * Each input is sent over a socketpair to a connection made by conn_accept
- * on a worker set up here the way worker_run sets it up, and the loop runs
- * between writes, so the server reads the bytes in the pieces the input
- * chooses: the HTTP/1 adapter and its guard, the head, pipelining and body
- * limits, request_prepare (target, percent-decoding, proxy headers), the
- * response writer and the ordering of pipelined responses all run as in
- * production. dispatch.c is left out of the instrumented core; the dispatch
- * below routes through a fixed router table (static, {x:int}, {x:float},
- * {x:str} and {x:path} routes) to handlers that answer at once, read the
- * body whole, read it in chunks, or stream the response.
+ * Each input is sent over a socketpair to a connection the worker's own
+ * serving core takes over (worker_core_init, worker_serve_fd: the
+ * transport, the HTTP/1.1 protocol, requests), and the loop runs between
+ * writes, so the server reads the bytes in the pieces the input chooses:
+ * the HTTP/1 adapter and its guard, the head, pipelining and body limits,
+ * request_prepare (target, percent-decoding, proxy headers), the response
+ * writer and the ordering of pipelined responses all run as in
+ * production. The requests' dispatch function is this file's: it routes
+ * through a fixed router table (static, {x:int}, {x:float}, {x:str} and
+ * {x:path} routes) to handlers that answer at once, read the body whole,
+ * read it in chunks, or stream the response.
  *
- * Input layout:
- *   byte 0     options: bit 0 a 64-byte body limit (413 paths) instead of
- *              1 MiB; bit 1 --limit-concurrency 1 (503 shedding); bit 2
- *              --no-proxy-headers; bit 3 the client closes without shutting
- *              its write side first; bit 4 small head limits (512-byte
- *              head, 128-byte request line, 8 header fields) so that inputs
- *              of a few KiB reach them
- *   byte 1     n = byte & 15: how many split lengths follow
- *   n bytes    the lengths of successive writes, (byte + 1) each, cycled
- *   the rest   the bytes the client sends
+ * Input layout (split_input.h): options, the lengths of successive writes,
+ * then the bytes the client sends. Options: bit 0 a 64-byte body limit
+ * (413 paths) instead of 1 MiB; bit 1 --limit-concurrency 1 (503
+ * shedding); bit 2 --no-proxy-headers; bit 3 the client closes without
+ * shutting its write side first; bit 4 small head limits (512-byte head,
+ * 128-byte request line, 8 header fields) so that inputs of a few KiB
+ * reach them.
  *
  * Every request, buffer and connection is released before the input
- * returns (the worker's free list of requests too), so libFuzzer checks for
+ * returns (the pool of recycled requests too), so libFuzzer checks for
  * leaks after every input; a request still held by a handler at the end
  * aborts the run. */
 #include <errno.h>
@@ -35,11 +33,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "dispatch.h"
 #include "log.h"
 #include "request.h"
 #include "router.h"
+#include "split_input.h"
 #include "worker.h"
 
 /* Loop iterations run after each write before the server counts as idle
@@ -72,22 +69,11 @@ static struct worker wk;
 static struct config cfg;
 static ev_prepare prepare;
 
-/* ---- the dispatch this target links instead of dispatch.c ---- */
-
-int dispatch_init(struct worker *w)
-{
-    (void)w;
-    return 0;
-}
-
-void dispatch_shutdown(struct worker *w)
-{
-    (void)w;
-}
+/* ---- the requests' dispatch ---- */
 
 static void answer(struct request *r, int status, const void *body, size_t len)
 {
-    static const struct resp_header h = {"content-type", 12, "text/plain", 10};
+    static const struct http_header h = {"content-type", 12, "text/plain", 10};
     request_respond(r, status, &h, 1, body, len);
     request_finish(r, NULL);
 }
@@ -104,7 +90,7 @@ static void handle_scope(struct request *r)
     total += len;
     request_query(r, &len);
     total += len;
-    total += strlen(request_scheme(r)) + strlen(request_client(r));
+    total += strlen(request_scheme(r)) + strlen(request_client(r)->ip);
     int major, minor;
     request_http_version(r, &major, &minor);
     for (size_t i = 0; i < request_header_count(r); i++) {
@@ -119,7 +105,7 @@ static void handle_scope(struct request *r)
     if (ct) {
         /* A request header value echoed as a response header: the writer
          * must refuse anything that could split the response. */
-        struct resp_header h = {"x-echo", 6, ct, len};
+        struct http_header h = {"x-echo", 6, ct, len};
         request_respond(r, 200, &h, 1, body, (size_t)n);
         request_finish(r, NULL);
         return;
@@ -180,15 +166,16 @@ static void handle_stream(struct request *r)
     request_finish(r, NULL);
 }
 
-void dispatch_request(struct request *r)
+static void dispatch(struct request *r, void *ud)
 {
+    (void)ud;
     size_t mlen, plen;
     const char *method = request_method(r, &mlen);
     const char *path = request_path(r, &plen);
     struct router_match m;
     enum router_result res = router_match(router, method, mlen, path, plen, &m);
     if (res == ROUTER_METHOD_NOT_ALLOWED) {
-        struct resp_header h = {"allow", 5, m.allow, strlen(m.allow)};
+        struct http_header h = {"allow", 5, m.allow, strlen(m.allow)};
         request_respond(r, 405, &h, 1, "{}", 2);
         request_finish(r, NULL);
         return;
@@ -223,7 +210,7 @@ void dispatch_request(struct request *r)
     }
 }
 
-/* ---- the worker's end-of-iteration work, as worker.c's on_prepare ---- */
+/* ---- the loop, driven as worker.c's on_prepare drives it ---- */
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
@@ -249,8 +236,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
             abort();
         }
     }
+    static const char *headers[] = {"x-fuzz: 1"};
     cfg = (struct config){
         .threads = 1,
+        .headers = headers,
+        .nheaders = 1,
         .log_level = LOG_CRITICAL,
         .access_log = false,
         .timeout_keep_alive = 5,
@@ -265,17 +255,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .proxy_headers = true,
         .forwarded_allow_ips = "127.0.0.1",
     };
-    wk = (struct worker){
-        .loop = ev_loop_new(EVFLAG_AUTO),
-        .cfg = &cfg,
-        .limits = {.max_head = 16 * 1024, .max_line = 8 * 1024, .max_headers = 128},
-        .scratch_cap = 64 * 1024,
-    };
-    wk.scratch = malloc(wk.scratch_cap);
-    wk.default_headers = strdup("x-fuzz: 1\r\n");
-    if (!wk.loop || !wk.scratch || !wk.default_headers)
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    if (!loop || worker_core_init(&wk, loop, &cfg) < 0)
         abort();
-    wk.default_headers_len = strlen(wk.default_headers);
+    wk.requests.dispatch = dispatch;
     ev_prepare_init(&prepare, on_prepare);
     prepare.data = &wk;
     ev_prepare_start(wk.loop, &prepare);
@@ -301,51 +284,40 @@ static void run_until_idle(int client)
     for (int i = 0; i < MAX_SPINS; i++) {
         ev_run(wk.loop, EVRUN_NOWAIT);
         bool got = client >= 0 && drain_client(client);
-        if (!got && !wk.defer_first && !wk.dirty && i > 0)
+        if (!got && !wk.defer.first && !wk.conns.dirty && i > 0)
             break;
     }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 2)
+    struct split_input in;
+    if (!split_input_parse(&in, data, size))
         return 0;
-    uint8_t opts = data[0];
-    size_t nsplits = data[1] & 15;
-    if (size < 2 + nsplits)
-        return 0;
-    const uint8_t *splits = data + 2;
-    const uint8_t *payload = data + 2 + nsplits;
-    size_t len = size - 2 - nsplits;
+    uint8_t opts = in.opts;
+    const uint8_t *payload = in.payload;
+    size_t len = in.len;
 
     cfg.limit_body = (opts & 1) ? 64 : 1024 * 1024;
     cfg.limit_concurrency = (opts & 2) ? 1 : 0;
     cfg.proxy_headers = !(opts & 4);
     if (opts & 16)
-        wk.limits = (struct h1_limits){.max_head = 512, .max_line = 128, .max_headers = 8};
+        wk.http1.limits = (struct h1_limits){.max_head = 512, .max_line = 128, .max_headers = 8};
     else
-        wk.limits =
+        wk.http1.limits =
             (struct h1_limits){.max_head = 16 * 1024, .max_line = 8 * 1024, .max_headers = 128};
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         abort();
-    struct conn *c = conn_accept(&wk, sv[0]);
-    if (!c)
+    struct addr peer;
+    addr_set(&peer, "127.0.0.1", 9, 40000);
+    if (!worker_serve_fd(&wk, sv[0], &peer))
         abort();
-    snprintf(c->peer, sizeof c->peer, "127.0.0.1:40000");
-    c->peer_ip_len = 9;
-    c->next = wk.conns;
-    if (wk.conns)
-        wk.conns->prev = c;
-    wk.conns = c;
-    wk.nconns++;
 
-    size_t off = 0, k = 0;
+    size_t off = 0;
     while (off < len) {
-        size_t n = nsplits ? (size_t)splits[k++ % nsplits] + 1 : len;
-        if (n > len - off)
-            n = len - off;
+        size_t n = split_input_piece(&in, len - off);
         ssize_t sent = send(sv[1], payload + off, n, MSG_NOSIGNAL);
         if (sent <= 0)
             break; /* the server closed, or stopped reading */
@@ -361,25 +333,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* Whatever is still open (a connection waiting on a stalled pipeline)
      * is aborted, as on a forced shutdown. */
-    while (wk.conns)
-        conn_abort(wk.conns);
+    conn_abort_all(&wk.conns);
     run_until_idle(-1);
-    if (wk.inflight != 0 || wk.defer_first || wk.dirty) {
-        fprintf(stderr, "fuzz_request: %ld request(s) still in flight after close\n", wk.inflight);
+    if (wk.requests.inflight != 0 || wk.defer.first || wk.conns.dirty) {
+        fprintf(stderr, "fuzz_request: %ld request(s) still in flight after close\n",
+                wk.requests.inflight);
         abort();
     }
-    /* The worker keeps finished requests for reuse; give them back as
-     * worker_free does, so each input frees all it allocated and libFuzzer
-     * keeps checking for leaks after every input. */
-    while (wk.free_requests) {
-        struct request *r = wk.free_requests;
-        wk.free_requests = r->next;
-        h1_head_free(&r->head);
-        buf_free(&r->body);
-        buf_free(&r->out);
-        buf_free(&r->path_buf);
-        free(r);
-    }
-    wk.nfree_requests = 0;
+    /* The protocol keeps finished requests for reuse; give them back, so
+     * each input frees all it allocated and libFuzzer keeps checking for
+     * leaks after every input. */
+    request_pool_clear(&wk.http1.pool);
     return 0;
 }

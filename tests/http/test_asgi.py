@@ -255,6 +255,21 @@ def test_head_and_keep_alive_pipelining(app_server):
             assert json.loads(r.body)["item_id"] == i
 
 
+def test_app_connection_header_is_read_as_its_token_list(app_server):
+    # Connection: keep-alive followed by headers whose bytes hold "close"
+    # keeps the connection; an explicit close option in a list closes it.
+    with Conn.tcp(app_server.port) as conn:
+        for _ in range(3):
+            r = conn.request(get("/raw/connection-keep-alive"))
+            assert r.status == 200 and r.body == b"kept"
+            assert r.header("connection") is None
+            assert r.header("x-note") == "closed"
+        r = conn.request(get("/raw/connection-close"))
+        assert r.body == b"closing" and r.header("connection") == "close"
+        with pytest.raises((ConnClosed, OSError)):
+            conn.request(get("/raw/connection-keep-alive"))
+
+
 def test_unhandled_exception_is_a_500_and_logged(app_server):
     with client(app_server) as c:
         for path in ("/boom", "/boom/sync"):

@@ -815,6 +815,21 @@ def test_sdk_respond_error_is_fastapis_http_exception(probe, target, status, det
     assert r.body == py_json({"detail": detail})
 
 
+@pytest.mark.parametrize("status,reason", [
+    (413, "Content Too Large"), (414, "URI Too Long"), (416, "Range Not Satisfiable"),
+    (422, "Unprocessable Content"), (501, "Not Implemented"), (418, "I'm a teapot"),
+])
+def test_sdk_default_detail_is_the_reason_the_server_writes(probe, status, reason):
+    # The SDK (inside the plugin) and the server (the status line) take
+    # reason phrases from one list, RFC 9110's names.
+    srv, _ = probe
+    with srv.connect() as c:
+        r = c.request(get("/sdk/error/%d" % status))
+    assert r.status == status, r
+    assert r.reason == reason
+    assert r.body == py_json({"detail": reason})
+
+
 def test_sdk_streamed_response_arrives_in_order(probe):
     srv, _ = probe
     with srv.connect() as c:

@@ -124,6 +124,18 @@ def test_client_disconnect_mid_request_is_noticed_at_once(srv):
     assert srv.wait_for_log(r"probe: delay cancelled", 2.0), srv.output()
 
 
+def test_on_disconnect_after_the_client_left_runs_after_the_call_returns(srv):
+    # abi.h: a continuation never runs before the call that registered it
+    # returns, even when what it waits for has already happened.
+    c = srv.connect()
+    c.send(get("/probe/late-disconnect"))
+    time.sleep(0.2)
+    c.close()
+    assert srv.wait_for_log(r"probe: disconnect callback ran", 2.0), srv.output()
+    assert srv.wait_for_log(r"probe: disconnect callback ran after on_disconnect returned", 0.1)
+    assert not srv.wait_for_log(r"ran inside on_disconnect", 0.1)
+
+
 def test_handler_that_never_responds_gets_500_and_a_log_line_naming_the_route(srv):
     with srv.connect() as c:
         c.send(get("/probe/no-response"))

@@ -79,7 +79,7 @@ def test_dropped_plugin_serves_its_routes(make_server):
 def test_plugin_built_against_the_frozen_v1_header_loads(make_server):
     # probe.c includes tests/abi-v1/evicorn/abi.h, a frozen copy of ABI 1.0.
     srv = with_probe(make_server())
-    assert srv.wait_for_log(r"plugin probe\.so: loaded probe 1 \(generation \d+, 16 routes\)")
+    assert srv.wait_for_log(r"plugin probe\.so: loaded probe 1 \(generation \d+, 17 routes\)")
 
 
 def test_replace_by_rename_under_load_fails_no_request_and_serves_v2_within_a_second(make_server):

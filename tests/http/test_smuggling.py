@@ -32,6 +32,15 @@ from plugin_util import deploy, plugin_path
 
 Case = collections.namedtuple("Case", "id raw status keep hits check")
 
+CL_AND_TE = b"both Content-Length and Transfer-Encoding"
+
+
+def detail_says(text):
+    """A check: the (first) answer's body names the problem."""
+    def check(responses):
+        assert text in responses[0].body, responses[0].body
+    return check
+
 
 def case(id, raw, status, keep=False, hits=(), check=None):
     """raw: bytes, or a list of pieces sent with a pause between them.
@@ -105,11 +114,13 @@ CASES = [
     case("control-chunked", chunked(b"5\r\nhello\r\n0\r\n\r\n"), 200, True, [POST_HELLO]),
     case("control-content-length-zero", cl(b"0", b""), 200, True, [Hit("POST", "/inspect/a")]),
 
-    # ---- Content-Length with Transfer-Encoding (CL.TE and TE.CL)
+    # ---- Content-Length with Transfer-Encoding (CL.TE and TE.CL): the
+    # answer says which conflict it was
     case("cl-te-classic", post(b"Content-Length: 6\r\nTransfer-Encoding: chunked\r\n",
-                               b"0\r\n\r\nG"), 400),
+                               b"0\r\n\r\nG"), 400, check=detail_says(CL_AND_TE)),
     case("te-cl-classic", post(b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
-                               b"5c\r\n" + SMUGGLED + b"x" * 46 + b"\r\n0\r\n\r\n"), 400),
+                               b"5c\r\n" + SMUGGLED + b"x" * 46 + b"\r\n0\r\n\r\n"), 400,
+         check=detail_says(CL_AND_TE)),
     case("cl-te-smuggled-get", post(b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n"
                                     % len(b"0\r\n\r\n" + SMUGGLED), b"0\r\n\r\n" + SMUGGLED), 400),
     case("te-chunked-with-cl-zero", post(b"Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
@@ -118,7 +129,8 @@ CASES = [
                                      b"hello"), 400),
 
     # ---- Content-Length values
-    case("cl-duplicate-equal", post(b"Content-Length: 5\r\nContent-Length: 5\r\n", b"hello"), 400),
+    case("cl-duplicate-equal", post(b"Content-Length: 5\r\nContent-Length: 5\r\n", b"hello"), 400,
+         check=detail_says(b"more than one Content-Length")),
     case("cl-duplicate-different", post(b"Content-Length: 5\r\nContent-Length: 50\r\n",
                                         b"hello" + SMUGGLED), 400),
     case("cl-plus-sign", cl(b"+5"), 400),
@@ -331,14 +343,17 @@ CASES = [
     case("http-version-trailing-space", get(version=b"HTTP/1.1 "), 400),
     case("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
 
-    # ---- methods
-    case("method-lower-case", b"get /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 400),
-    case("method-unknown", b"FOO /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 400),
+    # ---- methods: a valid token the server does not know is 501 (RFC
+    # 9110 9.1), anything else in the method's place is 400
+    case("method-lower-case", b"get /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 501),
+    case("method-unknown", b"FOO /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 501),
     case("method-invalid-byte", b"G@T /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 400),
     case("method-nul", b"GE\x00T /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 400),
     case("method-high-byte", b"G\xc9T /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 400),
-    case("method-over-long", b"A" * 5000 + b" /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 400),
-    case("method-known-prefix", b"GETGET /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 400),
+    case("method-over-long", b"A" * 5000 + b" /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 501),
+    case("method-known-prefix", b"GETGET /inspect/a HTTP/1.1\r\n" + H + b"\r\n", 501),
+    case("method-unknown-http10", b"FOO /inspect/a HTTP/1.0\r\n\r\n", 501),
+    case("method-unknown-then-bad-header", b"FOO /inspect/a HTTP/1.1\r\nHost h\r\n\r\n", 400),
     case("method-connect", b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 400),
 
     # ---- Connection: close and HTTP/1.0: nothing after it is processed

@@ -276,6 +276,35 @@ static void watch(evicorn_request *req, void *data)
     api->sleep(req, 30, delay_done, NULL);
 }
 
+/* GET /probe/late-disconnect: registers on_disconnect only after the
+ * client has gone; the callback must still run after the registering call
+ * returns, never inside it. */
+static int registering;
+
+static void late_disconnect_cb(evicorn_request *req, void *ud, int status)
+{
+    (void)ud;
+    (void)status;
+    api->log(req, 2,
+             registering ? "disconnect callback ran inside on_disconnect"
+                         : "disconnect callback ran after on_disconnect returned");
+}
+
+static void late_disconnect_wake(evicorn_request *req, void *ud, int status)
+{
+    (void)ud;
+    (void)status; /* ECANCELED: the client has gone */
+    registering = 1;
+    api->on_disconnect(req, late_disconnect_cb, NULL);
+    registering = 0;
+}
+
+static void late_disconnect(evicorn_request *req, void *data)
+{
+    (void)data;
+    api->sleep(req, 30, late_disconnect_wake, NULL);
+}
+
 /* GET /probe/scope/{name}: the ASGI scope as JSON-ish text. */
 static void scope(evicorn_request *req, void *data)
 {
@@ -329,6 +358,8 @@ static const evicorn_route routes[] = {
      NULL},
     {sizeof(evicorn_route), "GET", PROBE_PREFIX "/offload/{ms:int}", EVICORN_ASYNC, offload, NULL},
     {sizeof(evicorn_route), "GET", PROBE_PREFIX "/watch", EVICORN_ASYNC, watch, NULL},
+    {sizeof(evicorn_route), "GET", PROBE_PREFIX "/late-disconnect", EVICORN_ASYNC, late_disconnect,
+     NULL},
     {sizeof(evicorn_route), "GET", PROBE_PREFIX "/scope/{name}", EVICORN_ASYNC, scope, NULL},
     {sizeof(evicorn_route), "GET", PROBE_PREFIX "/crash", EVICORN_ASYNC, crash, NULL},
 #ifdef PROBE_CONFLICT

@@ -1160,11 +1160,72 @@ TEST(tab_in_the_request_line_is_400)
     CHECK_EQ_INT(request_error(S("GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n")), 400);
 }
 
-TEST(invalid_method_is_400)
+/* RFC 9110 9.1: a method the server does not know is 501, not 400. */
+TEST(unknown_method_token_is_501)
 {
-    CHECK_EQ_INT(request_error(S("BREW / HTTP/1.1\r\nHost: h\r\n\r\n")), 400);
-    CHECK_EQ_INT(request_error(S("get / HTTP/1.1\r\nHost: h\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("BREW / HTTP/1.1\r\nHost: h\r\n\r\n")), 501);
+    CHECK_EQ_INT(request_error(S("get / HTTP/1.1\r\nHost: h\r\n\r\n")), 501);
+    CHECK_EQ_INT(request_error(S("GETX / HTTP/1.1\r\nHost: h\r\n\r\n")), 501);
+    CHECK_EQ_INT(request_error(S("FOO / HTTP/1.0\r\n\r\n")), 501);
+    CHECK_EQ_INT(request_error(S("X-CUSTOM_METHOD.1~ /x HTTP/1.1\r\nHost: h\r\n\r\n")), 501);
     CHECK(reason_mentions(S("BREW / HTTP/1.1\r\nHost: h\r\n\r\n"), "method"));
+}
+
+TEST(unknown_method_is_501_however_the_bytes_arrive)
+{
+    const char req[] = "BREW /pot HTTP/1.1\r\nHost: h\r\n\r\n";
+    size_t len = sizeof req - 1;
+    struct text t;
+    for (size_t cut = 0; cut <= len; cut++) {
+        parse_split(H1_REQUEST, req, len, cut, &t);
+        CHECK(strstr(t.s, "error 501\n") != NULL);
+    }
+    parse_bytewise(H1_REQUEST, req, len, &t);
+    CHECK(strstr(t.s, "error 501\n") != NULL);
+}
+
+TEST(unknown_method_waits_for_the_whole_head)
+{
+    /* The head is not over: nothing is decided yet. */
+    CHECK_EQ_INT(request_error(S("BREW / HTTP/1.1\r\nHost: h\r\n")), 0);
+    /* A broken line after an unknown method is the client's error. */
+    CHECK_EQ_INT(request_error(S("BREW / HTTP/1.1\r\nHost h\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("BREW / HTTP/1.1\nHost: h\r\n\r\n")), 400);
+}
+
+TEST(invalid_method_token_is_400)
+{
+    CHECK_EQ_INT(request_error(S("GE(T / HTTP/1.1\r\nHost: h\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("G@T / HTTP/1.1\r\nHost: h\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("BR\"EW / HTTP/1.1\r\nHost: h\r\n\r\n")), 400);
+    CHECK_EQ_INT(request_error(S("B\x01REW / HTTP/1.1\r\nHost: h\r\n\r\n")), 400);
+    CHECK(reason_mentions(S("GE(T / HTTP/1.1\r\nHost: h\r\n\r\n"), "method"));
+}
+
+TEST(http2_preface_is_400)
+{
+    CHECK_EQ_INT(request_error(S("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")), 400);
+}
+
+/* http-parser reports both with one code; the answer names which it was. */
+TEST(content_length_conflicts_are_named)
+{
+    const char *why = NULL;
+    CHECK_EQ_INT(request_error_limits(S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
+                                        "chunked\r\nContent-Length: 3\r\n\r\nabc"),
+                                      &test_limits, &why),
+                 400);
+    CHECK(why && strstr(why, "both Content-Length and Transfer-Encoding"));
+    CHECK_EQ_INT(request_error_limits(S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+                                        "Transfer-Encoding: chunked\r\n\r\nabc"),
+                                      &test_limits, &why),
+                 400);
+    CHECK(why && strstr(why, "both Content-Length and Transfer-Encoding"));
+    CHECK_EQ_INT(request_error_limits(S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+                                        "Content-Length: 4\r\n\r\nabc"),
+                                      &test_limits, &why),
+                 400);
+    CHECK(why && strstr(why, "more than one Content-Length"));
 }
 
 TEST(connect_is_400)

@@ -521,7 +521,7 @@ TEST(caller_headers_are_sent)
     fixture_init(&f);
     struct srv s;
     srv_start(&s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    struct resp_header h[] = {
+    struct http_header h[] = {
         {"Accept", 6, "application/json", 16},
         {"X-Request-Id", 12, "abc 123", 7},
     };
@@ -543,7 +543,7 @@ TEST(caller_user_agent_and_host_replace_defaults)
     fixture_init(&f);
     struct srv s;
     srv_start(&s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    struct resp_header h[] = {
+    struct http_header h[] = {
         {"user-agent", 10, "plugin/1.0", 10},
         {"Host", 4, "example.test", 12},
     };
@@ -934,7 +934,7 @@ TEST(header_value_with_crlf_is_einval)
 {
     struct fixture f;
     fixture_init(&f);
-    struct resp_header h[] = {{"X-Evil", 6, "a\r\nInjected: 1", 15}};
+    struct http_header h[] = {{"X-Evil", 6, "a\r\nInjected: 1", 15}};
     struct result rs = {0};
     struct httpc_options opt = {.url = url_for(closed_port(), "/"), .headers = h, .nheaders = 1};
     fetch(&f, &opt, &rs);
@@ -944,7 +944,7 @@ TEST(header_value_with_crlf_is_einval)
 
 TEST(header_name_with_crlf_or_nul_is_einval)
 {
-    static const struct resp_header bad[] = {
+    static const struct http_header bad[] = {
         {"X-A\r\nB", 7, "v", 1}, {"X-A\0B", 5, "v", 1}, {"X A", 3, "v", 1}, {"", 0, "v", 1}};
     struct fixture f;
     fixture_init(&f);
@@ -960,7 +960,7 @@ TEST(header_name_with_crlf_or_nul_is_einval)
 
 TEST(framing_headers_from_the_caller_are_einval)
 {
-    static const struct resp_header bad[] = {{"Content-Length", 14, "5", 1},
+    static const struct http_header bad[] = {{"Content-Length", 14, "5", 1},
                                              {"transfer-encoding", 17, "chunked", 7},
                                              {"Connection", 10, "keep-alive", 10}};
     struct fixture f;

@@ -1,10 +1,12 @@
-/* Unit tests for server/response.c: reason phrases, the IMF-fixdate Date
- * value and its once-a-second cache, header validation against response
- * splitting, {"detail": ...} JSON bodies and decimal formatting. */
-#include "response.h"
+/* Unit tests for server/http.c: reason phrases, the IMF-fixdate Date
+ * value and its once-a-second cache, tokens and field values (validation
+ * against response splitting), Connection options, hex digits,
+ * {"detail": ...} JSON bodies and decimal formatting. */
+#include "http.h"
 
 #include "check.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -27,11 +29,21 @@ TEST(reason_for_common_statuses)
     CHECK_EQ_STR(http_reason(405), "Method Not Allowed");
     CHECK_EQ_STR(http_reason(413), "Content Too Large");
     CHECK_EQ_STR(http_reason(414), "URI Too Long");
-    CHECK_EQ_STR(http_reason(422), "Unprocessable Entity");
+    CHECK_EQ_STR(http_reason(422), "Unprocessable Content");
     CHECK_EQ_STR(http_reason(431), "Request Header Fields Too Large");
     CHECK_EQ_STR(http_reason(500), "Internal Server Error");
     CHECK_EQ_STR(http_reason(503), "Service Unavailable");
     CHECK_EQ_STR(http_reason(505), "HTTP Version Not Supported");
+}
+
+/* RFC 9110 renamed these; both sides of the ABI use the new names. */
+TEST(reason_uses_rfc_9110_names)
+{
+    CHECK_EQ_STR(http_reason(413), "Content Too Large");
+    CHECK_EQ_STR(http_reason(414), "URI Too Long");
+    CHECK_EQ_STR(http_reason(416), "Range Not Satisfiable");
+    CHECK_EQ_STR(http_reason(422), "Unprocessable Content");
+    CHECK_EQ_STR(http_reason(501), "Not Implemented");
 }
 
 TEST(reason_for_unassigned_statuses_is_unknown)
@@ -140,12 +152,12 @@ TEST(date_cache_changes_with_the_second)
 
 static bool name_ok(const char *s)
 {
-    return http_header_name_valid(s, strlen(s));
+    return http_is_token(s, strlen(s));
 }
 
 static bool value_ok(const char *s)
 {
-    return http_header_value_valid(s, strlen(s));
+    return http_field_value_valid(s, strlen(s));
 }
 
 TEST(header_name_accepts_tokens)
@@ -159,8 +171,8 @@ TEST(header_name_accepts_tokens)
 
 TEST(header_name_rejects_empty)
 {
-    CHECK(!http_header_name_valid("", 0));
-    CHECK(!http_header_name_valid("abc", 0));
+    CHECK(!http_is_token("", 0));
+    CHECK(!http_is_token("abc", 0));
 }
 
 TEST(header_name_rejects_separators_and_whitespace)
@@ -180,8 +192,8 @@ TEST(header_name_rejects_cr_lf_and_nul)
     CHECK(!name_ok("a\r"));
     CHECK(!name_ok("a\nb"));
     CHECK(!name_ok("X-A\r\nSet-Cookie"));
-    CHECK(!http_header_name_valid("a\0b", 3));
-    CHECK(!http_header_name_valid("\0", 1));
+    CHECK(!http_is_token("a\0b", 3));
+    CHECK(!http_is_token("\0", 1));
 }
 
 TEST(header_value_accepts_text_tab_and_empty)
@@ -198,8 +210,8 @@ TEST(header_value_rejects_cr_lf_and_nul)
     CHECK(!value_ok("a\rb"));
     CHECK(!value_ok("a\nb"));
     CHECK(!value_ok("x\r\nSet-Cookie: evil=1"));
-    CHECK(!http_header_value_valid("a\0b", 3));
-    CHECK(!http_header_value_valid("\0", 1));
+    CHECK(!http_field_value_valid("a\0b", 3));
+    CHECK(!http_field_value_valid("\0", 1));
 }
 
 TEST(header_value_rejects_other_control_bytes)
@@ -213,8 +225,8 @@ TEST(header_value_rejects_other_control_bytes)
 
 TEST(header_value_length_bounds_the_check)
 {
-    CHECK(http_header_value_valid("ok\r\n", 2));
-    CHECK(!http_header_value_valid("ok\r\n", 3));
+    CHECK(http_field_value_valid("ok\r\n", 2));
+    CHECK(!http_field_value_valid("ok\r\n", 3));
 }
 
 /* ---- JSON detail bodies ---- */
@@ -298,6 +310,72 @@ TEST(u64_of_small_and_round_numbers)
 TEST(u64_of_the_largest_value)
 {
     CHECK_EQ_STR(u64_text(UINT64_MAX), "18446744073709551615");
+}
+
+/* ---- tchar and hex digits ---- */
+
+TEST(tchar_is_exactly_rfc_9110_tchar)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    for (int c = 0; c < 256; c++) {
+        bool expect = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c != 0 && memchr(extra, c, sizeof extra - 1) != NULL);
+        CHECK_EQ_INT(http_is_tchar((unsigned char)c), expect);
+    }
+}
+
+TEST(hex_digit_values)
+{
+    CHECK_EQ_INT(http_hex_digit('0'), 0);
+    CHECK_EQ_INT(http_hex_digit('9'), 9);
+    CHECK_EQ_INT(http_hex_digit('a'), 10);
+    CHECK_EQ_INT(http_hex_digit('F'), 15);
+    CHECK_EQ_INT(http_hex_digit('g'), -1);
+    CHECK_EQ_INT(http_hex_digit('G'), -1);
+    CHECK_EQ_INT(http_hex_digit(' '), -1);
+    CHECK_EQ_INT(http_hex_digit(0), -1);
+}
+
+/* ---- Connection options (RFC 9110 7.6.1) ---- */
+
+static bool conn_has(const char *value, const char *option)
+{
+    return http_connection_has(value, strlen(value), option);
+}
+
+TEST(connection_option_found_alone_and_in_a_list)
+{
+    CHECK(conn_has("close", "close"));
+    CHECK(conn_has("Close", "close"));
+    CHECK(conn_has("keep-alive, close", "close"));
+    CHECK(conn_has("close,upgrade", "close"));
+    CHECK(conn_has("  upgrade ,\tCLOSE\t", "close"));
+    CHECK(conn_has(",,close,,", "close"));
+    CHECK(conn_has("keep-alive, Upgrade", "upgrade"));
+}
+
+TEST(connection_option_must_be_a_whole_token)
+{
+    CHECK(!conn_has("keep-alive", "close"));
+    CHECK(!conn_has("closed", "close"));
+    CHECK(!conn_has("enclose", "close"));
+    CHECK(!conn_has("x-close-after", "close"));
+    CHECK(!conn_has("close me", "close"));
+    CHECK(!conn_has("", "close"));
+    CHECK(!conn_has(",", "close"));
+}
+
+/* Values arrive length-delimited, packed back to back with the next
+ * header's bytes: nothing past len may count. */
+TEST(connection_option_is_bounded_by_the_length)
+{
+    const char packed[] = "keep-alivex-notecloseclose";
+    CHECK(!http_connection_has(packed, 10, "close"));
+    CHECK(!http_connection_has(packed, 0, "close"));
+    CHECK(http_connection_has(packed + 21, 5, "close"));
+    CHECK(!http_connection_has(packed + 21, 4, "close"));
+    const char cl[] = {'c', 'l', 'o', 's', 'e'}; /* no terminating NUL */
+    CHECK(http_connection_has(cl, sizeof cl, "close"));
 }
 
 CHECK_MAIN()

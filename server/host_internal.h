@@ -1,0 +1,149 @@
+/* host_internal: what the host's files share (see host.h for the split).
+ * Nothing outside host*.c includes this. */
+#ifndef EVICORN_HOST_INTERNAL_H
+#define EVICORN_HOST_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "buf.h"
+#include "defer.h"
+#include "host.h"
+#include "mailbox.h"
+#include "pool.h"
+
+struct host {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    int worker;
+    pthread_t loop_thread;
+    struct mailbox *mailbox;
+    struct pool *pool;
+    struct defer_queue *defer;
+    const struct plugin_site *site;
+    const struct listener *listener;
+    long pending_jobs; /* offloads and background tasks not yet done */
+};
+
+struct op;
+struct background;
+
+struct call {
+    struct host *host;
+    struct request *r;
+    struct route_entry *re;
+    struct generation *gen;
+    struct route_table *table;
+    struct router_match m;
+    struct op *ops; /* operations a continuation waits on */
+    int holds;      /* plugin holds, and runs of plugin code in progress */
+    bool returned;  /* the handler has returned */
+    bool finished;
+    bool cancelled; /* the client disconnected */
+    struct buf body;
+    bool body_ready;
+    struct background *bg;
+    evicorn_event_fn disconnect_fn;
+    void *disconnect_ud;
+    struct defer disconnect_defer;
+    struct pool_job sync_job;
+};
+
+static inline struct call *call_of(evicorn_request *req)
+{
+    return (struct call *)req;
+}
+
+static inline evicorn_request *handle_of(struct call *c)
+{
+    return (evicorn_request *)c;
+}
+
+static inline bool host_on_loop(const struct host *h)
+{
+    return pthread_equal(pthread_self(), h->loop_thread);
+}
+
+/* ---- host_xcall.c ---- */
+
+/* One call of the API, carried to the loop thread when made elsewhere. */
+struct xcall_wait;
+struct xcall {
+    struct mailbox_msg msg;
+    /* Runs on the loop thread; returns the result, or XCALL_LATER when it
+     * will call xcall_finish itself. */
+    int (*fn)(struct xcall *x);
+    struct call *c;
+    int status;
+    const evicorn_header *headers;
+    size_t n;
+    const void *data;
+    size_t len;
+    int64_t content_length;
+    int more;
+    evicorn_event_fn event_fn;
+    evicorn_work_fn work;
+    void *ud;
+    /* Set while the caller waits on another thread (a sync handler). */
+    struct xcall_wait *wait;
+};
+
+#define XCALL_LATER 0x7fffffff /* no API function returns this */
+
+/* Runs x->fn on the loop thread: at once when called there, otherwise
+ * posted to the loop while the calling thread waits for its result. */
+int xcall_run(struct xcall *x);
+/* Completes an xcall whose fn returned XCALL_LATER. */
+void xcall_finish(struct xcall *x, int result);
+
+/* ---- host_scope.c ---- */
+
+void api_log(evicorn_request *req, int level, const char *message);
+evicorn_str api_method(evicorn_request *req);
+evicorn_str api_path(evicorn_request *req);
+evicorn_str api_raw_path(evicorn_request *req);
+evicorn_str api_query_string(evicorn_request *req);
+evicorn_str api_root_path(evicorn_request *req);
+evicorn_str api_scheme(evicorn_request *req);
+evicorn_str api_http_version(evicorn_request *req);
+evicorn_str api_client_host(evicorn_request *req);
+int api_client_port(evicorn_request *req);
+evicorn_str api_server_host(evicorn_request *req);
+int api_server_port(evicorn_request *req);
+size_t api_header_count(evicorn_request *req);
+int api_header_at(evicorn_request *req, size_t i, evicorn_header *out);
+int api_header(evicorn_request *req, const char *name, evicorn_str *value);
+size_t api_param_count(evicorn_request *req);
+int api_param_at(evicorn_request *req, size_t i, evicorn_str *name, evicorn_str *value);
+int api_param(evicorn_request *req, const char *name, evicorn_str *value);
+evicorn_str api_route(evicorn_request *req);
+void *api_state(evicorn_request *req);
+evicorn_str api_body(evicorn_request *req);
+
+/* ---- host_call.c ---- */
+
+int api_receive(evicorn_request *req, evicorn_body_fn fn, void *ud);
+int api_read_body(evicorn_request *req, evicorn_body_fn fn, void *ud);
+int api_respond(evicorn_request *req, int status, const evicorn_header *headers, size_t n,
+                const void *body, size_t len);
+int api_start(evicorn_request *req, int status, const evicorn_header *headers, size_t n,
+              int64_t content_length);
+int api_send(evicorn_request *req, const void *data, size_t len, int more);
+int api_writable(evicorn_request *req);
+int api_on_writable(evicorn_request *req, evicorn_event_fn fn, void *ud);
+int api_disconnected(evicorn_request *req);
+int api_on_disconnect(evicorn_request *req, evicorn_event_fn fn, void *ud);
+int api_sleep(evicorn_request *req, double seconds, evicorn_event_fn fn, void *ud);
+int api_offload(evicorn_request *req, evicorn_work_fn work, evicorn_event_fn done, void *ud);
+int api_fetch(evicorn_request *req, const evicorn_fetch_options *opts, evicorn_fetch_fn fn,
+              void *ud);
+int api_hold(evicorn_request *req);
+void api_release(evicorn_request *req);
+int api_background(evicorn_request *req, evicorn_work_fn fn, void *ud);
+int api_call_on_loop(evicorn_request *req, evicorn_event_fn fn, void *ud);
+
+/* ---- host.c ---- */
+
+const char *api_config(const char *name);
+
+#endif
