@@ -15,6 +15,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
 from benchlib import median  # noqa: E402
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -37,30 +38,13 @@ TARGETS = {
     ("plaintext", "uvicorn"): 5.0, ("json", "uvicorn"): 5.0, ("pipeline", "uvicorn"): 5.0,
 }
 
-UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_time(text):
-    m = re.match(r"([\d.]+)(us|ms|s|m|h)$", text)
-    return float(m.group(1)) * UNIT[m.group(2)] if m else None
-
-
 def parse_wrk(path):
-    """One wrk --latency output: req/s, latency percentiles (s), errors."""
+    """One wrk --latency output (benchlib.parse_wrk: req/s, latency
+    percentiles in s, errors) with the run's CPU figures from <path>.cpu."""
     with open(path, errors="replace") as f:
         text = f.read()
     r = {"file": os.path.basename(path)}
-    m = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
-    r["rps"] = float(m.group(1)) if m else None
-    for pct in ("50", "75", "90", "99"):
-        m = re.search(rf"^\s*{pct}%\s+(\S+)", text, re.M)
-        r[f"p{pct}"] = parse_time(m.group(1)) if m else None
-    m = re.search(r"^\s*(\d+) requests in ([\d.]+\w+)", text, re.M)
-    r["requests"] = int(m.group(1)) if m else None
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    r["non2xx"] = int(m.group(1)) if m else 0
+    r.update(benchlib.parse_wrk(text))
     cpu = read_kv(path + ".cpu")
     for k, v in cpu.items():
         r[k] = float(v)
