@@ -1,9 +1,11 @@
 """Shared helpers for the Python benchmarks in bench/: start one evicorn (or a
-uvicorn/hypercorn peer) pinned to a CPU, find its worker, read its RSS, stop
-it by PID.
+uvicorn/hypercorn peer, or any server command) pinned to a CPU, find its
+worker, read its RSS, stop it by PID; free ports, medians, and wrk's output
+parsed.
 
 Only Debian's /usr/bin/python3 and its standard library are needed."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +23,14 @@ def pin_self(cpu):
         os.sched_setaffinity(0, {cpu})
     except OSError as e:
         print(f"warning: cannot pin to CPU {cpu}: {e}", file=sys.stderr)
+
+
+def taskset(cpu, cmd):
+    """cmd run pinned to one CPU with taskset; unpinned when cpu is None or
+    negative."""
+    if cpu is None or cpu < 0:
+        return list(cmd)
+    return ["taskset", "-c", str(cpu)] + list(cmd)
 
 
 def raise_nofile(need):
@@ -96,40 +106,85 @@ def http_get(port, path, timeout=5.0):
     return int(head.split()[1]), body
 
 
-class Evicorn:
-    """One evicorn master (+ its worker), started pinned to a CPU and always
-    stopped by PID. Use as a context manager."""
+# wrk's time units, as seconds and as milliseconds.
+WRK_TIME_UNITS = {
+    "s": {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0},
+    "ms": {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0},
+}
 
-    def __init__(self, binary, plugins, cpu=0, port=None, log_path=None, extra=()):
-        self.binary = binary
-        self.plugins = plugins
+
+def parse_wrk_time(text, unit="s"):
+    """A wrk duration such as "238.00us" in `unit` (s or ms); None if it is
+    not one."""
+    m = re.match(r"([\d.]+)(us|ms|s|m|h)$", text)
+    return float(m.group(1)) * WRK_TIME_UNITS[unit][m.group(2)] if m else None
+
+
+def parse_wrk(text, unit="s"):
+    """One wrk --latency output: req/s, latency percentiles p50, p75, p90 and
+    p99 (in `unit`, s or ms), requests, socket errors and non-2xx answers.
+    What wrk did not print is None (errors: 0)."""
+    r = {}
+    m = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
+    r["rps"] = float(m.group(1)) if m else None
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s*{pct}%\s+(\S+)", text, re.M)
+        r[f"p{pct}"] = parse_wrk_time(m.group(1), unit) if m else None
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+\w+)", text, re.M)
+    r["requests"] = int(m.group(1)) if m else None
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    return r
+
+
+class PinnedServer:
+    """One server process, started under `taskset -c cpu` (unless cpu is None
+    or negative) with its output appended to log_path, and always stopped by
+    PID: the process group of a server started in its own session
+    (new_session), else SIGTERM to the process. Use as a context manager.
+    .command is the command line it runs (or will run), .port its port, and
+    .worker the process holding the connections once wait_ready returned."""
+
+    def __init__(self, name, argv, cpu=0, port=None, log_path=None, cwd=None, env=None,
+                 new_session=False):
+        self.name = name
+        self.argv = list(argv)
         self.cpu = cpu
-        self.port = port or free_port()
+        self.port = port
         self.log_path = log_path
-        self.extra = list(extra)
+        self.cwd = cwd
+        self.env = env
+        self.new_session = new_session
         self.proc = None
         self.worker = None
         self._log = None
 
+    @property
+    def command(self):
+        return taskset(self.cpu, self.argv)
+
     def start(self):
-        cmd = [self.binary, "--host", "127.0.0.1", "--port", str(self.port),
-               "--plugins", self.plugins, "--no-access-log", "--workers", "1",
-               "--log-level", "warning"] + self.extra
-        if self.cpu is not None and self.cpu >= 0:
-            cmd = ["taskset", "-c", str(self.cpu)] + cmd
-        self.command = cmd
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=self._log)
+        self.proc = subprocess.Popen(self.command, cwd=self.cwd, env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=self._log, start_new_session=self.new_session)
         return self
 
-    def wait_ready(self, path, timeout=15.0, want_status=200):
-        """Waits until GET path answers want_status; then finds the worker."""
+    def wait_ready(self, path, timeout=30.0, want_status=200):
+        """Waits until GET path answers want_status."""
+        self._wait_answering(path, timeout, want_status, poll=0.1)
+        self.worker = self.proc.pid  # taskset execs the server: one process
+        return self
+
+    def _wait_answering(self, path, timeout, want_status, poll):
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"evicorn exited with {self.proc.returncode} during start")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} during start"
+                                   + self._see_log())
             try:
                 status, body = http_get(self.port, path, timeout=5.0)
                 if status == want_status:
@@ -137,18 +192,37 @@ class Evicorn:
                 last = f"status {status}: {body[:80]!r}"
             except OSError as e:
                 last = str(e)
-            time.sleep(0.05)
+            time.sleep(poll)
         else:
-            raise RuntimeError(f"evicorn not ready on {path} after {timeout}s ({last})")
-        kids = children(self.proc.pid)
-        if len(kids) != 1:
-            raise RuntimeError(f"expected one worker under master {self.proc.pid}, found {kids}")
-        self.worker = kids[0]
-        return self
+            raise RuntimeError(f"{self.name} not ready on {path} after {timeout}s ({last})"
+                               + self._see_log())
+
+    def _see_log(self):
+        return f"; see {self.log_path}" if self.log_path else ""
 
     def stop(self):
         if self.proc is None:
             return
+        if self.new_session:
+            self._stop_group()
+        else:
+            self._stop_process()
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+        self.proc = None
+
+    def _stop_group(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+
+    def _stop_process(self):
         kids = children(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -162,15 +236,36 @@ class Evicorn:
                 os.kill(k, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if self._log not in (None, subprocess.DEVNULL):
-            self._log.close()
-        self.proc = None
 
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class Evicorn(PinnedServer):
+    """One evicorn master (+ its worker), started pinned to a CPU and always
+    stopped by PID."""
+
+    def __init__(self, binary, plugins, cpu=0, port=None, log_path=None, extra=()):
+        port = port or free_port()
+        super().__init__("evicorn", [binary, "--host", "127.0.0.1", "--port", str(port),
+                                     "--plugins", plugins, "--no-access-log", "--workers", "1",
+                                     "--log-level", "warning"] + list(extra),
+                         cpu=cpu, port=port, log_path=log_path)
+        self.binary = binary
+        self.plugins = plugins
+        self.extra = list(extra)
+
+    def wait_ready(self, path, timeout=15.0, want_status=200):
+        """Waits until GET path answers want_status; then finds the worker."""
+        self._wait_answering(path, timeout, want_status, poll=0.05)
+        kids = children(self.proc.pid)
+        if len(kids) != 1:
+            raise RuntimeError(f"expected one worker under master {self.proc.pid}, found {kids}")
+        self.worker = kids[0]
+        return self
 
 
 def exit_on_signals():
@@ -277,7 +372,7 @@ class ResponseParser:
             pos += size + 2
 
 
-class Peer:
+class Peer(PinnedServer):
     """uvicorn or hypercorn (one worker, uvloop) serving bench/peers/
     fastapi_app.py, started pinned to a CPU in its own process group and
     always stopped by PID. The same interface as Evicorn: start(),
@@ -289,74 +384,20 @@ class Peer:
     def __init__(self, kind, cpu=0, port=None, log_path=None):
         if kind not in self.KINDS:
             raise ValueError(f"unknown peer {kind}")
-        self.kind = kind
-        self.cpu = cpu
-        self.port = port or free_port()
-        self.log_path = log_path
-        self.proc = None
-        self.worker = None
-        self._log = None
-
-    def start(self):
+        port = port or free_port()
         py = "/usr/bin/python3"
-        if self.kind == "uvicorn":
-            cmd = [py, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1", "--port",
-                   str(self.port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                   "--workers", "1", "--log-level", "warning", "--backlog", "2048",
-                   "--timeout-keep-alive", "600"]
+        if kind == "uvicorn":
+            argv = [py, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1", "--port",
+                    str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                    "--workers", "1", "--log-level", "warning", "--backlog", "2048",
+                    "--timeout-keep-alive", "600"]
         else:
-            cmd = [py, "-m", "hypercorn", "fastapi_app:app", "--bind",
-                   f"127.0.0.1:{self.port}", "--workers", "1", "--worker-class", "uvloop",
-                   "--backlog", "2048", "--keep-alive", "600"]
-        if self.cpu is not None and self.cpu >= 0:
-            cmd = ["taskset", "-c", str(self.cpu)] + cmd
-        self.command = cmd
-        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, cwd=os.path.join(ROOT, "bench", "peers"),
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=self._log, start_new_session=True)
-        return self
-
-    def wait_ready(self, path, timeout=30.0, want_status=200):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode} during start")
-            try:
-                status, body = http_get(self.port, path, timeout=5.0)
-                if status == want_status:
-                    break
-                last = f"status {status}: {body[:80]!r}"
-            except OSError as e:
-                last = str(e)
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"{self.kind} not ready on {path} after {timeout}s ({last})")
-        self.worker = self.proc.pid  # taskset execs the server: one process
-        return self
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-            except ProcessLookupError:
-                pass
-        if self._log not in (None, subprocess.DEVNULL):
-            self._log.close()
-        self.proc = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+            argv = [py, "-m", "hypercorn", "fastapi_app:app", "--bind", f"127.0.0.1:{port}",
+                    "--workers", "1", "--worker-class", "uvloop", "--backlog", "2048",
+                    "--keep-alive", "600"]
+        super().__init__(kind, argv, cpu=cpu, port=port, log_path=log_path,
+                         cwd=os.path.join(ROOT, "bench", "peers"), new_session=True)
+        self.kind = kind
 
 
 def tree_pids(pid):

@@ -23,23 +23,21 @@ python3-uvloop, python3-httptools and wrk are needed, plus a built evicorn
 (build/evicorn and build/plugins/asgi.so).
 """
 import argparse
-import asyncio
 import json
 import os
 import platform
 import re
-import resource
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+import benchlib  # noqa: E402
+
+ROOT = benchlib.ROOT
 APP_DIR = os.path.join(ROOT, "tests", "asgi_app")
 PYTHON = "/usr/bin/python3"
 SERVER_CPU = 0
@@ -47,21 +45,6 @@ CLIENT_CPU = 1
 # Debian's uvicorn (0.17) and hypercorn (0.13) predate lifespan state; the
 # app then yields none (the benchmark routes do not use it).
 APP_ENV = {"ASGI_APP_NO_YIELD_STATE": "1"}
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def others_running():
@@ -102,14 +85,7 @@ def wait_quiet(limit):
 def cpu_ticks(pid):
     """utime+stime of pid and its children processes (all threads)."""
     total = 0
-    pids = [pid]
-    try:
-        for t in os.listdir("/proc/%d/task" % pid):
-            with open("/proc/%d/task/%s/children" % (pid, t)) as f:
-                pids += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    for p in pids:
+    for p in [pid] + benchlib.children(pid):
         try:
             with open("/proc/%d/stat" % p) as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -119,114 +95,58 @@ def cpu_ticks(pid):
     return total
 
 
-class Server:
-    probe = "/json"
-
-    def __init__(self, name, argv, cwd, port, logdir):
-        self.name, self.argv, self.cwd, self.port = name, argv, cwd, port
-        self.log_path = os.path.join(logdir, "%s.log" % name)
-        self.proc = None
-
-    @property
-    def command(self):
-        """As started, with paths relative to the repository."""
-        return "cd %s && taskset -c %d %s" % (
-            os.path.relpath(self.cwd, ROOT), SERVER_CPU,
-            " ".join(self.argv).replace(ROOT + "/", ""))
-
-    def start(self):
-        env = dict(os.environ, **APP_ENV)
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(["taskset", "-c", str(SERVER_CPU)] + self.argv,
-                                     cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("%s exited (%s); see %s" % (self.name, self.proc.returncode,
-                                                               self.log_path))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                              % self.probe.encode())
-                    if s.recv(100).startswith(b"HTTP/1.1 200"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("%s did not come up; see %s" % (self.name, self.log_path))
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
-        self.proc = None
+def shown_command(server):
+    """As started, with paths relative to the repository."""
+    return "cd %s && %s" % (os.path.relpath(server.cwd, ROOT),
+                            " ".join(server.command).replace(ROOT + "/", ""))
 
 
 def make_servers(build, tmp, logdir, app):
+    """The three servers, each pinned to SERVER_CPU in its own process group,
+    logging to <logdir>/<name>.log."""
     plugins = os.path.join(tmp, "plugins")
     os.makedirs(plugins, exist_ok=True)
-    p1, p2, p3 = free_port(), free_port(), free_port()
+    p1, p2, p3 = benchlib.free_port(), benchlib.free_port(), benchlib.free_port()
+    env = dict(os.environ, **APP_ENV)
+
+    def server(name, argv, cwd, port):
+        return benchlib.PinnedServer(name, argv, cpu=SERVER_CPU, port=port,
+                                     log_path=os.path.join(logdir, "%s.log" % name), cwd=cwd,
+                                     env=env, new_session=True)
+
     return [
-        Server("evicorn", [os.path.join(build, "evicorn"), app, "--app-dir", APP_DIR,
+        server("evicorn", [os.path.join(build, "evicorn"), app, "--app-dir", APP_DIR,
                            "--host", "127.0.0.1", "--port", str(p1), "--plugins", plugins,
                            "--workers", "1", "--no-access-log", "--log-level", "warning"],
-               ROOT, p1, logdir),
-        Server("uvicorn", [PYTHON, "-m", "uvicorn", app, "--app-dir", APP_DIR, "--host",
+               ROOT, p1),
+        server("uvicorn", [PYTHON, "-m", "uvicorn", app, "--app-dir", APP_DIR, "--host",
                            "127.0.0.1", "--port", str(p2), "--workers", "1", "--loop", "uvloop",
                            "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-               ROOT, p2, logdir),
-        Server("hypercorn", [PYTHON, "-m", "hypercorn", app, "--bind",
+               ROOT, p2),
+        server("hypercorn", [PYTHON, "-m", "hypercorn", app, "--bind",
                              "127.0.0.1:%d" % p3, "--workers", "1", "--worker-class", "uvloop",
                              "--backlog", "2048"],
-               APP_DIR, p3, logdir),
+               APP_DIR, p3),
     ]
 
 
-WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-WRK_N = re.compile(r"(\d+) requests in ([\d.]+)(\w+)")
-WRK_P50 = re.compile(r"50%\s+([\d.]+)(us|ms|s)")
-WRK_P99 = re.compile(r"99%\s+([\d.]+)(us|ms|s)")
-WRK_ERR = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
-
-
-def to_ms(value, unit):
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
 def run_wrk(server, path, duration, conns, out_path):
-    cmd = ["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
-           "--latency", "http://127.0.0.1:%d%s" % (server.port, path)]
+    cmd = benchlib.taskset(CLIENT_CPU, ["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
+                                        "--latency", "http://127.0.0.1:%d%s" % (server.port, path)])
     t0 = cpu_ticks(server.proc.pid)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
     t1 = cpu_ticks(server.proc.pid)
     with open(out_path, "w") as f:
         f.write("$ " + " ".join(cmd) + "\n" + out)
-    m = WRK_RPS.search(out)
-    n = WRK_N.search(out)
-    errs = WRK_ERR.search(out)
-    non2xx = WRK_NON2XX.search(out)
-    p50, p99 = WRK_P50.search(out), WRK_P99.search(out)
-    requests = int(n.group(1)) if n else 0
+    wrk = benchlib.parse_wrk(out, unit="ms")
+    requests = wrk["requests"] or 0
     return {
-        "rps": float(m.group(1)) if m else 0.0,
+        "rps": wrk["rps"] or 0.0,
         "requests": requests,
-        "p50_ms": to_ms(*p50.groups()) if p50 else None,
-        "p99_ms": to_ms(*p99.groups()) if p99 else None,
-        "socket_errors": sum(int(x) for x in errs.groups()) if errs else 0,
-        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "p50_ms": wrk["p50"],
+        "p99_ms": wrk["p99"],
+        "socket_errors": wrk["socket_errors"],
+        "non2xx": wrk["non2xx"],
         "cpu_us_per_request": ((t1 - t0) / os.sysconf("SC_CLK_TCK") * 1e6 / requests
                                if requests else None),
     }
@@ -260,8 +180,8 @@ print(json.dumps({"wall_s": wall, "ok": ok}))
 
 
 def run_sleep(server, conns, out_path):
-    cmd = ["taskset", "-c", str(CLIENT_CPU), PYTHON, "-c", SLEEP_CLIENT, str(server.port),
-           str(conns), "60"]
+    cmd = benchlib.taskset(CLIENT_CPU, [PYTHON, "-c", SLEEP_CLIENT, str(server.port), str(conns),
+                                        "60"])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     with open(out_path, "w") as f:
         f.write(out.stdout + out.stderr)
@@ -275,8 +195,8 @@ def run_sleep(server, conns, out_path):
 
 
 def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
+    """The median of the values that are not None (None if there are none)."""
+    return benchlib.median([x for x in xs if x is not None])
 
 
 def versions():
@@ -346,7 +266,7 @@ def summarize(results, sleep, servers, args, stamp):
     for s in servers:
         lines.append(re.sub(r"(--port |--bind 127\.0\.0\.1:|--plugins )\S+",
                             lambda m: m.group(1) + ("$PLUGINS" if "plugins" in m.group(1)
-                                                    else "$PORT"), s.command))
+                                                    else "$PORT"), shown_command(s)))
     lines.append("```")
     return "\n".join(lines) + "\n"
 
@@ -374,10 +294,9 @@ def main():
             sys.exit("bench/asgi/run.py: %s is not installed" % tool)
     if not os.path.isfile(os.path.join(args.build, "plugins", "asgi.so")):
         sys.exit("bench/asgi/run.py: %s/plugins/asgi.so is not built" % args.build)
-    Server.probe = args.routes[0]
     if args.app != "main:app":
         args.rounds = 0  # the /sleep scenario needs main:app
-    nofile = raise_nofile()
+    nofile = benchlib.raise_nofile(args.sleep_conns + 100)
     if nofile < args.sleep_conns + 100:
         print("warning: RLIMIT_NOFILE %d is low for %d connections" % (nofile, args.sleep_conns),
               file=sys.stderr)
@@ -393,14 +312,14 @@ def main():
     with open(os.path.join(outdir, "commands.txt"), "w") as f:
         f.write("$ " + " ".join([sys.executable] + sys.argv) + "\n")
         for s in servers:
-            f.write("%s: %s\n" % (s.name, s.command))
+            f.write("%s: %s\n" % (s.name, shown_command(s)))
     meta = {"stamp": stamp, "args": vars(args), "versions": versions(),
             "cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count(),
             "kernel": platform.release()}
     try:
         wait_quiet(args.quiet_wait)
         for s in servers:
-            s.start()
+            s.start().wait_ready(args.routes[0])
         for s in servers:  # warm up: imports, caches, JIT-less but still
             for path in args.routes:
                 run_wrk(s, path, args.warmup, args.conns, os.path.join(outdir, "warmup.txt"))

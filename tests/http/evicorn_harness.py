@@ -524,6 +524,67 @@ def run_cli(*args, timeout=10.0, **kw):
                           stdin=subprocess.DEVNULL, **kw)
 
 
+class KeepAliveLoad:
+    """Threads sending one request in a loop on keep-alive connections, one
+    thread per connection, counting failures: a connection error, a status
+    other than 200, or (with body) a body other than `body`. After a failure
+    the thread closes its connection and goes on on a new one.
+
+    conns: how many connections the threads open themselves, or a list of
+    (conn, tag) pairs already open, a tag saying which one it is (such as the
+    worker that holds it); connections a thread opens are tagged None.
+    Under lock, the threads record failures as (time, tag, repr of the
+    response or error), successes as (time, tag), and every response's body
+    as (time, body). A thread stops when the block exits or after `seconds`;
+    scale multiplies that and the wait for the threads to end."""
+
+    def __init__(self, srv, request, conns=4, body=None, seconds=30, scale=1.0):
+        self.srv, self.request, self.body = srv, request, body
+        self.seconds, self.scale = seconds, scale
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.failures = []  # (time, tag, repr)
+        self.successes = []  # (time, tag)
+        self.bodies = []  # (time, body)
+        tagged = [(None, None)] * conns if isinstance(conns, int) else conns
+        self.threads = [threading.Thread(target=self._run, args=(c, tag), daemon=True)
+                        for c, tag in tagged]
+
+    def _run(self, conn, tag):
+        deadline = time.monotonic() + self.seconds * self.scale
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                if conn is None:
+                    conn, tag = self.srv.connect(), None
+                r = conn.request(self.request)
+                ok = r.status == 200 and (self.body is None or r.body == self.body)
+                with self.lock:
+                    self.bodies.append((time.monotonic(), r.body))
+                    if ok:
+                        self.successes.append((time.monotonic(), tag))
+                    else:
+                        self.failures.append((time.monotonic(), tag, repr(r)))
+            except (OSError, ConnClosed, AssertionError) as e:
+                with self.lock:
+                    self.failures.append((time.monotonic(), tag, repr(e)))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(10 * self.scale)
+        return False
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

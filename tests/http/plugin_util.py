@@ -5,6 +5,9 @@ import shutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# The probe plugin's GET /probe/version: its body is the probe's version.
+VERSION_REQ = b"GET /probe/version HTTP/1.1\r\nHost: t\r\n\r\n"
+
 
 def plugin_path(name):
     """Path of a test-only plugin built into build/test-plugins."""

@@ -19,10 +19,10 @@ import time
 
 import pytest
 
-from evicorn_harness import (ConnClosed, assert_not_found, env_wrapper, get, pid_alive, run_cli,
-                             time_scale, wait_serving)
+from evicorn_harness import (ConnClosed, KeepAliveLoad, assert_not_found, env_wrapper, get,
+                             pid_alive, run_cli, time_scale, wait_serving)
 import plugin_util
-from plugin_util import deploy, with_probe
+from plugin_util import VERSION_REQ, deploy, with_probe
 
 SCALE = time_scale()
 
@@ -88,9 +88,6 @@ def cpu_seconds(pid):
 def log_count(srv, regex, start=0):
     rx = re.compile(regex)
     return sum(1 for line in srv.stderr.snapshot()[start:] if rx.search(line))
-
-
-VERSION_REQ = b"GET /probe/version HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
 # --------------------------------------------------------------------------
@@ -224,53 +221,6 @@ def test_slowloris_does_not_starve_a_normal_client_and_every_dribbler_is_closed(
 # 2 and 3. a worker dies under load
 
 
-class KeepAliveLoad:
-    """One thread per connection doing GET /probe/version in a loop. Each
-    starting connection is tagged with the worker that holds it; a failure
-    closes the connection and the thread continues on a new, untagged one."""
-
-    def __init__(self, srv, tagged):
-        self.srv = srv
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.failures = []  # (time, tag, repr)
-        self.successes = []  # (time, tag)
-        self.threads = [threading.Thread(target=self._run, args=(c, w), daemon=True)
-                        for c, w in tagged]
-
-    def _run(self, conn, tag):
-        deadline = time.monotonic() + scaled(30)
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            try:
-                if conn is None:
-                    conn, tag = self.srv.connect(), None
-                r = conn.request(VERSION_REQ)
-                ok = r.status == 200 and r.body == b"1"
-                with self.lock:
-                    if ok:
-                        self.successes.append((time.monotonic(), tag))
-                    else:
-                        self.failures.append((time.monotonic(), tag, repr(r)))
-            except (OSError, ConnClosed, AssertionError) as e:
-                with self.lock:
-                    self.failures.append((time.monotonic(), tag, repr(e)))
-                conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(scaled(10))
-        return False
-
-
 def spread_connections(srv, workers, per_worker=3, most=40):
     """Opens keep-alive connections until every worker holds per_worker of
     them; returns [(conn, (index, worker pid))]. The kernel tends to hand
@@ -307,7 +257,7 @@ def kill_a_worker_under_load(srv, kill, log_regex):
     workers = srv.wait_workers(2)
     tagged = spread_connections(srv, workers)
     mark = len(srv.stderr.snapshot())
-    with KeepAliveLoad(srv, tagged) as load:
+    with KeepAliveLoad(srv, VERSION_REQ, conns=tagged, body=b"1", scale=SCALE) as load:
         time.sleep(0.3)
         dead = kill(tagged)
         t_dead = time.monotonic()

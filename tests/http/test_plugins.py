@@ -2,14 +2,13 @@
 while the server keeps serving."""
 import os
 import shutil
-import threading
 import time
 
 import pytest
 
-from evicorn_harness import Conn, ConnClosed
+from evicorn_harness import ConnClosed, KeepAliveLoad
 import plugin_util
-from plugin_util import deploy, with_probe
+from plugin_util import VERSION_REQ, deploy, with_probe
 
 
 def get_body(srv, path, timeout=5.0):
@@ -17,53 +16,6 @@ def get_body(srv, path, timeout=5.0):
         c.send(("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path).encode())
         r = c.read_response()
         return r.status, r.body
-
-
-class Hammer:
-    """Requests GET path in a loop on keep-alive connections; counts
-    failures (anything but a 200, or a connection error)."""
-
-    def __init__(self, srv, path, conns=4):
-        self.srv, self.path = srv, path
-        self.stop = threading.Event()
-        self.failures = []
-        self.bodies = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(conns)]
-
-    def run(self):
-        req = ("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % self.path).encode()
-        c = None
-        deadline = time.monotonic() + 30
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            try:
-                if c is None:
-                    c = self.srv.connect()
-                c.send(req)
-                r = c.read_response()
-                with self.lock:
-                    if r.status != 200:
-                        self.failures.append(r.status)
-                    self.bodies.append((time.monotonic(), r.body))
-            except (OSError, ConnClosed, AssertionError) as e:
-                with self.lock:
-                    self.failures.append(repr(e))
-                if c:
-                    c.close()
-                c = None
-        if c:
-            c.close()
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(10)
-        return False
 
 
 def maps_of(pid):
@@ -84,7 +36,7 @@ def test_plugin_built_against_the_frozen_v1_header_loads(make_server):
 
 def test_replace_by_rename_under_load_fails_no_request_and_serves_v2_within_a_second(make_server):
     srv = with_probe(make_server("--no-access-log"))
-    with Hammer(srv, "/probe/version") as h:
+    with KeepAliveLoad(srv, VERSION_REQ) as h:
         time.sleep(0.3)
         t0 = time.monotonic()
         deploy(srv, plugin_util.plugin_path("probe_v2"), "probe.so")
@@ -133,7 +85,7 @@ def test_removed_plugin_takes_its_routes_away(make_server):
 
 def test_drop_replace_remove_while_hammered_never_fails_another_plugin(make_server):
     srv = with_probe(make_server("--no-access-log"), name="stable.so")
-    with Hammer(srv, "/probe/version") as h:
+    with KeepAliveLoad(srv, VERSION_REQ) as h:
         for i in range(5):
             deploy(srv, plugin_util.plugin_path("probe_conflict" if False else "probe_v2"), "stable.so")
             time.sleep(0.1)
@@ -199,7 +151,7 @@ def test_route_conflicting_with_another_plugin_is_refused(make_server):
 def test_naive_cp_over_a_loaded_plugin_does_not_crash_the_server(make_server):
     srv = with_probe(make_server())
     workers = srv.worker_pids()
-    with Hammer(srv, "/probe/version", conns=2) as h:
+    with KeepAliveLoad(srv, VERSION_REQ, conns=2) as h:
         for _ in range(3):
             shutil.copyfile(plugin_util.plugin_path("probe_v2"), os.path.join(srv.plugins, "probe.so"))
             time.sleep(0.2)

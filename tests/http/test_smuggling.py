@@ -8,6 +8,8 @@ until the server closes, then checks:
     sentinel's 200 when the connection must stay usable (keep=True), or
     nothing more when it must close (keep=False): a smuggled request shows
     up as an extra response, and nothing may follow a 400;
+  - that every error answer other than a 404 says Connection: close and
+    is JSON (application/json) with only a "detail" string;
   - every handler call, from the inspect plugin's log ("inspect hit N"),
     and what each call saw (method, path, body, and where a case says so,
     query, version, Host), from its answer;
@@ -513,7 +515,9 @@ def test_smuggling_case(inspect_server, c):
     for r in own:
         if r.status >= 400 and r.status != 404:
             assert r.header("connection") == "close", r
-            assert list(json.loads(r.body)) == ["detail"], r
+            assert r.header("content-type") == "application/json", r
+            doc = json.loads(r.body)
+            assert list(doc) == ["detail"] and isinstance(doc["detail"], str), r
     if c.keep:
         assert parse_inspect(sentinel[0].body)["path"] == "/inspect/end"
 

@@ -10,6 +10,7 @@
 #include "httpc.h"
 #include "mailbox.h"
 #include "pool.h"
+#include "support.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,36 +29,6 @@
 
 #define WATCHDOG_SECONDS 15.0
 #define SERVER_WAIT_MS   10000
-
-/* ---- loop helpers ---- */
-
-static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    *(int *)w->data = 1;
-    ev_break(loop, EVBREAK_ALL);
-}
-
-/* Runs loop until a callback calls ev_break; returns 0 if the watchdog had to
- * break it instead. */
-static int run_bounded(struct ev_loop *loop, double seconds)
-{
-    int fired = 0;
-    ev_timer watchdog;
-    ev_timer_init(&watchdog, watchdog_cb, seconds, 0.);
-    watchdog.data = &fired;
-    ev_timer_start(loop, &watchdog);
-    ev_run(loop, 0);
-    ev_timer_stop(loop, &watchdog);
-    return !fired;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 struct fixture {
     struct ev_loop *loop;

@@ -10,6 +10,7 @@
  * run in a fresh mkdtemp directory that each test removes. */
 #include "check.h"
 #include "plugin_file.h"
+#include "support.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -202,30 +203,6 @@ static void scratch_init(struct scratch *s)
     snprintf(s->priv, sizeof s->priv, "%s/priv", s->root);
     CHECK_EQ_INT(mkdir(s->src, 0700), 0);
     CHECK_EQ_INT(mkdir(s->priv, 0700), 0);
-}
-
-/* Removes dir and everything in it (two levels deep is all tests create). */
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    CHECK(d != NULL);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        CHECK_EQ_INT(lstat(p, &st), 0);
-        if (S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            CHECK_EQ_INT(unlink(p), 0);
-    }
-    CHECK_EQ_INT(closedir(d), 0);
-    CHECK_EQ_INT(rmdir(dir), 0);
 }
 
 static int count_entries(const char *dir)
@@ -623,7 +600,7 @@ TEST(copy_makes_a_private_identical_copy)
                  0);
     snprintf(want, sizeof want, "%s/w1-%s", s.priv, base);
     CHECK_EQ_STR(out, want);
-    remove_tree(s.root);
+    remove_tree(s.root, false);
 }
 
 TEST(copy_prefixes_give_distinct_paths_and_a_reused_prefix_fails_cleanly)
@@ -647,7 +624,7 @@ TEST(copy_prefixes_give_distinct_paths_and_a_reused_prefix_fails_cleanly)
     CHECK(b && a_len == b_len && memcmp(a, b, a_len) == 0);
     free(b);
     CHECK_EQ_INT(count_entries(s.priv), 2);
-    remove_tree(s.root);
+    remove_tree(s.root, false);
 }
 
 /* Runs plugin_file_copy on src/<name> and checks it was refused with why. */
@@ -696,7 +673,7 @@ TEST(copy_refuses_links_directories_fifos_empty_and_non_elf_files)
     snprintf(p, sizeof p, "%s/missing.so", s.src);
     snprintf(want, sizeof want, "cannot open %s: No such file or directory", p);
     expect_refused(&s, "missing.so", want);
-    remove_tree(s.root);
+    remove_tree(s.root, false);
 }
 
 TEST(copy_reports_unusable_private_dir_with_errno_text)
@@ -721,7 +698,7 @@ TEST(copy_reports_unusable_private_dir_with_errno_text)
                  -1);
     CHECK(starts_with(why, "cannot copy to /proc/w0-"));
     CHECK(strchr(why, ':') != NULL);
-    remove_tree(s.root);
+    remove_tree(s.root, false);
 }
 
 TEST(copy_refuses_bad_prefix_and_short_output_buffer)
@@ -740,7 +717,7 @@ TEST(copy_refuses_bad_prefix_and_short_output_buffer)
     CHECK(starts_with(why, "path too long: "));
     CHECK_EQ_STR(small, "");
     CHECK_EQ_INT(count_entries(s.priv), 0);
-    remove_tree(s.root);
+    remove_tree(s.root, false);
 }
 
 struct appender {
@@ -798,7 +775,7 @@ TEST(copy_asks_to_retry_while_source_is_being_written)
     CHECK_EQ_INT(others, 0);
     CHECK(a.writes > 0);
     CHECK_EQ_INT(count_entries(s.priv), 0);
-    remove_tree(s.root);
+    remove_tree(s.root, false);
 }
 
 /* ---- plugin_file_is_candidate ---- */

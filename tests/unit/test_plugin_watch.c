@@ -10,8 +10,8 @@
  * pointing stderr at a temporary file. */
 #include "check.h"
 #include "plugin_watch.h"
+#include "support.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -59,36 +59,21 @@ static void record_fn(void *ud, const char *name, bool present)
         ev_break(f->loop, EVBREAK_ALL);
 }
 
-static void break_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)revents;
-    if (t->data)
-        *(int *)t->data = 1;
-    ev_break(loop, EVBREAK_ALL);
-}
-
 /* Runs the loop until want reports in total have arrived (0 on watchdog),
  * then SETTLE_SECONDS more so that extra reports would be counted. */
 static int run_until(struct fixture *f, int want)
 {
-    int fired = 0;
-    ev_timer watchdog;
-    ev_timer_init(&watchdog, break_cb, WATCHDOG_SECONDS, 0.);
-    watchdog.data = &fired;
-    ev_timer_start(f->loop, &watchdog);
     f->want = want;
-    if (f->n < want)
-        ev_run(f->loop, 0);
-    ev_timer_stop(f->loop, &watchdog);
+    int ok = f->n >= want || run_bounded(f->loop, WATCHDOG_SECONDS);
     f->want = -1;
 
     ev_timer settle;
-    ev_timer_init(&settle, break_cb, SETTLE_SECONDS, 0.);
+    ev_timer_init(&settle, break_loop_cb, SETTLE_SECONDS, 0.);
     settle.data = NULL;
     ev_timer_start(f->loop, &settle);
     ev_run(f->loop, 0);
     ev_timer_stop(f->loop, &settle);
-    return !fired;
+    return ok;
 }
 
 static void settle_only(struct fixture *f)
@@ -145,33 +130,11 @@ static void rename_file(const struct fixture *f, const char *from, const char *t
     CHECK_EQ_INT(rename(a, b), 0);
 }
 
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return; /* a test removed or moved it */
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        CHECK_EQ_INT(lstat(p, &st), 0);
-        if (S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            CHECK_EQ_INT(unlink(p), 0);
-    }
-    CHECK_EQ_INT(closedir(d), 0);
-    CHECK_EQ_INT(rmdir(dir), 0);
-}
-
 static void fixture_destroy(struct fixture *f)
 {
     plugin_watch_free(f->w);
     ev_loop_destroy(f->loop);
-    remove_tree(f->dir);
+    remove_tree(f->dir, true); /* a test may have removed or moved it */
 }
 
 static void forget_records(struct fixture *f)
@@ -383,7 +346,7 @@ TEST(a_name_that_never_goes_quiet_is_still_reported)
     ev_timer_start(f.loop, &writer);
     f.want = 1;
     ev_timer stop;
-    ev_timer_init(&stop, break_cb, PLUGIN_WATCH_DEBOUNCE_MAX_SECONDS * 3, 0.);
+    ev_timer_init(&stop, break_loop_cb, PLUGIN_WATCH_DEBOUNCE_MAX_SECONDS * 3, 0.);
     int timed_out = 0;
     stop.data = &timed_out;
     ev_timer_start(f.loop, &stop);
@@ -485,7 +448,7 @@ TEST(free_drops_pending_reports)
     plugin_watch_free(f.w);
     f.w = NULL;
     ev_timer t;
-    ev_timer_init(&t, break_cb, SETTLE_SECONDS, 0.);
+    ev_timer_init(&t, break_loop_cb, SETTLE_SECONDS, 0.);
     t.data = NULL;
     ev_timer_start(f.loop, &t);
     ev_run(f.loop, 0);
@@ -602,7 +565,7 @@ TEST(folder_moved_away_is_logged_once_and_no_longer_watched)
     plugin_watch_free(f.w);
     f.w = NULL;
     ev_loop_destroy(f.loop);
-    remove_tree(moved);
+    remove_tree(moved, true);
 }
 
 CHECK_MAIN()

@@ -6,6 +6,7 @@
 #include "check.h"
 #include "mailbox.h"
 #include "pool.h"
+#include "support.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,34 +19,6 @@
 #define WAIT_SECONDS     20
 
 /* ---- helpers ---- */
-
-static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    *(int *)w->data = 1;
-    ev_break(loop, EVBREAK_ALL);
-}
-
-/* Runs loop until a callback calls ev_break; returns 0 if the watchdog had to
- * break it instead. */
-static int run_bounded(struct ev_loop *loop)
-{
-    int fired = 0;
-    ev_timer watchdog;
-    ev_timer_init(&watchdog, watchdog_cb, WATCHDOG_SECONDS, 0.);
-    watchdog.data = &fired;
-    ev_timer_start(loop, &watchdog);
-    ev_run(loop, 0);
-    ev_timer_stop(loop, &watchdog);
-    return !fired;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 /* A rendezvous with a deadline: gate_wait returns once `need` threads have
  * arrived or the test opened the gate, or 0 after WAIT_SECONDS. */
@@ -145,7 +118,7 @@ TEST(mailbox_message_from_other_thread_runs_on_loop_thread)
     struct poster_arg pa = {mb, &tm.msg};
     pthread_t poster;
     CHECK_EQ_INT(pthread_create(&poster, NULL, post_one, &pa), 0);
-    CHECK(run_bounded(loop));
+    CHECK(run_bounded(loop, WATCHDOG_SECONDS));
     CHECK_EQ_INT(pthread_join(poster, NULL), 0);
     CHECK_EQ_INT(tm.runs, 1);
     CHECK(pthread_equal(tm.ran_on, pthread_self()));
@@ -216,7 +189,7 @@ TEST(mailbox_delivers_every_post_once_in_order_per_poster)
         sp[t] = (struct seq_poster){mb, &msgs[t * POSTS_PER_POSTER]};
         CHECK_EQ_INT(pthread_create(&threads[t], NULL, post_many, &sp[t]), 0);
     }
-    CHECK(run_bounded(loop));
+    CHECK(run_bounded(loop, WATCHDOG_SECONDS));
     for (unsigned t = 0; t < POSTERS; t++)
         CHECK_EQ_INT(pthread_join(threads[t], NULL), 0);
     CHECK_EQ_INT(st.delivered, POSTERS * POSTS_PER_POSTER);
@@ -262,7 +235,7 @@ TEST(mailbox_message_can_post_another_message)
     struct poster_arg pa = {mb, &cm.first};
     pthread_t poster;
     CHECK_EQ_INT(pthread_create(&poster, NULL, post_one, &pa), 0);
-    CHECK(run_bounded(loop));
+    CHECK(run_bounded(loop, WATCHDOG_SECONDS));
     CHECK_EQ_INT(pthread_join(poster, NULL), 0);
     CHECK_EQ_INT(cm.first_runs, 1);
     CHECK_EQ_INT(cm.second_runs, 1);
@@ -406,7 +379,7 @@ TEST(pool_starts_no_thread_before_first_submit)
     test_job_init(&tj, f.loop, &done_count, 1, 0);
     CHECK_EQ_INT(pool_submit(f.pool, &tj.job), 0);
     CHECK_EQ_INT(pool_threads(f.pool), 1);
-    CHECK(run_bounded(f.loop));
+    CHECK(run_bounded(f.loop, WATCHDOG_SECONDS));
     CHECK_EQ_INT(tj.done_ran, 1);
     fixture_destroy(&f);
 }
@@ -421,7 +394,7 @@ TEST(pool_reuses_idle_thread_instead_of_starting_another)
         /* One at a time: each submit finds the previous job's thread idle. */
         test_job_init(&tj[i], f.loop, &done_count, i + 1, i);
         CHECK_EQ_INT(pool_submit(f.pool, &tj[i].job), 0);
-        CHECK(run_bounded(f.loop));
+        CHECK(run_bounded(f.loop, WATCHDOG_SECONDS));
         CHECK_EQ_INT(tj[i].done_ran, 1);
         CHECK_EQ_INT(pool_threads(f.pool), 1);
     }
@@ -437,7 +410,7 @@ TEST(pool_done_runs_on_loop_thread_after_work)
     test_job_init(&tj, f.loop, &done_count, 1, 0);
     CHECK_EQ_INT(pool_submit(f.pool, &tj.job), 0);
     CHECK_EQ_INT(tj.done_ran, 0); /* never inline from submit */
-    CHECK(run_bounded(f.loop));
+    CHECK(run_bounded(f.loop, WATCHDOG_SECONDS));
     CHECK_EQ_INT(tj.done_ran, 1);
     CHECK_EQ_INT(tj.work_ran_before_done, 1);
     CHECK(!pthread_equal(tj.work_thread, pthread_self()));
@@ -461,7 +434,7 @@ TEST(pool_runs_jobs_concurrently_up_to_max_threads)
         tj[i].gate_need = N;
         CHECK_EQ_INT(pool_submit(f.pool, &tj[i].job), 0);
     }
-    CHECK(run_bounded(f.loop));
+    CHECK(run_bounded(f.loop, WATCHDOG_SECONDS));
     for (int i = 0; i < N; i++) {
         CHECK_EQ_INT(tj[i].gate_ok, 1);
         CHECK_EQ_INT(tj[i].done_ran, 1);
@@ -485,7 +458,7 @@ TEST(pool_never_starts_more_threads_than_max)
         CHECK_EQ_INT(pool_submit(f.pool, &tj[i].job), 0);
         CHECK(pool_threads(f.pool) <= MAX);
     }
-    CHECK(run_bounded(f.loop));
+    CHECK(run_bounded(f.loop, WATCHDOG_SECONDS));
     CHECK_EQ_INT(atomic_load(&done_count), JOBS);
     CHECK(atomic_load(&max_running) >= 1);
     CHECK(atomic_load(&max_running) <= MAX);
@@ -513,7 +486,7 @@ TEST(pool_counts_busy_and_queued_while_jobs_block)
     CHECK_EQ_INT(pool_busy(f.pool), MAX);
     CHECK_EQ_INT(pool_queued(f.pool), JOBS - MAX);
     gate_open(&gate);
-    CHECK(run_bounded(f.loop));
+    CHECK(run_bounded(f.loop, WATCHDOG_SECONDS));
     CHECK_EQ_INT(atomic_load(&done_count), JOBS);
     CHECK_EQ_INT(pool_busy(f.pool), 0);
     CHECK_EQ_INT(pool_queued(f.pool), 0);
