@@ -7,12 +7,12 @@
  * pending, and only then drops its reference to the generation.
  *
  * The host is four files along its seams:
- *  - host.c: the table, the host's life, the calls that take no request
- *    (log, config);
- *  - host_call.c: the life of calls and of the operations they wait on
- *    (timers, offloads, fetches, body reads, writability), dispatch to
- *    handlers, and call_run, the door every request-bound entry into
- *    plugin code goes through;
+ *  - host.c: the table, the host's own life, the calls that take no
+ *    request (config);
+ *  - host_call.c owns the life of a call (dispatched, running, waiting,
+ *    finished) and of the operations it waits on (timers, offloads,
+ *    fetches, body reads, writability), and call_run, the door every
+ *    request-bound entry into plugin code goes through;
  *  - host_scope.c: the request-scope getters (method, path, headers, ...);
  *  - host_xcall.c: carrying a sync handler's calls from its pool thread to
  *    the loop thread. */

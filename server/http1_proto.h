@@ -1,12 +1,14 @@
 /* http1_proto: HTTP/1.1 as a protocol on a connection.
  *
- * Owns what HTTP/1.1 means on one connection: its parser (http1.c), the
- * requests it has parsed in arrival order, pipelining (requests are
- * dispatched as soon as their head is complete, so they run concurrently,
- * while their responses leave in order through the connection's slots),
- * keep-alive and Connection: close, Expect: 100-continue, the deadlines for
- * a head, a body and an idle connection, error answers for bad input, and
- * the framing of responses (Content-Length, chunked, close-delimited).
+ * http1_proto.c owns the protocol's state on a connection, from h1_attach
+ * to the connection's closed callback, and what HTTP/1.1 means there: its
+ * parser (http1.c), the requests it has parsed in arrival order,
+ * pipelining (requests are dispatched as soon as their head is complete,
+ * so they run concurrently, while their responses leave in order through
+ * the connection's slots), keep-alive and Connection: close, Expect:
+ * 100-continue, the deadlines for a head, a body and an idle connection,
+ * error answers for bad input, and the framing of responses
+ * (Content-Length, chunked, close-delimited).
  *
  * It is the connection's protocol (struct conn_proto) and each request's
  * io (struct request_io); it calls down into conn.h and request.h, and up

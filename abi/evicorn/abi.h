@@ -41,9 +41,11 @@
  *    without bound.
  *
  * A request is finished when its handler has returned, every continuation
- * it registered has run, and every hold is released. If by then no
- * response was sent, the host answers 500 and logs the route (the C twin of
- * a forgotten await); a response started but not completed is cut off.
+ * it registered has run, and every hold is released (a continuation may
+ * release the last hold: the request finishes once it has returned). If by
+ * then no response was sent, the host answers 500 and logs the route (the
+ * C twin of a forgotten await); a response started but not completed is
+ * cut off.
  */
 #ifndef EVICORN_ABI_H
 #define EVICORN_ABI_H

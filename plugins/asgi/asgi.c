@@ -233,32 +233,6 @@ static const evicorn_header plain_500[] = {
     {"connection", 10, "close", 5},
 };
 
-static void on_final(evicorn_request *req, void *ud, int status)
-{
-    (void)req;
-    (void)ud;
-    (void)status;
-}
-
-/* Ends our hold on req from inside a host continuation. The host (0.1.0)
- * still reads the request after a continuation returns (remote_run,
- * op_complete, body_arrived), so releasing the last hold there would free
- * it under the host's feet. An operation still pending keeps the request
- * alive past that point: the request then finishes when that operation's
- * continuation has run, on a later turn of the loop. on_writable is the
- * cheapest such operation (it completes at once when the output is not
- * full or the client is gone). If none can be registered, the hold is
- * kept (a leak) rather than risk a crash. */
-static void release_later(evicorn_request *req, struct areq *a)
-{
-    if (!a->writable_armed && asgi_api->on_writable(req, on_final, NULL) < 0 &&
-        asgi_api->sleep(req, 0, on_final, NULL) < 0) {
-        asgi_log(LOG_ERROR, "cannot release a finished request safely; keeping it open");
-        return;
-    }
-    asgi_api->release(req);
-}
-
 /* Runs on the loop thread: one message the Python thread posted. */
 static void run_out(struct outmsg *m)
 {
@@ -301,7 +275,10 @@ static void run_out(struct outmsg *m)
         if (m->status && !atomic_load(&a->gone))
             asgi_api->respond(req, m->status, plain_500, 2, "Internal Server Error", 21);
         free(m);
-        release_later(req, a);
+        /* The host keeps a request open until the continuation that
+         * releases its last hold has returned (abi.h), so this is safe
+         * even when req carries the batch. */
+        asgi_api->release(req);
         areq_unref(a); /* the loop side's reference */
         return;
     }
@@ -355,7 +332,7 @@ static void on_prefetch(evicorn_request *req, void *ud, const char *data, size_t
         /* Over --limit-body (the host has answered 413), or the client left
          * before its body arrived: the app never runs. */
         asgi_api->on_disconnect(req, NULL, NULL);
-        release_later(req, a);
+        asgi_api->release(req);
         areq_unref(a);
         areq_unref(a);
         return;
@@ -364,7 +341,7 @@ static void on_prefetch(evicorn_request *req, void *ud, const char *data, size_t
     if (!m) {
         asgi_api->on_disconnect(req, NULL, NULL);
         asgi_api->respond(req, 503, plain_500, 1, "Service Unavailable", 19);
-        release_later(req, a);
+        asgi_api->release(req);
         areq_unref(a);
         areq_unref(a);
         return;
