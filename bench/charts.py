@@ -5,11 +5,12 @@ make(parts, outdir) -> {chart name: file name}; a chart whose data is
 missing is not drawn. Each figure is small and plain: one question each."""
 import os
 
-SERVER_ORDER = ["evicorn", "nginx", "kore", "h2o", "uvicorn", "hypercorn"]
+SERVER_ORDER = ["evicorn", "baseline", "nginx", "kore", "h2o", "uvicorn", "hypercorn"]
 TITLE = {"evicorn": "evicorn", "nginx": "nginx", "kore": "Kore", "h2o": "h2o (mruby)",
-         "uvicorn": "uvicorn+FastAPI", "hypercorn": "hypercorn+FastAPI"}
+         "uvicorn": "uvicorn+FastAPI", "hypercorn": "hypercorn+FastAPI",
+         "baseline": "evicorn (baseline)"}
 COLOR = {"evicorn": "#d62728", "nginx": "#2ca02c", "kore": "#9467bd", "h2o": "#8c564b",
-         "uvicorn": "#1f77b4", "hypercorn": "#ff7f0e"}
+         "uvicorn": "#1f77b4", "hypercorn": "#ff7f0e", "baseline": "#e377c2"}
 
 
 def _plt():

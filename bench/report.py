@@ -20,7 +20,7 @@ from benchlib import median  # noqa: E402
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
-SERVERS = ["evicorn", "nginx", "kore", "uvicorn", "h2o", "hypercorn"]
+SERVERS = ["evicorn", "nginx", "kore", "uvicorn", "h2o", "hypercorn", "baseline"]
 WRK_SCENARIOS = ["plaintext", "json", "pipeline"]
 SCENARIO_TITLE = {
     "plaintext": "GET /plaintext",
@@ -30,6 +30,7 @@ SCENARIO_TITLE = {
 SERVER_TITLE = {
     "evicorn": "evicorn", "nginx": "nginx", "kore": "Kore", "uvicorn": "uvicorn+FastAPI",
     "h2o": "h2o (mruby)", "hypercorn": "hypercorn+FastAPI",
+    "baseline": "evicorn (baseline)",
 }
 # (scenario, peer) -> the ratio evicorn/peer aimed at; None: no target.
 TARGETS = {
@@ -352,9 +353,11 @@ def machine_section(doc, meta):
             f"CPU {meta.get('client_cpu')} (`taskset -c`)"))
     add("")
     doc.table_head(["Software", "Version"], "ll")
-    for key in ["evicorn", "nginx", "kore", "uvicorn", "h2o", "hypercorn", "wrk"]:
+    for key in ["evicorn", "evicorn_commit", "baseline", "nginx", "kore", "uvicorn", "h2o",
+                "hypercorn", "wrk"]:
         if key in meta:
-            add(row(SERVER_TITLE.get(key, key), meta[key]))
+            title = "evicorn commit" if key == "evicorn_commit" else SERVER_TITLE.get(key, key)
+            add(row(title, meta[key]))
     add("")
 
 

@@ -653,7 +653,7 @@ struct remote {
 
 static void remote_run(struct mailbox_msg *msg)
 {
-    struct remote *rm = (struct remote *)msg;
+    struct remote *rm = container_of(msg, struct remote, msg);
     struct call *c = rm->c;
     evicorn_event_fn fn = rm->fn;
     void *ud = rm->ud;

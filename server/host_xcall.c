@@ -8,6 +8,7 @@
  * waits on a condition variable for the result, so error codes are exact.
  * A function may also finish later (send waits until a slow client has
  * read enough), which is the backpressure a blocking handler feels. */
+#include "container.h"
 #include "host_internal.h"
 
 struct xcall_wait {
@@ -29,7 +30,7 @@ void xcall_finish(struct xcall *x, int result)
 
 static void xcall_on_loop(struct mailbox_msg *msg)
 {
-    struct xcall *x = (struct xcall *)msg;
+    struct xcall *x = container_of(msg, struct xcall, msg);
     int rc = x->fn(x);
     if (rc != XCALL_LATER)
         xcall_finish(x, rc);

@@ -84,6 +84,7 @@ static struct h1_stream *stream_new(struct h1_conn *hc)
         return NULL;
     struct h1_stream *s = stream_of(r);
     s->hc = hc;
+    r->client = hc->conn->peer; /* for the access log, even if the head never completes */
     conn_slot_push(hc->conn, &s->slot);
     hc->queued++;
     return s;

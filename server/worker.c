@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "container.h"
 #include "exit_status.h"
 #include "host.h"
 #include "log.h"
@@ -158,7 +159,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
-    struct worker_accept *a = (struct worker_accept *)io;
+    struct worker_accept *a = container_of(io, struct worker_accept, io);
     struct worker *w = a->w;
     struct listener *l = a->listener;
     for (int i = 0; i < ACCEPT_BATCH; i++) {

@@ -5,10 +5,11 @@
  * queue, then one write per connection with output, then the access log),
  * the accept path and the signals. Everything the worker holds hangs off
  * struct worker, and the loop thread alone touches it, except through the
- * mailbox. Three things live outside it, by their nature: the scoreboard,
+ * mailbox. A few things live outside it, by their nature: the scoreboard,
  * which the master maps before forking and every process shares; the log's
- * buffer, which belongs to the process; and the one pointer the host keeps
- * for the ABI calls that take no request (host.c).
+ * buffer and the Date header's once-a-second cache, which belong to the
+ * process; and the one pointer the host keeps for the ABI calls that take
+ * no request (host.c).
  *
  * The layers, each calling only downwards (and upwards only through the
  * function pointers it was handed):
