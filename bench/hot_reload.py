@@ -14,7 +14,11 @@ other than "1"/"2", a connection error or close, or no answer within 5 s.
 An old version seen on a request sent after the new one was first seen
 counts as a "regression". Targets: median reload time <= 50 ms, 0 failed.
 
-    /usr/bin/python3 bench/hot_reload.py [--reloads 20] [--json out.json]
+With --signed, a fresh Ed25519 key pair signs both versions
+(scripts/plugin-sign), evicorn runs with --plugin-pubkey, and each swap
+stages the signature before the file, as docs/plugins.md tells operators.
+
+    /usr/bin/python3 bench/hot_reload.py [--reloads 20] [--signed] [--json out.json]
 """
 import argparse
 import errno
@@ -23,6 +27,7 @@ import os
 import select
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,9 +54,31 @@ class Conn:
             raise OSError("short send")
 
 
+SIGN = os.path.join(benchlib.ROOT, "scripts", "plugin-sign")
+
+
+def sign_versions(versions, keydir):
+    """Signs a copy of each version with a new key; returns the public key
+    and {version: (plugin copy, signature)}."""
+    subprocess.run([SIGN, "keygen", keydir], check=True, capture_output=True)
+    signed = {}
+    for v, src in versions.items():
+        copy = os.path.join(keydir, f"probe-{v}.so")
+        shutil.copyfile(src, copy)
+        subprocess.run([SIGN, "sign", os.path.join(keydir, "plugins.key"), copy], check=True,
+                       capture_output=True)
+        signed[v] = copy
+    return os.path.join(keydir, "plugins.pub"), signed
+
+
 def stage(src, folder, name="probe.so"):
-    """Copies src to a hidden name in folder, then renames it over name.
-    Returns the time right after the rename."""
+    """Copies src to a hidden name in folder, then renames it over name
+    (its signature, src.sig, first when there is one). Returns the time
+    right after the rename of the plugin."""
+    if os.path.exists(src + ".sig"):
+        tmp = os.path.join(folder, f".{name}.sig.staging")
+        shutil.copyfile(src + ".sig", tmp)
+        os.rename(tmp, os.path.join(folder, name + ".sig"))
     tmp = os.path.join(folder, f".{name}.staging")
     shutil.copyfile(src, tmp)
     with open(tmp, "rb") as f:
@@ -62,9 +89,15 @@ def stage(src, folder, name="probe.so"):
 
 def run(args, folder, log_path):
     versions = {"1": args.probe, "2": args.probe_v2}
-    shutil.copyfile(args.probe, os.path.join(folder, "probe.so"))
+    extra = list(getattr(args, "server_args", ()))
+    if args.signed:
+        keydir = os.path.join(folder, ".keys")
+        pub, versions = sign_versions(versions, keydir)
+        extra += ["--plugin-pubkey", pub]
+    stage(versions["1"], folder)
     res = {"reloads": [], "failed": 0, "regressions": 0, "requests": 0, "reconnects": 0}
-    with benchlib.Evicorn(args.bin, folder, cpu=args.server_cpu, log_path=log_path) as srv:
+    with benchlib.Evicorn(args.bin, folder, cpu=args.server_cpu, log_path=log_path,
+                          extra=extra) as srv:
         srv.wait_ready("/probe/version", timeout=20)
         status, body = benchlib.http_get(srv.port, "/probe/version")
         if status != 200 or body != b"1":
@@ -198,6 +231,8 @@ def main():
     ap.add_argument("--reload-timeout", type=float, default=5.0)
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
+    ap.add_argument("--signed", action="store_true",
+                    help="sign both versions and run evicorn with --plugin-pubkey")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--log", help="append the server's output here")
     args = ap.parse_args()
@@ -227,6 +262,8 @@ def main():
         "req_per_s": res["requests"] / res["duration_s"] if res["duration_s"] else None,
         "conns": args.conns,
         "interval_s": args.interval,
+        "signed": args.signed,
+        "plugin_bytes": os.path.getsize(args.probe),
         "targets": {"reload_ms_median": 50.0, "failed": 0},
         "client_cpu": args.client_cpu,
         "server_cpu": args.server_cpu,

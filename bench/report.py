@@ -127,6 +127,7 @@ def summarise_run(run_dir):
             }
         s["wrk"][scen] = out
     for key, name in (("sleep", "sleep.json"), ("reload", "hot_reload.json"),
+                      ("signing", "plugin_signing.json"),
                       ("loadgen_check", "loadgen_check.json"),
                       ("sync", "sync_pool.json"), ("asgi_json", "asgi/summary.json")):
         p = os.path.join(run_dir, name)
@@ -294,6 +295,7 @@ def pick_runs(summaries):
         "by_scen": by_scen,
         "sleep": newest_with(summaries, lambda s: "servers" in s.get("sleep", {})),
         "reload": newest_with(summaries, lambda s: "reload" in s),
+        "signing": newest_with(summaries, lambda s: "signing" in s),
         "latency": newest_with(summaries, lambda s: "latency" in s),
         "sync": newest_with(summaries, lambda s: "idle" in s.get("sync", {})),
         "idle": newest_with(summaries, lambda s: "idle" in s),
@@ -301,7 +303,7 @@ def pick_runs(summaries):
     }
     runs["used"] = [s for s in summaries
                     if s in list(by_scen.values()) + [runs[k] for k in (
-                        "sleep", "reload", "latency", "sync", "idle", "asgi")]]
+                        "sleep", "reload", "signing", "latency", "sync", "idle", "asgi")]]
     return runs
 
 
@@ -395,7 +397,8 @@ def how_to_run_section(doc, used, by_scen):
             "of `bench/peers/kore/` with `kodev flavor prod && kodev build`):")
         add("")
         code_block(doc, [shown(cmds[name], "$REPO/") for name in SERVERS if name in cmds])
-    py_cmds = [shown(cmds[k]) for k in ("sleep", "sync", "idle", "reload", "asgi") if k in cmds]
+    py_cmds = [shown(cmds[k]) for k in ("sleep", "sync", "idle", "reload", "signing", "asgi")
+               if k in cmds]
     if py_cmds:
         add("The other benchmarks (each starts and stops its own servers, except "
             "`idle_conns.py`, run against each server started as above, shown for evicorn; "
@@ -780,6 +783,36 @@ def idle_section(doc, idle):
     add("")
 
 
+def signing_section(doc, run):
+    """What signature checks (--plugin-pubkey) cost a plugin load."""
+    add = doc.add
+    g = run["signing"]
+    doc.paras("## Signed plugins (`bench/plugin_signing.py`)",
+              f"The hot-reload loop above with a {g['plugin_bytes'] / 1048576:.1f} MiB plugin "
+              f"(the probe with 1 MiB of read-only data), {g['reloads']} swaps per round, "
+              f"{g['rounds']} round(s) alternating: unsigned, then signed (evicorn with "
+              "`--plugin-pubkey`, each swap staging `probe.so.sig` before `probe.so`). The load "
+              "time is the worker's own measure of each load (its debug line: trust checks and "
+              "the private copy, the Ed25519 check of the copy, `dlopen` and startup); the swap "
+              "time runs from the rename to the first response of the new version, and includes "
+              "the watcher's 10 ms debounce.")
+    u, s_ = g["unsigned"], g["signed"]
+
+    def ms(v, digits=2):
+        return "n/a" if v is None else f"{v:.{digits}f} ms"
+
+    doc.table_head(["Median", "Unsigned", "Signed"], "lrr")
+    add(row(f"Load ({u['loads']} / {s_['loads']} loads)", ms(u["load_ms_median"]),
+            ms(s_["load_ms_median"])))
+    add(row("… trust checks and copy", ms(u["copy_ms_median"]), ms(s_["copy_ms_median"])))
+    add(row("… signature check", ms(u["signature_ms_median"]), ms(s_["signature_ms_median"])))
+    add(row("… dlopen and startup", ms(u["dlopen_ms_median"]), ms(s_["dlopen_ms_median"])))
+    add(row("Rename to first response of the new version", ms(u["swap_ms_median"], 1),
+            ms(s_["swap_ms_median"], 1)))
+    add(row("Failed requests during all swaps", f"{g['failed_requests']}", None))
+    add("")
+
+
 def reload_section(doc, reload_):
     """The hot reload; returns the verdicts on its targets."""
     add = doc.add
@@ -897,6 +930,8 @@ def render(summaries, img_dir=None, img_rel="img"):
         idle_section(doc, runs["idle"])
     if runs["reload"]:
         verdicts += reload_section(doc, runs["reload"])
+    if runs["signing"]:
+        signing_section(doc, runs["signing"])
     if verdicts:
         targets_section(doc, verdicts)
     notes_section(doc)

@@ -44,6 +44,15 @@ static const struct opt opts[] = {
      "Folder watched for plugin .so files. [default: ./plugins]"},
     {"status-path", OPT_STRING, F(status_path), 0, 0,
      "Serve the worker's plugin status as JSON on this path (off by default)."},
+    {"plugins-insecure", OPT_BOOL, F(plugins_insecure), 0, 0,
+     "Only warn about plugin files and folders others can write (development). [default: "
+     "refuse them]"},
+    {"plugin-pubkey", OPT_STRING, F(plugin_pubkey), 0, 0,
+     "Load only plugins signed with this Ed25519 key (PEM): NAME.so needs NAME.so.sig."},
+    {"user", OPT_STRING, F(user), 0, 0,
+     "Run the workers as this user (the master must be root). [default: the current user]"},
+    {"group", OPT_STRING, F(group), 0, 0,
+     "Run the workers with this group. [default: the --user's primary group]"},
     {"log-level", OPT_SPECIAL, 0, 0, 0, "critical|error|warning|info|debug|trace [default: info]"},
     {"access-log", OPT_BOOL, F(access_log), 0, 0,
      "Enable/disable the access log. [default: enabled]"},
@@ -129,7 +138,8 @@ static void print_help(void)
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
         const struct opt *o = &opts[i];
         char name[64];
-        if (o->kind == OPT_BOOL && strcmp(o->name, "factory") != 0)
+        if (o->kind == OPT_BOOL && strcmp(o->name, "factory") != 0 &&
+            strcmp(o->name, "plugins-insecure") != 0)
             snprintf(name, sizeof name, "--%s/--no-%s", o->name, o->name);
         else if (o->kind == OPT_BOOL || strcmp(o->name, "help") == 0 ||
                  strcmp(o->name, "version") == 0) /* these take no value */

@@ -12,6 +12,9 @@
 
 #define EVICORN_VERSION "0.1.0"
 
+struct plugin_key;
+struct run_as;
+
 enum lifespan_mode { LIFESPAN_AUTO, LIFESPAN_ON, LIFESPAN_OFF };
 
 struct config {
@@ -34,6 +37,17 @@ struct config {
     const char *private_dir;
     /* Serve this worker's plugin status as JSON on this path (opt-in). */
     const char *status_path;
+    /* Workers run as this user and group (names or ids), root only. */
+    const char *user;
+    const char *group;
+    /* Trust checks on plugin files and folders only warn. */
+    bool plugins_insecure;
+    /* Every plugin needs NAME.so.sig signed by this Ed25519 key (PEM). */
+    const char *plugin_pubkey;
+    /* Set by main, not flags: who the workers run as (privileges.h), and
+     * the key plugins are verified with (plugin_sign.h), or NULL. */
+    const struct run_as *run_as;
+    const struct plugin_key *plugin_key;
     int log_level;
     bool access_log;
 

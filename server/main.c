@@ -18,6 +18,8 @@
 #include "listener.h"
 #include "log.h"
 #include "master.h"
+#include "plugin_sign.h"
+#include "privileges.h"
 
 /* Plugins are copied here before dlopen (see plugins.c); one folder per
  * server, shared by its workers, removed at exit. */
@@ -94,6 +96,20 @@ int main(int argc, char **argv)
     }
     log_threshold = (enum log_level)cfg.log_level;
 
+    /* Who the workers run as, and the key plugins are verified with, are
+     * settled before anything starts: a bad one is a bad flag. */
+    struct run_as run_as;
+    struct plugin_key *plugin_key = NULL;
+    if (privileges_resolve(cfg.user, cfg.group, &run_as, err, sizeof err) < 0 ||
+        (cfg.plugin_pubkey &&
+         !(plugin_key = plugin_key_load(cfg.plugin_pubkey, err, sizeof err)))) {
+        fprintf(stderr, "evicorn: error: %s\n", err);
+        config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    cfg.run_as = &run_as;
+    cfg.plugin_key = plugin_key;
+
     /* libev's ABI must match the headers we were built with. */
     if (ev_version_major() != EV_VERSION_MAJOR || ev_version_minor() < EV_VERSION_MINOR) {
         log_critical("libev %d.%d does not match the %d.%d evicorn was built with",
@@ -122,6 +138,7 @@ int main(int argc, char **argv)
     if (cfg.app && !have_bridge) {
         log_error("cannot serve %s: the Python bridge plugin (asgi.so) was not found next to %s",
                   cfg.app, argv[0]);
+        plugin_key_free(plugin_key);
         config_free(&cfg);
         return EXIT_ERROR;
     }
@@ -130,16 +147,27 @@ int main(int argc, char **argv)
     if (make_private_dir(private_dir, sizeof private_dir) < 0) {
         log_error("cannot create a private folder for plugin copies in %s: %m",
                   getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        plugin_key_free(plugin_key);
         config_free(&cfg);
         return EXIT_ERROR;
     }
     cfg.private_dir = private_dir;
+    /* Plugin copies are written and mapped by the workers: the folder is
+     * theirs alone (mkdtemp made it 0700). */
+    if (run_as.drop && chown(private_dir, run_as.uid, run_as.gid) < 0) {
+        log_error("cannot give the private folder %s to %s: %m", private_dir, run_as.name);
+        remove_private_dir(private_dir);
+        plugin_key_free(plugin_key);
+        config_free(&cfg);
+        return EXIT_ERROR;
+    }
 
     struct listener *listeners;
     size_t n;
     if (listeners_open(&cfg, &listeners, &n, err, sizeof err) < 0) {
         log_error("%s", err);
         remove_private_dir(private_dir);
+        plugin_key_free(plugin_key);
         config_free(&cfg);
         return EXIT_ERROR;
     }
@@ -148,6 +176,7 @@ int main(int argc, char **argv)
     if (cfg.uds)
         unlink(cfg.uds);
     remove_private_dir(private_dir);
+    plugin_key_free(plugin_key);
     config_free(&cfg);
     return status;
 }

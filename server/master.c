@@ -19,6 +19,7 @@
 
 #include "exit_status.h"
 #include "log.h"
+#include "privileges.h"
 #include "scoreboard.h"
 #include "worker.h"
 
@@ -262,6 +263,24 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     begin_stop(EXIT_OK);
 }
 
+/* Whose plugin files the workers will load: the operator should see it at
+ * a glance. */
+static void log_trust(const struct config *cfg)
+{
+    const struct run_as *r = cfg->run_as;
+    char who[96] = "root";
+    if (r && r->uid != 0)
+        snprintf(who, sizeof who, "root or %s", r->name);
+    if (r && r->uid == 0)
+        log_warning("the workers run as root, and so does every plugin they load; --user NAME "
+                    "runs them unprivileged");
+    log_info("workers run as %s; plugins load only from files and folders owned by %s and "
+             "writable by no one else%s%s",
+             r ? r->name : "the current user", who,
+             cfg->plugins_insecure ? " (--plugins-insecure: others only warned about)" : "",
+             cfg->plugin_key ? ", signed with the --plugin-pubkey key" : "");
+}
+
 static int default_workers(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -297,6 +316,7 @@ int master_run(const struct config *cfg, struct listener *listeners, size_t nlis
     for (size_t i = 0; i < nlisteners; i++)
         log_info("evicorn running on %s (workers: %d, pid %d)", listeners[i].name, m.nworkers,
                  (int)getpid());
+    log_trust(cfg);
     for (int i = 0; i < m.nworkers; i++)
         if (spawn(i) < 0) {
             begin_stop(EXIT_ERROR);

@@ -339,8 +339,9 @@ static int open_source(const char *path, char *why, size_t whylen)
     return refuse(why, whylen, "cannot open %s: %s", path, strerror(err));
 }
 
-int plugin_file_copy(const char *path, const char *private_dir, const char *prefix, char *out_path,
-                     size_t out_len, char *why, size_t whylen)
+int plugin_file_copy(const char *path, const char *private_dir, const char *prefix,
+                     const struct plugin_file_vet *vet, char *out_path, size_t out_len, char *why,
+                     size_t whylen)
 {
     clear_why(why, whylen);
     if (out_path && out_len > 0)
@@ -379,6 +380,8 @@ int plugin_file_copy(const char *path, const char *private_dir, const char *pref
         refuse(why, whylen, "empty file");
         goto out;
     }
+    if (vet && vet->fn(vet->ud, &before, path, why, whylen) != 0)
+        goto out;
     buf = malloc(COPY_BUF_BYTES > PLUGIN_FILE_HEAD_BYTES ? COPY_BUF_BYTES : PLUGIN_FILE_HEAD_BYTES);
     if (!buf) {
         refuse(why, whylen, "cannot copy %s: out of memory", path);

@@ -6,6 +6,7 @@
 
 #include <limits.h>
 
+#include "plugin_trust.h"
 #include "plugins.h"
 
 /* A file still being written is retried this often, this many times. */
@@ -52,7 +53,9 @@ struct plugins {
     struct plugin_retry retries[PLUGINS_RETRIES_MAX];
     size_t nretries;
     ev_timer retry_timer;
-    bool closed; /* plugins_free ran; the last retired generation frees it */
+    bool closed;               /* plugins_free ran; the last retired generation frees it */
+    struct plugin_trust trust; /* whose files and folders may be loaded */
+    char trust_name[64];
 };
 
 #endif

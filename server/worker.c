@@ -21,6 +21,7 @@
 #include "mailbox.h"
 #include "plugins.h"
 #include "pool.h"
+#include "privileges.h"
 #include "watchdog.h"
 
 /* Connections accepted per wake-up of one listener, so one busy listener
@@ -315,6 +316,12 @@ static void worker_stop_services(struct worker *w)
 
 int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index)
 {
+    /* Before anything of a plugin's can run. A worker that cannot drop
+     * would fail the same way again: the master must not retry it. */
+    if (cfg->run_as && privileges_drop(cfg->run_as) < 0) {
+        log_error("worker %d: cannot run as %s: %s", index, cfg->run_as->name, strerror(errno));
+        return EXIT_WORKER_STARTUP_FAILED;
+    }
     struct worker *w = calloc(1, sizeof *w);
     if (!w) {
         log_error("worker %d: out of memory", index);

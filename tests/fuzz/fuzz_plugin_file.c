@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     write_all(fd, data, size);
     close(fd);
 
-    int rc = plugin_file_copy(path, private, "g1", out, sizeof out, why, sizeof why);
+    int rc = plugin_file_copy(path, private, "g1", NULL, out, sizeof out, why, sizeof why);
     if (rc == 0) {
         if (unlink(out) != 0) {
             perror("fuzz_plugin_file: unlink copy");

@@ -138,8 +138,12 @@ class Server:
     Use as a context manager (or call start()/stop()); stop() always runs the
     SIGTERM -> wait 10 s -> SIGKILL sequence by PID."""
 
-    def __init__(self, *args, listen=None, pass_fds=(), ready_timeout=10.0, wrapper=()):
+    def __init__(self, *args, listen=None, pass_fds=(), ready_timeout=10.0, wrapper=(),
+                 plugins=None):
         self.extra = [str(a) for a in args]
+        # A plugins folder the caller made (and removes); default: a fresh
+        # private one, removed at stop.
+        self.given_plugins = plugins
         # Commands that exec the server in the same process (prlimit, env),
         # outside EVICORN_WRAPPER so that the limits also bind the wrapper.
         self.wrapper = [str(a) for a in wrapper]
@@ -159,7 +163,7 @@ class Server:
 
     def start(self):
         binary = evicorn_bin()
-        self.plugins = tempfile.mkdtemp(prefix="evicorn-plugins-")
+        self.plugins = self.given_plugins or tempfile.mkdtemp(prefix="evicorn-plugins-")
         listen = self.listen if self.listen is not None else ["--host", "127.0.0.1", "--port", "0"]
         argv = (self.wrapper + env_wrapper() + [binary] + listen + ["--plugins", self.plugins]
                 + self.extra)
@@ -169,7 +173,8 @@ class Server:
                                          stderr=subprocess.PIPE, pass_fds=self.pass_fds,
                                          start_new_session=True)
         except OSError:
-            shutil.rmtree(self.plugins, ignore_errors=True)
+            if not self.given_plugins:
+                shutil.rmtree(self.plugins, ignore_errors=True)
             self.plugins = None
             raise
         self.pid = self.proc.pid
@@ -258,9 +263,9 @@ class Server:
                 pipe.close()
             except OSError:
                 pass
-        if self.plugins:
+        if self.plugins and not self.given_plugins:
             shutil.rmtree(self.plugins, ignore_errors=True)
-            self.plugins = None
+        self.plugins = None
         return self.returncode
 
     # ---- logs

@@ -7,6 +7,8 @@
  *   PROBE_PREFIX    the prefix of every route (default "/probe"), so two
  *                   variants can be served side by side
  *   PROBE_STARTUP_HANGS startup never returns (the watchdog's case)
+ *   PROBE_PADDING   bytes of read-only data that make the file that large
+ *                   (loading and verifying a big plugin, in bench/)
  *   PROBE_STARTUP_FAILS, PROBE_CONFLICT, PROBE_BAD_PATTERN, PROBE_NO_ENTRY
  * Nothing here includes a server header: it is a third-party plugin. */
 #include <evicorn/abi.h>
@@ -54,6 +56,11 @@ static void log_line(evicorn_request *req, const char *fmt, long a)
     snprintf(msg, sizeof msg, fmt, a);
     api->log(req, 2, msg);
 }
+
+#ifdef PROBE_PADDING
+/* Mapped with the code, as a big plugin's tables would be. */
+__attribute__((used)) static const unsigned char padding[PROBE_PADDING] = {1, 2, 3};
+#endif
 
 /* GET /probe/version */
 static void version(evicorn_request *req, void *data)

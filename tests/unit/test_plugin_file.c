@@ -570,13 +570,98 @@ TEST(check_elf_survives_random_mutations)
 
 /* ---- plugin_file_copy ---- */
 
+/* A vet that records what it judged and, once, replaces the file at its
+ * path the moment it has judged the descriptor. */
+struct swap_after_vet {
+    const char *path, *other;
+    int calls;
+    mode_t seen_mode;
+};
+
+static int vet_then_swap(void *ud, const struct stat *st, const char *path, char *why,
+                         size_t whylen)
+{
+    struct swap_after_vet *s = ud;
+    (void)why;
+    (void)whylen;
+    s->calls++;
+    s->seen_mode = st->st_mode & 07777;
+    CHECK_EQ_STR(path, s->path);
+    if (s->other) {
+        CHECK_EQ_INT(rename(s->other, s->path), 0);
+        s->other = NULL;
+    }
+    return 0;
+}
+
+static int vet_refuse(void *ud, const struct stat *st, const char *path, char *why, size_t whylen)
+{
+    (void)ud;
+    (void)st;
+    snprintf(why, whylen, "file %s is writable by others", path);
+    return -1;
+}
+
+/* The file judged is the file read: a file swapped in after the check is
+ * never copied unjudged. Its arrival changes the judged file (unlinked, its
+ * ctime moves), so the copy is abandoned for a retry, and the retry judges
+ * the newcomer. */
+TEST(copy_never_reads_a_file_swapped_in_after_the_vet)
+{
+    struct scratch s;
+    scratch_init(&s);
+    char path[PATH_MAX], other[PATH_MAX], out[PATH_MAX], why[300];
+    snprintf(path, sizeof path, "%s/x.so", s.src);
+    snprintf(other, sizeof other, "%s/evil.so", s.src);
+    size_t len;
+    const unsigned char *libc = libc_bytes(&len);
+    spit(path, libc, len);
+    CHECK_EQ_INT(chmod(path, 0644), 0);
+    spit(other, "not the judged file", 19);
+    CHECK_EQ_INT(chmod(other, 0666), 0);
+    struct swap_after_vet sw = {.path = path, .other = other};
+    struct plugin_file_vet vet = {vet_then_swap, &sw};
+    int rc = plugin_file_copy(path, s.priv, "w0", &vet, out, sizeof out, why, sizeof why);
+    CHECK_EQ_INT(sw.calls, 1);
+    CHECK_EQ_INT(sw.seen_mode, 0644);
+    if (rc == 0) {
+        size_t got_len;
+        unsigned char *got = slurp(out, &got_len);
+        CHECK(got && got_len == len && memcmp(got, libc, len) == 0);
+        free(got);
+        CHECK_EQ_INT(unlink(out), 0);
+    } else {
+        CHECK_EQ_INT(rc, 1);
+        CHECK_EQ_INT(count_entries(s.priv), 0);
+    }
+    /* The next attempt judges what is there now. */
+    rc = plugin_file_copy(path, s.priv, "w1", &vet, out, sizeof out, why, sizeof why);
+    CHECK_EQ_INT(sw.calls, 2);
+    CHECK_EQ_INT(sw.seen_mode, 0666);
+    remove_tree(s.root, false);
+}
+
+TEST(copy_refused_by_the_vet_leaves_nothing)
+{
+    struct scratch s;
+    scratch_init(&s);
+    char out[PATH_MAX], why[300];
+    struct plugin_file_vet vet = {vet_refuse, NULL};
+    CHECK_EQ_INT(
+        plugin_file_copy(libc_path(), s.priv, "w0", &vet, out, sizeof out, why, sizeof why), -1);
+    CHECK(strstr(why, "is writable by others") != NULL);
+    CHECK_EQ_STR(out, "");
+    CHECK_EQ_INT(count_entries(s.priv), 0);
+    remove_tree(s.root, false);
+}
+
 TEST(copy_makes_a_private_identical_copy)
 {
     struct scratch s;
     scratch_init(&s);
     char out[PATH_MAX], why[300] = "x", want[PATH_MAX];
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), s.priv, "w0-g7", out, sizeof out, why, sizeof why),
-                 0);
+    CHECK_EQ_INT(
+        plugin_file_copy(libc_path(), s.priv, "w0-g7", NULL, out, sizeof out, why, sizeof why), 0);
     CHECK_EQ_STR(why, "");
     const char *base = strrchr(libc_path(), '/') + 1;
     snprintf(want, sizeof want, "%s/w0-g7-%s", s.priv, base);
@@ -596,8 +681,8 @@ TEST(copy_makes_a_private_identical_copy)
     /* A trailing slash on private_dir does not double the separator. */
     char dir_slash[PATH_MAX];
     snprintf(dir_slash, sizeof dir_slash, "%s/", s.priv);
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), dir_slash, "w1", out, sizeof out, why, sizeof why),
-                 0);
+    CHECK_EQ_INT(
+        plugin_file_copy(libc_path(), dir_slash, "w1", NULL, out, sizeof out, why, sizeof why), 0);
     snprintf(want, sizeof want, "%s/w1-%s", s.priv, base);
     CHECK_EQ_STR(out, want);
     remove_tree(s.root, false);
@@ -608,11 +693,13 @@ TEST(copy_prefixes_give_distinct_paths_and_a_reused_prefix_fails_cleanly)
     struct scratch s;
     scratch_init(&s);
     char p1[PATH_MAX], p2[PATH_MAX], p3[PATH_MAX] = "x", why[300];
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), s.priv, "w0-g1", p1, sizeof p1, why, sizeof why), 0);
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), s.priv, "w0-g2", p2, sizeof p2, why, sizeof why), 0);
+    CHECK_EQ_INT(
+        plugin_file_copy(libc_path(), s.priv, "w0-g1", NULL, p1, sizeof p1, why, sizeof why), 0);
+    CHECK_EQ_INT(
+        plugin_file_copy(libc_path(), s.priv, "w0-g2", NULL, p2, sizeof p2, why, sizeof why), 0);
     CHECK(strcmp(p1, p2) != 0);
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), s.priv, "w0-g1", p3, sizeof p3, why, sizeof why),
-                 -1);
+    CHECK_EQ_INT(
+        plugin_file_copy(libc_path(), s.priv, "w0-g1", NULL, p3, sizeof p3, why, sizeof why), -1);
     CHECK_EQ_STR(p3, "");
     char want[PATH_MAX + 64];
     snprintf(want, sizeof want, "cannot copy to %s: File exists", p1);
@@ -632,7 +719,8 @@ static void expect_refused(const struct scratch *s, const char *name, const char
 {
     char path[PATH_MAX], out[PATH_MAX] = "x", why[300];
     snprintf(path, sizeof path, "%s/%s", s->src, name);
-    CHECK_EQ_INT(plugin_file_copy(path, s->priv, "w0-g1", out, sizeof out, why, sizeof why), -1);
+    CHECK_EQ_INT(plugin_file_copy(path, s->priv, "w0-g1", NULL, out, sizeof out, why, sizeof why),
+                 -1);
     CHECK_EQ_STR(why, want_why);
     CHECK_EQ_STR(out, "");
     CHECK_EQ_INT(count_entries(s->priv), 0); /* nothing left behind */
@@ -684,18 +772,20 @@ TEST(copy_reports_unusable_private_dir_with_errno_text)
     const char *base = strrchr(libc_path(), '/') + 1;
 
     snprintf(dir, sizeof dir, "%s/no-such-dir", s.root);
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), dir, "w0", out, sizeof out, why, sizeof why), -1);
+    CHECK_EQ_INT(plugin_file_copy(libc_path(), dir, "w0", NULL, out, sizeof out, why, sizeof why),
+                 -1);
     snprintf(want, sizeof want, "cannot copy to %s/w0-%s: No such file or directory", dir, base);
     CHECK_EQ_STR(why, want);
 
     snprintf(dir, sizeof dir, "%s/plain-file", s.root);
     spit(dir, "x", 1);
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), dir, "w0", out, sizeof out, why, sizeof why), -1);
+    CHECK_EQ_INT(plugin_file_copy(libc_path(), dir, "w0", NULL, out, sizeof out, why, sizeof why),
+                 -1);
     snprintf(want, sizeof want, "cannot copy to %s/w0-%s: Not a directory", dir, base);
     CHECK_EQ_STR(why, want);
 
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), "/proc", "w0", out, sizeof out, why, sizeof why),
-                 -1);
+    CHECK_EQ_INT(
+        plugin_file_copy(libc_path(), "/proc", "w0", NULL, out, sizeof out, why, sizeof why), -1);
     CHECK(starts_with(why, "cannot copy to /proc/w0-"));
     CHECK(strchr(why, ':') != NULL);
     remove_tree(s.root, false);
@@ -706,14 +796,16 @@ TEST(copy_refuses_bad_prefix_and_short_output_buffer)
     struct scratch s;
     scratch_init(&s);
     char out[PATH_MAX], why[300];
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), s.priv, "a/b", out, sizeof out, why, sizeof why),
-                 -1);
+    CHECK_EQ_INT(
+        plugin_file_copy(libc_path(), s.priv, "a/b", NULL, out, sizeof out, why, sizeof why), -1);
     CHECK_EQ_STR(why, "bad arguments");
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), s.priv, "", out, sizeof out, why, sizeof why), -1);
+    CHECK_EQ_INT(plugin_file_copy(libc_path(), s.priv, "", NULL, out, sizeof out, why, sizeof why),
+                 -1);
     CHECK_EQ_STR(why, "bad arguments");
     char small[16] = "x";
-    CHECK_EQ_INT(plugin_file_copy(libc_path(), s.priv, "w0", small, sizeof small, why, sizeof why),
-                 -1);
+    CHECK_EQ_INT(
+        plugin_file_copy(libc_path(), s.priv, "w0", NULL, small, sizeof small, why, sizeof why),
+        -1);
     CHECK(starts_with(why, "path too long: "));
     CHECK_EQ_STR(small, "");
     CHECK_EQ_INT(count_entries(s.priv), 0);
@@ -756,7 +848,7 @@ TEST(copy_asks_to_retry_while_source_is_being_written)
     for (int i = 0; i < 2000 && retries == 0; i++) {
         char prefix[32];
         snprintf(prefix, sizeof prefix, "g%d", i);
-        int rc = plugin_file_copy(src, s.priv, prefix, out, sizeof out, why, sizeof why);
+        int rc = plugin_file_copy(src, s.priv, prefix, NULL, out, sizeof out, why, sizeof why);
         if (rc == 1) {
             retries++;
             CHECK_EQ_STR(why, "still being written; will retry");
