@@ -6,7 +6,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http.h"
 #include "http1_guard.h"
+
+/* The rest of a method http-parser did not know, as it is read. */
+enum method_state { METHOD_IN, METHOD_ENDED, METHOD_BAD };
 
 struct h1_parser {
     http_parser hp;
@@ -20,9 +24,11 @@ struct h1_parser {
     bool in_message;  /* between message begin and complete */
     bool in_trailers; /* past the head: header callbacks are trailers */
     /* http-parser refused the method before its end: the guard alone reads
-     * on to tell an unknown method (501) from an invalid one (400). */
+     * on, and the method's remaining bytes are checked here, to tell an
+     * unknown method (501) from an invalid one (400). */
     bool method_pending;
-    int err_status; /* non-zero once failed */
+    uint8_t method_state; /* enum method_state */
+    int err_status;       /* non-zero once failed */
     const char *err_reason;
 };
 
@@ -426,14 +432,32 @@ static bool head_has(const struct h1_parser *p, const char *name)
     return p->head && h1_head_find(p->head, name, strlen(name)) >= 0;
 }
 
+/* Follows the method through data: every byte a tchar up to the SP that
+ * ends it (RFC 9110 9.1). The bytes before the one http-parser refused
+ * were a prefix of a method it knows, so only these need a look. */
+static void scan_method(struct h1_parser *p, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len && p->method_state == METHOD_IN; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (c == ' ')
+            p->method_state = METHOD_ENDED;
+        else if (!http_is_tchar(c))
+            p->method_state = METHOD_BAD;
+    }
+}
+
 /* The method http-parser does not know: once the guard has seen the whole
  * head, a method that is a valid token in an HTTP/1.x request is merely
- * unimplemented (RFC 9110 9.1: 501); the guard refuses an invalid one
- * itself (400), and a request line of another version (the HTTP/2
- * connection preface, "PRI * HTTP/2.0") is not an HTTP/1 request at all
- * (400). Returns 0 while still reading the head, or -1 with the answer. */
+ * unimplemented (RFC 9110 9.1: 501); an invalid method is 400, and so is a
+ * request line of another version (the HTTP/2 connection preface,
+ * "PRI * HTTP/2.0"), which is not an HTTP/1 request at all. Returns 0
+ * while still reading the head, or -1 with the answer. */
 static ssize_t unknown_method(struct h1_parser *p, enum h1_guard_result g)
 {
+    if (p->method_state == METHOD_BAD) {
+        h1_parser_fail(p, 400, "Invalid HTTP request: invalid method");
+        return -1;
+    }
     if (g == H1_GUARD_ERROR) {
         h1_parser_fail(p, p->guard.status, p->guard.reason);
         return -1;
@@ -443,7 +467,7 @@ static ssize_t unknown_method(struct h1_parser *p, enum h1_guard_result g)
         p->in_message = true;
         return 0;
     }
-    if (h1_guard_method_done(&p->guard) && h1_guard_version_major(&p->guard) == '1')
+    if (p->method_state == METHOD_ENDED && h1_guard_version_major(&p->guard) == '1')
         h1_parser_fail(p, 501, "Not Implemented: unknown method");
     else
         h1_parser_fail(p, 400, "Invalid HTTP request: invalid method");
@@ -500,6 +524,7 @@ ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
     if (p->method_pending) {
         size_t used;
         enum h1_guard_result g = h1_guard_scan(&p->guard, data, len, &used);
+        scan_method(p, data, used);
         ssize_t n = unknown_method(p, g);
         return n < 0 ? -1 : (ssize_t)used;
     }
@@ -514,6 +539,9 @@ ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
         size_t n = http_parser_execute(&p->hp, &settings, data + total, used);
         enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
         if (e == HPE_INVALID_METHOD && p->mode == H1_REQUEST) {
+            /* n is where http-parser stopped: at the byte it refused. */
+            p->method_state = METHOD_IN;
+            scan_method(p, data + total + n, used - n);
             ssize_t k = unknown_method(p, g);
             return k < 0 ? -1 : (ssize_t)(total + used);
         }

@@ -53,11 +53,6 @@ int h1_guard_in_message(const struct h1_guard *g)
     return g->state != G_START && g->state != G_START_CR;
 }
 
-int h1_guard_method_done(const struct h1_guard *g)
-{
-    return g->method_done;
-}
-
 char h1_guard_version_major(const struct h1_guard *g)
 {
     return g->version_major;
@@ -89,14 +84,6 @@ static const char *first_line_byte(struct h1_guard *g, unsigned char c, uint32_t
             return "Invalid HTTP request: invalid request line";
         if (c == ' ' && (pos == 1 || g->line_tail[(pos - 2) % sizeof g->line_tail] == ' '))
             return "Invalid HTTP request: invalid request line";
-        /* The method is a token (RFC 9110 9.1); control bytes and the end
-         * of the line are judged below like anywhere in the line. */
-        if (!g->method_done) {
-            if (c == ' ')
-                g->method_done = 1;
-            else if (c >= 0x20 && c != 0x7f && !http_is_tchar(c))
-                return "Invalid HTTP request: invalid method";
-        }
         if (c != '\r') {
             g->line_tail[(pos - 1) % sizeof g->line_tail] = (char)c;
             return NULL;
@@ -191,7 +178,6 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
             g->line_len = 0;
             g->in_first_line = 1;
             g->in_name = 0;
-            g->method_done = 0;
             g->version_major = 0;
             g->state = G_LINE;
             continue; /* scan this byte as part of the line */

@@ -39,19 +39,18 @@ struct h1_guard {
     uint8_t state;
     uint8_t hex_digits;
     uint8_t in_first_line;
-    uint8_t first_line;  /* enum h1_first_line */
-    uint8_t in_name;     /* in a field name: 1 before its first byte, 2 after */
-    uint8_t method_done; /* the request line's method token has ended */
-    char version_major;  /* of the last complete request line: '1' for HTTP/1.x */
-    char line_tail[9];   /* the last bytes of a request line, in a ring */
-    uint32_t max_head;   /* bytes of the head (request line + headers) */
-    uint32_t max_line;   /* bytes of the request/status line */
-    uint32_t head_len;   /* bytes of the current head so far */
-    uint32_t line_len;   /* bytes of the first line so far */
-    uint32_t ext_len;    /* bytes of chunk extensions on this chunk line */
-    uint64_t remaining;  /* body or chunk bytes left to pass */
-    int status;          /* on error: the HTTP status to answer with */
-    const char *reason;  /* on error: why, for the client and the log */
+    uint8_t first_line; /* enum h1_first_line */
+    uint8_t in_name;    /* in a field name: 1 before its first byte, 2 after */
+    char version_major; /* of the last complete request line: '1' for HTTP/1.x */
+    char line_tail[9];  /* the last bytes of a request line, in a ring */
+    uint32_t max_head;  /* bytes of the head (request line + headers) */
+    uint32_t max_line;  /* bytes of the request/status line */
+    uint32_t head_len;  /* bytes of the current head so far */
+    uint32_t line_len;  /* bytes of the first line so far */
+    uint32_t ext_len;   /* bytes of chunk extensions on this chunk line */
+    uint64_t remaining; /* body or chunk bytes left to pass */
+    int status;         /* on error: the HTTP status to answer with */
+    const char *reason; /* on error: why, for the client and the log */
 };
 
 void h1_guard_init(struct h1_guard *g, uint32_t max_head, uint32_t max_line);
@@ -63,10 +62,6 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
 void h1_guard_set_body(struct h1_guard *g, enum h1_body_kind kind, uint64_t length);
 /* Whether any byte of an unfinished message has been seen. */
 int h1_guard_in_message(const struct h1_guard *g);
-/* Whether the method of the current request line is complete: a token
- * followed by SP (the parser knows only some methods; an unknown one that
- * is a valid token gets 501, not 400). */
-int h1_guard_method_done(const struct h1_guard *g);
 /* The major version digit of the last complete request line ('1' for
  * HTTP/1.x), or 0 before one is complete. */
 char h1_guard_version_major(const struct h1_guard *g);

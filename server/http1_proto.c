@@ -131,7 +131,9 @@ static void responses_done(struct h1_conn *hc)
     }
     if (!front(hc) && c->ctx->draining)
         close_after_output(hc);
-    if (!c->closing)
+    /* Requests held back by the pipeline limit can be parsed now. (Reading
+     * interest is re-decided when the output is flushed.) */
+    if (!c->closing && conn_has_held_input(c))
         conn_resume_input(c);
 }
 

@@ -227,6 +227,25 @@ TEST(factory_flag)
     config_free(&cfg);
 }
 
+TEST(trust_and_privilege_flags)
+{
+    CHECK_EQ_INT(PARSE("--user", "www-data", "--group=www", "--plugins-insecure", "--plugin-pubkey",
+                       "/etc/evicorn/plugins.pub"),
+                 CONFIG_OK);
+    CHECK_EQ_STR(cfg.user, "www-data");
+    CHECK_EQ_STR(cfg.group, "www");
+    CHECK(cfg.plugins_insecure);
+    CHECK_EQ_STR(cfg.plugin_pubkey, "/etc/evicorn/plugins.pub");
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("--port", "1"), CONFIG_OK);
+    CHECK(cfg.user == NULL && cfg.group == NULL && !cfg.plugins_insecure);
+    CHECK(cfg.plugin_pubkey == NULL);
+    config_free(&cfg);
+    CHECK_REFUSED("--user", "--user", "");
+    CHECK_REFUSED("--plugin-pubkey", "--plugin-pubkey");
+    CHECK_REFUSED("--plugins-insecure", "--plugins-insecure=yes");
+}
+
 TEST(boolean_with_a_value_is_refused)
 {
     CHECK_REFUSED("--access-log", "--access-log=yes");
