@@ -10,8 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../abi/evicorn/abi.h"
+
 #define EVICORN_VERSION "0.1.0"
 
+struct evicorn_embedding;
 struct plugin_key;
 struct run_as;
 
@@ -22,8 +25,10 @@ struct config {
     const char *app_dir;
     bool factory;
     enum lifespan_mode lifespan;
-    const char *bridge;      /* path of asgi.so when APP is given; set by main */
-    const char *bridge_file; /* path of asgi.so whether or not APP is given */
+    /* Set by evicorn_run: the ASGI bridge's entry point when evicorn runs
+     * inside Python (embedding.h), else NULL. */
+    evicorn_plugin_entry_fn bridge_entry;
+    const struct evicorn_embedding *embedding;
 
     const char *host;
     int port;

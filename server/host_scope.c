@@ -55,7 +55,12 @@ void api_log(evicorn_request *req, int level, const char *message)
     char file[256];
     const char *who = req ? generation_name(call_of(req)->gen)
                           : plugin_file_at(__builtin_return_address(0), file, sizeof file);
-    log_msg((enum log_level)level, "%s: %s", who ? who : "plugin", message ? message : "");
+    /* Code linked into the server itself (the ASGI bridge inside Python)
+     * speaks as the server, as uvicorn's lines do. */
+    if (who)
+        log_msg((enum log_level)level, "%s: %s", who, message ? message : "");
+    else
+        log_msg((enum log_level)level, "%s", message ? message : "");
 }
 
 evicorn_str api_method(evicorn_request *req)

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "embedding.h"
 #include "exit_status.h"
 #include "log.h"
 #include "privileges.h"
@@ -84,13 +85,21 @@ static int spawn(int slot)
         return -1;
     }
     log_flush();
+    /* Inside Python, the interpreter must be told around the fork. */
+    const struct evicorn_embedding *emb = m.cfg->embedding;
+    if (emb && emb->before_fork)
+        emb->before_fork();
     pid_t pid = fork();
+    if (pid != 0 && emb && emb->after_fork_parent)
+        emb->after_fork_parent();
     if (pid < 0) {
         log_error("cannot start worker %d: fork: %s", slot, strerror(errno));
         free(p);
         return -1;
     }
     if (pid == 0) {
+        if (emb && emb->after_fork_child)
+            emb->after_fork_child();
         free(p);
         forget_master_state();
         _exit(worker_run(m.cfg, m.listeners, m.nlisteners, slot));

@@ -190,7 +190,9 @@ void generation_release(struct generation *g)
         ev_timer_stop(P->loop, &g->drain_timer);
     }
     unlink_retired(g);
-    if (dlclose(g->dl) != 0)
+    if (!g->dl)
+        log_info("plugin %s: generation %u unloaded", g->file, g->id);
+    else if (dlclose(g->dl) != 0)
         log_warning("plugin %s: dlclose of generation %u failed: %s", g->file, g->id, dlerror());
     else
         log_info("plugin %s: generation %u unloaded", g->file, g->id);
@@ -405,7 +407,6 @@ struct load {
     const char *name; /* key: the file name in the plugins folder */
     const char *path; /* where to read it */
     int tries;
-    bool watched;
     struct plugin_file_id id; /* the file's identity, for the quarantine */
     struct generation *g;
     struct generation *old;    /* the generation it replaces, if any */
@@ -426,7 +427,8 @@ static double now_seconds(void)
 /* Constructors and the entry point are plugin code: run as "loading". */
 struct entry_call {
     struct generation *g;
-    const char *copy;
+    evicorn_plugin_entry_fn builtin; /* a plugin linked into the process */
+    const char *copy;                /* else: the private copy to dlopen */
     const evicorn_host *host;
     const evicorn_plugin *desc;
     char *why;
@@ -436,6 +438,12 @@ struct entry_call {
 static void run_entry(void *arg)
 {
     struct entry_call *e = arg;
+    if (e->builtin) {
+        e->desc = e->builtin(e->host);
+        if (!e->desc)
+            snprintf(e->why, e->whylen, "its entry point returned no descriptor");
+        return;
+    }
     /* RTLD_LOCAL: two generations of one plugin define the same symbols,
      * and neither may bind to the other's. */
     dlerror();
@@ -473,7 +481,7 @@ static struct watch_task loading_task(const struct load *l)
                                .file = l->id};
 }
 
-/* Undoes open_and_check: its destructors still run as "loading". */
+/* Undoes phase 1: its destructors still run as "loading". */
 static void unload_unstarted(struct load *l)
 {
     struct generation *g = l->g;
@@ -486,15 +494,18 @@ static void unload_unstarted(struct load *l)
     l->g = NULL;
 }
 
-/* Phase 1. Returns 0 with l->g and l->table set; -1 when refused (logged)
- * or postponed (a retry is scheduled). */
-static int open_and_check(struct load *l)
+static int accept_plugin(struct load *l, evicorn_plugin_entry_fn builtin, const char *copy);
+
+/* Phase 1 for a file in the plugins folder. Returns 0 with l->g and
+ * l->table set; -1 when refused (logged) or postponed (a retry is
+ * scheduled). */
+static int open_file(struct load *l)
 {
     struct plugins *P = l->P;
     char copy[PATH_MAX], prefix[64];
     /* The file's identity, to refuse a file whose startup hung a worker
      * before (scoreboard.h), and to quarantine it if it hangs this one. */
-    if (l->watched && file_id_of(l->path, &l->id) == 0) {
+    if (file_id_of(l->path, &l->id) == 0) {
         double timeout;
         if (scoreboard_quarantined(&l->id, &timeout)) {
             log_error("plugin %s refused: its startup hung in an earlier worker (timeout %g s); "
@@ -508,14 +519,13 @@ static int open_and_check(struct load *l)
     struct generation **slot = find_active(P, l->name);
     unsigned gen = slot ? (*slot)->id + 1 : 0;
     snprintf(prefix, sizeof prefix, "p%d-u%u-g%u", (int)getpid(), P->next_id++, gen);
-    /* Files from the plugins folder are judged by who could have written
-     * them; the ASGI bridge ships with the server, like the binary. */
+    /* Files are judged by who could have written them. */
     struct trust_notes notes = {.P = P};
     struct plugin_file_vet vet = {vet_file, &notes};
-    if (l->watched && vet_folder(&notes, l->path) < 0)
+    if (vet_folder(&notes, l->path) < 0)
         return -1;
-    int rc = plugin_file_copy(l->path, P->cfg->private_dir, prefix, l->watched ? &vet : NULL, copy,
-                              sizeof copy, l->why, sizeof l->why);
+    int rc = plugin_file_copy(l->path, P->cfg->private_dir, prefix, &vet, copy, sizeof copy, l->why,
+                              sizeof l->why);
     if (rc == 1) {
         schedule_retry(P, l->name, l->tries + 1);
         return -1;
@@ -526,7 +536,7 @@ static int open_and_check(struct load *l)
         return -1;
     }
     struct plugin_file_id after;
-    if (l->watched && (file_id_of(l->path, &after) < 0 || !same_file_id(&l->id, &after))) {
+    if (file_id_of(l->path, &after) < 0 || !same_file_id(&l->id, &after)) {
         /* Replaced while we copied: the identity would not be the code's. */
         unlink(copy);
         schedule_retry(P, l->name, l->tries + 1);
@@ -535,8 +545,7 @@ static int open_and_check(struct load *l)
     if (notes.text[0])
         log_warning("plugin %s: %s; loading it anyway (--plugins-insecure)", l->path, notes.text);
     l->t_copied = now_seconds();
-    if (l->watched && P->cfg->plugin_key &&
-        verify_signature(P, l->path, copy, l->why, sizeof l->why) < 0) {
+    if (P->cfg->plugin_key && verify_signature(P, l->path, copy, l->why, sizeof l->why) < 0) {
         unlink(copy);
         log_refusal(l->path, l->why);
         return -1;
@@ -554,10 +563,18 @@ static int open_and_check(struct load *l)
     }
     g->owner = P;
     g->id = gen;
-    g->watched = l->watched;
+    g->watched = true;
     snprintf(g->copy, sizeof g->copy, "%s", copy);
     l->g = g;
+    return accept_plugin(l, NULL, copy);
+}
 
+/* The rest of phase 1, for a file or a plugin linked into the process:
+ * run its entry point, negotiate, copy and check its routes. */
+static int accept_plugin(struct load *l, evicorn_plugin_entry_fn builtin, const char *copy)
+{
+    struct plugins *P = l->P;
+    struct generation *g = l->g;
     evicorn_host host = {
         .size = sizeof host,
         .abi_major = EVICORN_ABI_MAJOR,
@@ -566,8 +583,12 @@ static int open_and_check(struct load *l)
         .server_version = EVICORN_VERSION,
         .plugin_file = l->path,
     };
-    struct entry_call e = {
-        .g = g, .copy = copy, .host = &host, .why = l->why, .whylen = sizeof l->why};
+    struct entry_call e = {.g = g,
+                           .builtin = builtin,
+                           .copy = copy,
+                           .host = &host,
+                           .why = l->why,
+                           .whylen = sizeof l->why};
     struct watch_task task = loading_task(l);
     struct plugin_site site = site_of(g);
     l->why[0] = '\0';
@@ -592,7 +613,7 @@ static int open_and_check(struct load *l)
     }
     if (copy_routes(g, l->why, sizeof l->why) < 0)
         goto refuse;
-    slot = find_active(P, l->name);
+    struct generation **slot = find_active(P, l->name);
     l->old = slot ? *slot : NULL;
     l->table = build_table(P, l->old, g, l->why, sizeof l->why);
     if (!l->table)
@@ -603,6 +624,27 @@ refuse:
     log_refusal(l->path, l->why);
     unload_unstarted(l);
     return -1;
+}
+
+/* Phase 1 for a plugin linked into the process (the ASGI bridge when
+ * evicorn runs inside Python): nothing to copy or map. */
+static int open_builtin(struct load *l, evicorn_plugin_entry_fn entry)
+{
+    struct plugins *P = l->P;
+    struct generation *g = calloc(1, sizeof *g);
+    if (!g || !(g->file = strdup(l->name)) || !(g->path = strdup(l->path))) {
+        if (g) {
+            g->owner = P;
+            generation_free(g);
+        }
+        log_refusal(l->path, "out of memory");
+        return -1;
+    }
+    g->owner = P;
+    g->watched = false;
+    snprintf(g->copy, sizeof g->copy, "(built in)");
+    l->g = g;
+    return accept_plugin(l, entry, NULL);
 }
 
 struct startup_call {
@@ -671,16 +713,13 @@ static void install(struct load *l)
     }
 }
 
-/* Loads (or reloads) one plugin. Loading and startup are watched
- * (--timeout-startup) unless `watched` is false: the ASGI bridge's startup
- * is the app's lifespan startup, which uvicorn waits for however long it
- * takes, and so do we; a hung bridge is not a file to quarantine but an app
- * that never starts. Returns 0 when it serves. */
-static int load_path(struct plugins *P, const char *name, const char *path, int tries, bool watched)
+/* Loads (or reloads) one plugin file; its loading and startup are watched
+ * (--timeout-startup). Returns 0 when it serves. */
+static int load_path(struct plugins *P, const char *name, const char *path, int tries)
 {
-    struct load l = {.P = P, .name = name, .path = path, .tries = tries, .watched = watched};
+    struct load l = {.P = P, .name = name, .path = path, .tries = tries};
     l.t_begin = now_seconds();
-    if (open_and_check(&l) < 0 || start(&l) < 0)
+    if (open_file(&l) < 0 || start(&l) < 0)
         return -1;
     install(&l);
     log_debug("plugin %s: loaded in %.2f ms (checks and copy %.2f, signature %.2f, dlopen and "
@@ -690,15 +729,17 @@ static int load_path(struct plugins *P, const char *name, const char *path, int 
     return 0;
 }
 
-/* Whether path is the server's own ASGI bridge, which is loaded only to
- * serve APP, never as an ordinary plugin (it sits in build/plugins beside
- * the examples). */
-static bool is_bridge(const struct plugins *P, const char *path)
+/* Loads the ASGI bridge linked into the process. Not watched: its startup
+ * is the app's lifespan startup, which uvicorn waits for however long it
+ * takes, and so do we; a hung bridge is not a file to quarantine but an app
+ * that never starts. */
+static int load_builtin(struct plugins *P, const char *name, evicorn_plugin_entry_fn entry)
 {
-    const char *bridge = P->cfg->bridge_file;
-    struct stat a, b;
-    return bridge && stat(path, &a) == 0 && stat(bridge, &b) == 0 && a.st_dev == b.st_dev &&
-           a.st_ino == b.st_ino;
+    struct load l = {.P = P, .name = name, .path = name, .tries = PLUGINS_RETRY_MAX};
+    if (open_builtin(&l, entry) < 0 || start(&l) < 0)
+        return -1;
+    install(&l);
+    return 0;
 }
 
 static void load_file(struct plugins *P, const char *name, int tries)
@@ -709,11 +750,7 @@ static void load_file(struct plugins *P, const char *name, int tries)
         log_error("plugin %s/%s refused: path too long", P->cfg->plugins_dir, name);
         return;
     }
-    if (is_bridge(P, path)) {
-        log_debug("plugin %s: the ASGI bridge is loaded only to serve an APP; skipped", path);
-        return;
-    }
-    load_path(P, name, path, tries, true);
+    load_path(P, name, path, tries);
 }
 
 /* ---- files still being written ---- */
@@ -816,7 +853,7 @@ struct plugins *plugins_new(struct ev_loop *loop, const struct config *cfg, int 
     }
     /* The ASGI bridge serves APP; without it there is nothing to serve, so
      * its refusal (an app whose lifespan startup failed) stops the worker. */
-    if (cfg->bridge && load_path(P, "asgi.so", cfg->bridge, PLUGINS_RETRY_MAX, false) < 0) {
+    if (cfg->app && cfg->bridge_entry && load_builtin(P, "asgi", cfg->bridge_entry) < 0) {
         plugins_free(P);
         return NULL;
     }

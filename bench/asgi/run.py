@@ -20,9 +20,10 @@ summary.md (the section for docs/benchmarks.md).
 
 Only Debian's /usr/bin/python3 with python3-uvicorn, python3-hypercorn,
 python3-uvloop, python3-httptools and wrk are needed, plus a built evicorn
-(build/evicorn and build/plugins/asgi.so).
+(evicorn's Python module in build/python, run by the same interpreter).
 """
 import argparse
+import glob
 import json
 import os
 import platform
@@ -108,6 +109,8 @@ def make_servers(build, tmp, logdir, app):
     os.makedirs(plugins, exist_ok=True)
     p1, p2, p3 = benchlib.free_port(), benchlib.free_port(), benchlib.free_port()
     env = dict(os.environ, **APP_ENV)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.join(build, "python")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
 
     def server(name, argv, cwd, port):
         return benchlib.PinnedServer(name, argv, cpu=SERVER_CPU, port=port,
@@ -115,7 +118,9 @@ def make_servers(build, tmp, logdir, app):
                                      env=env, new_session=True)
 
     return [
-        server("evicorn", [os.path.join(build, "evicorn"), app, "--app-dir", APP_DIR,
+        # The same interpreter as the peers: evicorn's module from the build
+        # tree, run by PYTHON (build/evicorn would pick the venv or PATH's).
+        server("evicorn", [PYTHON, "-m", "evicorn", app, "--app-dir", APP_DIR,
                            "--host", "127.0.0.1", "--port", str(p1), "--plugins", plugins,
                            "--workers", "1", "--no-access-log", "--log-level", "warning"],
                ROOT, p1),
@@ -220,7 +225,8 @@ def summarize(results, sleep, servers, args, stamp):
     what = ("the same unmodified FastAPI app (`tests/asgi_app/main.py`; `/json` and "
             "`/plaintext` are `async def`)" if args.app == "main:app" else
             "the same app (`%s` in `tests/asgi_app`)" % args.app)
-    lines.append("`evicorn %s` (the embedded-CPython bridge, `plugins/asgi`) against "
+    lines.append("`python -m evicorn %s` (evicorn's module in the same interpreter, the ASGI "
+                 "bridge `plugins/asgi` built in) against "
                  "uvicorn and hypercorn, all serving %s. One " % (args.app, what) +
                  "worker pinned to CPU 0, wrk pinned to CPU 1 (`taskset -c 1 wrk -t1 -c%d "
                  "-d%ds`), %d runs per server and route with the order rotated; medians. "
@@ -292,8 +298,9 @@ def main():
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
             sys.exit("bench/asgi/run.py: %s is not installed" % tool)
-    if not os.path.isfile(os.path.join(args.build, "plugins", "asgi.so")):
-        sys.exit("bench/asgi/run.py: %s/plugins/asgi.so is not built" % args.build)
+    if not glob.glob(os.path.join(args.build, "python", "evicorn", "_core*.so")):
+        sys.exit("bench/asgi/run.py: evicorn's Python module is not built in %s/python"
+                 % args.build)
     if args.app != "main:app":
         args.rounds = 0  # the /sleep scenario needs main:app
     nofile = benchlib.raise_nofile(args.sleep_conns + 100)

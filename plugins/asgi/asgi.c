@@ -1,12 +1,14 @@
-/* asgi.so: evicorn's bridge to a Python ASGI application.
+/* The ASGI bridge: evicorn's bridge to a Python ASGI application, built
+ * into evicorn's Python module (python/_core.c) and loaded through its
+ * entry point when evicorn runs inside the user's interpreter.
  *
  * This file is the evicorn side: the plugin entry, the catch-all route
  * handler that runs on the worker's event loop, the queue that carries
  * requests to the Python thread, the continuations that carry the app's
- * responses back (asgi_api->call_on_loop), and the embedding of CPython (startup
- * and shutdown hooks). pymod.c is the Python side (the _evicorn module) and
- * bridge.py the Python code that runs the asyncio loop, the lifespan and
- * each request. README.md explains the design and why.
+ * responses back (asgi_api->call_on_loop), and the startup and shutdown
+ * hooks, which take the interpreter's GIL to start and stop the Python side. pymod.c is the Python
+ * side (the _evicorn module) and bridge.py the Python code that runs the asyncio loop, the lifespan
+ * and each request. README.md explains the design and why.
  *
  * Threads: the evicorn loop thread never takes the GIL once startup has
  * returned. It talks to the Python thread only through inq_push (a mutex
@@ -14,7 +16,6 @@
  * atomics of struct areq. */
 #include "bridge.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -393,40 +394,10 @@ static void handle(evicorn_request *req, void *data)
 
 /* ---- embedding CPython ---- */
 
-static PyThreadState *main_tstate;
+/* The GIL state this (the loop) thread had before startup took it. */
+static PyGILState_STATE loop_gil;
 static PyObject *bridge_mod;
-static int started;
-
-/* Python's extension modules (_asyncio, uvloop, ...) resolve libpython's
- * symbols globally, but the server dlopens plugins RTLD_LOCAL: make the
- * libpython this plugin linked against global. */
-static int promote_libpython(char *err, size_t errlen)
-{
-    Dl_info info;
-    if (!dladdr((void *)&Py_InitializeFromConfig, &info) || !info.dli_fname) {
-        snprintf(err, errlen, "cannot locate libpython (dladdr failed)");
-        return -1;
-    }
-    void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
-    if (!h) {
-        const char *e = dlerror();
-        snprintf(err, errlen, "cannot make %s global: %s", info.dli_fname, e ? e : "?");
-        return -1;
-    }
-    /* Never closed: libpython stays mapped and global for the process. */
-    return 0;
-}
-
-/* An initialised interpreter holds pointers into this file (the _evicorn
- * types and functions) for the rest of the process: never unmap it. */
-static void pin_self(void)
-{
-    Dl_info info;
-    if (dladdr((void *)&pin_self, &info) && info.dli_fname &&
-        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE))
-        return;
-    asgi_log(LOG_WARNING, "cannot pin the ASGI bridge in memory; do not unload it");
-}
+static int started, serving;
 
 /* The message of the exception being raised, for err (one line). */
 static void python_error(const char *what, char *err, size_t errlen)
@@ -443,32 +414,6 @@ static void python_error(const char *what, char *err, size_t errlen)
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);
-}
-
-static int init_python(char *err, size_t errlen)
-{
-    PyStatus st;
-    PyConfig cfg;
-    PyConfig_InitPythonConfig(&cfg);
-    /* evicorn handles the signals; the interpreter must not. */
-    cfg.install_signal_handlers = 0;
-    cfg.parse_argv = 0;
-    /* As /usr/bin/python3 would: its prefix, its sys.path, and
-     * sys.executable pointing at Python rather than evicorn. */
-    st = PyConfig_SetBytesString(&cfg, &cfg.program_name, EVICORN_ASGI_PYTHON);
-    if (!PyStatus_Exception(st)) {
-        char *argv[] = {"evicorn"};
-        st = PyConfig_SetBytesArgv(&cfg, 1, argv);
-    }
-    if (!PyStatus_Exception(st))
-        st = Py_InitializeFromConfig(&cfg);
-    PyConfig_Clear(&cfg);
-    if (PyStatus_Exception(st)) {
-        snprintf(err, errlen, "cannot initialise Python: %s%s%s", st.func ? st.func : "",
-                 st.func ? ": " : "", st.err_msg ? st.err_msg : "unknown error");
-        return -1;
-    }
-    return 0;
 }
 
 static int bridge_startup(void **state, char *err, size_t errlen)
@@ -488,15 +433,19 @@ static int bridge_startup(void **state, char *err, size_t errlen)
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         return -1;
     }
-    if (promote_libpython(err, errlen) < 0)
-        return -1;
-    pin_self();
-    if (PyImport_AppendInittab("_evicorn", asgi_pymod_init) < 0) {
-        snprintf(err, errlen, "cannot register the _evicorn module");
+    if (!Py_IsInitialized()) {
+        snprintf(err, errlen, "the ASGI bridge runs only inside Python (python -m evicorn)");
         return -1;
     }
-    if (init_python(err, errlen) < 0)
+    /* The worker's loop thread takes the GIL for the start only. */
+    loop_gil = PyGILState_Ensure();
+    PyObject *mod = asgi_pymod_init();
+    if (!mod || PyDict_SetItemString(PyImport_GetModuleDict(), "_evicorn", mod) < 0) {
+        Py_XDECREF(mod);
+        python_error("cannot register the _evicorn module", err, errlen);
         return -1;
+    }
+    Py_DECREF(mod);
 
     /* Threads Python starts (the asyncio thread, and the threads it starts
      * in turn) inherit this mask: signals only ever reach evicorn's loop
@@ -529,8 +478,10 @@ static int bridge_startup(void **state, char *err, size_t errlen)
     Py_DECREF(res);
 out:
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
-    if (rc == 0) /* From here on, only the Python thread runs Python. */
-        main_tstate = PyEval_SaveThread();
+    if (rc == 0) { /* From here on, only the Python thread runs Python. */
+        serving = 1;
+        PyGILState_Release(loop_gil);
+    }
     /* On failure this thread keeps the GIL: the worker is about to exit and
      * nothing may run Python in the meantime. */
     return rc;
@@ -539,10 +490,10 @@ out:
 static void bridge_shutdown(void *state)
 {
     (void)state;
-    if (!main_tstate)
+    if (!serving)
         return;
-    PyEval_RestoreThread(main_tstate);
-    main_tstate = NULL;
+    serving = 0;
+    PyGILState_Ensure();
     PyObject *res = PyObject_CallMethod(bridge_mod, "shutdown", NULL);
     if (!res) {
         char err[512];
@@ -574,17 +525,7 @@ static const evicorn_plugin plugin = {
     .shutdown = bridge_shutdown,
 };
 
-/* What the bridge is without an APP: a plugin with no routes. */
-static const evicorn_plugin inert = {
-    .size = sizeof(evicorn_plugin),
-    .abi_major = EVICORN_ABI_MAJOR,
-    .abi_minor = 1,
-    .name = "asgi",
-    .version = "1.0.0",
-    .route_size = sizeof(evicorn_route),
-};
-
-EVICORN_EXPORT const evicorn_plugin *evicorn_plugin_entry(const evicorn_host *host)
+const evicorn_plugin *asgi_bridge_entry(const evicorn_host *host)
 {
     if (!host || host->size < offsetof(evicorn_host, plugin_file) || !host->api)
         return NULL;
@@ -597,18 +538,5 @@ EVICORN_EXPORT const evicorn_plugin *evicorn_plugin_entry(const evicorn_host *ho
         return NULL;
     }
     asgi_api = a;
-    if (!a->config("app")) {
-        /* Found in a plugins folder (`make run` serves build/plugins, where
-         * the bridge is built) rather than loaded for APP: nothing to do. */
-        a->log(NULL, LOG_DEBUG, "asgi.so: no APP given, the ASGI bridge serves nothing");
-        return &inert;
-    }
-    if (Py_IsInitialized()) {
-        /* Another copy already embeds the interpreter (a process has one). */
-        a->log(NULL, LOG_ERROR,
-               "asgi.so: this process already serves the ASGI app; a second copy of the "
-               "bridge is not loaded");
-        return NULL;
-    }
     return &plugin;
 }

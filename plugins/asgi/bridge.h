@@ -110,4 +110,7 @@ struct inmsg *inq_take(void) ASGI_HIDDEN;
 /* pymod.c */
 PyObject *asgi_pymod_init(void) ASGI_HIDDEN;
 
+/* The bridge's plugin entry point, for the embedding (python/_core.c). */
+const evicorn_plugin *asgi_bridge_entry(const evicorn_host *host) ASGI_HIDDEN;
+
 #endif

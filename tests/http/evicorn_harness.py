@@ -2,6 +2,7 @@
 
 Everything here has a timeout: no helper can block a test forever.
 """
+import glob
 import os
 import re
 import shlex
@@ -39,6 +40,13 @@ def env_wrapper():
 
 
 SOCK_TIMEOUT = 5.0 * time_scale()
+
+
+def python_module_built():
+    """Whether the build has evicorn's Python module (build/python/evicorn),
+    which serves an APP inside the interpreter the server picks."""
+    build = os.path.dirname(os.path.abspath(evicorn_bin()))
+    return bool(glob.glob(os.path.join(build, "python", "evicorn", "_core*.so")))
 
 
 def evicorn_bin():

@@ -20,7 +20,8 @@ import time
 import httpx
 import pytest
 
-from evicorn_harness import Conn, ConnClosed, evicorn_bin, get, read_all_responses
+from evicorn_harness import (Conn, ConnClosed, evicorn_bin, get, python_module_built,
+                             read_all_responses)
 from plugin_util import deploy, plugin_path, with_probe
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,8 +29,8 @@ APP_DIR = os.path.normpath(os.path.join(HERE, "..", "asgi_app"))
 BUILD = os.path.dirname(os.path.abspath(evicorn_bin()))
 PLUGINS = os.environ.get("EVICORN_PLUGINS") or os.path.join(BUILD, "plugins")
 
-pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(BUILD, "plugins", "asgi.so")),
-                                reason="the ASGI bridge (asgi.so) is not built")
+pytestmark = pytest.mark.skipif(not python_module_built(),
+                                reason="evicorn's Python module is not built")
 
 
 def serve(make_server, *args, app="main:app", ready_path="/json", timeout=20.0):

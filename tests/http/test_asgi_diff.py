@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from evicorn_harness import evicorn_bin, free_port
+from evicorn_harness import evicorn_bin, free_port, python_module_built
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APP_DIR = os.path.normpath(os.path.join(HERE, "..", "asgi_app"))
@@ -34,8 +34,7 @@ def have_uvicorn():
 
 
 pytestmark = [
-    pytest.mark.skipif(not os.path.isfile(os.path.join(BUILD, "plugins", "asgi.so")),
-                       reason="the ASGI bridge (asgi.so) is not built"),
+    pytest.mark.skipif(not python_module_built(), reason="evicorn's Python module is not built"),
     pytest.mark.skipif(not have_uvicorn(), reason="Debian's uvicorn/fastapi not installed"),
 ]
 

@@ -124,6 +124,14 @@ def mark(srv):
     return len(srv.stderr.snapshot())
 
 
+def each_worker(srv, regex, n, start=0, timeout=5.0):
+    """Waits for n lines matching regex (one per worker) after start."""
+    for _ in range(n):
+        m = srv.wait_for_log(regex, timeout, start=start)
+        assert m, srv.output()
+        start = srv.stderr.snapshot().index(m.string, start) + 1
+
+
 @pytest.fixture
 def trusted_server(make_server, base):
     """A server on a safe plugins folder with the probe (v1) serving."""
@@ -353,17 +361,13 @@ def test_workers_run_as_the_given_user_with_no_other_groups(make_server, base, u
     # Plugins load and hot reload under that user, on the port below 1024;
     # a file the workers' own user owns is trusted too.
     deploy(plugins, "probe", "probe.so", owner=worker)
-    for _ in range(2):
-        assert loaded(srv, "probe.so"), srv.output()
+    each_worker(srv, r"plugin probe\.so: loaded probe 1", 2)
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(VERSION_REQ)
         assert s.recv(4096).startswith(b"HTTP/1.1 200 OK")
     start = mark(srv)
     deploy(plugins, "probe_v2", "probe.so")
-    for _ in range(2):
-        m = srv.wait_for_log(r"plugin probe\.so: replaced", 5, start=start)
-        assert m, srv.output()
-        start = srv.stderr.snapshot().index(m.string) + 1
+    each_worker(srv, r"plugin probe\.so: replaced probe 1 .* with probe 2", 2, start=start)
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(VERSION_REQ)
         assert s.recv(4096).endswith(b"\r\n\r\n2")

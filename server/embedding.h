@@ -1,0 +1,30 @@
+/* embedding: what a process that runs evicorn inside itself provides.
+ *
+ * The Python module (python/evicorn/_core.c) runs the server inside the
+ * interpreter the user invoked, so an APP is served with that
+ * interpreter's sys.path and packages. It hands evicorn_run this: the ASGI
+ * bridge, linked into the module (a plugin, loaded through its entry point
+ * rather than from a file), and what the interpreter must do around each
+ * fork of a worker. The C binary embeds nothing; given an APP it hands the
+ * process to a Python interpreter that runs the module (app_launch.h). */
+#ifndef EVICORN_EMBEDDING_H
+#define EVICORN_EMBEDDING_H
+
+#include "../abi/evicorn/abi.h"
+
+struct evicorn_embedding {
+    /* The ASGI bridge's plugin entry, loaded when an APP is given. */
+    evicorn_plugin_entry_fn bridge_entry;
+    /* Called by the master around fork(2): the interpreter's locks must
+     * be in a known state in the child (PyOS_BeforeFork and friends). */
+    void (*before_fork)(void);
+    void (*after_fork_parent)(void);
+    void (*after_fork_child)(void);
+};
+
+/* The whole server: parses argv, opens the listeners, runs the master and
+ * its workers; returns the process exit status. emb is NULL for the C
+ * binary. */
+int evicorn_run(int argc, char **argv, const struct evicorn_embedding *emb);
+
+#endif
