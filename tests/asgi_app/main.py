@@ -323,7 +323,11 @@ async def result(key: str):
 
 async def raw_app(scope, receive, send):
     """Mounted at /raw: misbehaving and low-level ASGI apps."""
-    path = scope["path"]
+    # Starlette before 0.33 strips the mount's prefix from path; later ones
+    # leave path whole and put the prefix in root_path.
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root):]
     if path == "/no-response":
         return
     if path == "/error-before-start":

@@ -1,5 +1,8 @@
 """Differential test: the FastAPI app in tests/asgi_app served by evicorn
-(`evicorn main:app`) and by Debian's uvicorn (`python3 -m uvicorn main:app`)
+(`evicorn main:app`) and by uvicorn (`python -m uvicorn main:app`) of the
+same stack: the interpreter running these tests, Debian's python3 with
+Debian's packages, or the venv with the newest FastAPI and uvicorn from
+PyPI (tests/requirements-asgi.txt),
 must answer the same requests with the same status, body and key headers
 (content-type, content-length or chunked, location, set-cookie and the
 app's own headers; date and server are the servers' own).
@@ -12,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import httpx
@@ -22,7 +26,7 @@ from evicorn_harness import evicorn_bin, free_port, python_module_built
 HERE = os.path.dirname(os.path.abspath(__file__))
 APP_DIR = os.path.normpath(os.path.join(HERE, "..", "asgi_app"))
 BUILD = os.path.dirname(os.path.abspath(evicorn_bin()))
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable
 
 
 def have_uvicorn():
@@ -35,7 +39,7 @@ def have_uvicorn():
 
 pytestmark = [
     pytest.mark.skipif(not python_module_built(), reason="evicorn's Python module is not built"),
-    pytest.mark.skipif(not have_uvicorn(), reason="Debian's uvicorn/fastapi not installed"),
+    pytest.mark.skipif(not have_uvicorn(), reason="uvicorn/fastapi not installed for %s" % PYTHON),
 ]
 
 KEY_HEADERS = ("content-type", "content-length", "transfer-encoding", "location", "x-error",
