@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -320,6 +321,17 @@ def ids_of(pid):
     return out
 
 
+def dropped_ids(pid, timeout=5.0):
+    """The ids of a worker once it has dropped root: a worker forks as root
+    and drops before it does anything else."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = ids_of(pid)
+        if ids["Uid"][0] != "0" or time.monotonic() > deadline:
+            return ids
+        time.sleep(0.01)
+
+
 def free_low_port():
     for port in range(1023, 900, -1):
         s = socket.socket()
@@ -347,7 +359,7 @@ def test_workers_run_as_the_given_user_with_no_other_groups(make_server, base, u
     assert not srv.wait_for_log(r"the workers run as root", 0.2)
     pids = srv.wait_workers(2)
     for pid in pids:
-        ids = ids_of(pid)
+        ids = dropped_ids(pid)
         assert ids["Uid"] == [str(worker.pw_uid)] * 4, ids
         assert ids["Gid"] == [str(worker.pw_gid)] * 4, ids
         assert ids["Groups"] == [], ids
@@ -378,7 +390,7 @@ def test_group_option_sets_the_workers_group(make_server, base, users):
     plugins = folder(os.path.join(base, "plugins"))
     srv = make_server("--user", worker.pw_name, "--group", other.pw_name, plugins=plugins)
     (pid,) = srv.wait_workers(1)
-    ids = ids_of(pid)
+    ids = dropped_ids(pid)
     assert ids["Uid"] == [str(worker.pw_uid)] * 4, ids
     assert ids["Gid"] == [str(other.pw_gid)] * 4, ids
     assert ids["Groups"] == [], ids
