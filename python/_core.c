@@ -43,6 +43,7 @@ static void after_fork_child(void)
 
 static const struct evicorn_embedding embedding = {
     .bridge_entry = asgi_bridge_entry,
+    .app_load_failed = asgi_app_load_failed,
     .before_fork = before_fork,
     .after_fork_parent = after_fork_parent,
     .after_fork_child = after_fork_child,

@@ -15,6 +15,10 @@
 struct evicorn_embedding {
     /* The ASGI bridge's plugin entry, loaded when an APP is given. */
     evicorn_plugin_entry_fn bridge_entry;
+    /* After the bridge was refused: whether the APP could not be imported
+     * (the server exits 1, as uvicorn does) rather than failed its
+     * lifespan startup (3). */
+    int (*app_load_failed)(void);
     /* Called by the master around fork(2): the interpreter's locks must
      * be in a known state in the child (PyOS_BeforeFork and friends). */
     void (*before_fork)(void);

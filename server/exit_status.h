@@ -14,6 +14,9 @@ enum exit_status {
     /* A worker could not start and must not be restarted (an app whose
      * lifespan startup failed): the master stops and exits with it. */
     EXIT_WORKER_STARTUP_FAILED = 3,
+    /* A worker could not import the APP: the master stops and exits with
+     * EXIT_ERROR, as uvicorn does for an app it cannot load. */
+    EXIT_APP_LOAD_FAILED = 4,
     /* A worker its watchdog ended: plugin code held the event loop past
      * --timeout-worker. */
     EXIT_LOOP_BLOCKED = 90,

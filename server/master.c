@@ -206,6 +206,10 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
         log_error("worker %d (pid %d) failed to start; stopping", slot, (int)pid);
         begin_stop(EXIT_WORKER_STARTUP_FAILED);
         return;
+    } else if (WEXITSTATUS(st) == EXIT_APP_LOAD_FAILED) {
+        log_error("worker %d (pid %d) could not load the app; stopping", slot, (int)pid);
+        begin_stop(EXIT_ERROR);
+        return;
     } else if (WEXITSTATUS(st) != 0) {
         log_error("worker %d (pid %d) exited with status %d", slot, (int)pid, WEXITSTATUS(st));
     } else {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "container.h"
+#include "embedding.h"
 #include "exit_status.h"
 #include "host.h"
 #include "log.h"
@@ -340,6 +341,10 @@ int worker_run(const struct config *cfg, struct listener *listeners, size_t nlis
         /* Plugins that refuse to start (an app whose startup failed) would
          * fail the same way in a replacement: say so to the master. */
         status = w->host && !w->plugins ? EXIT_WORKER_STARTUP_FAILED : EXIT_ERROR;
+        const struct evicorn_embedding *emb = cfg->embedding;
+        if (status == EXIT_WORKER_STARTUP_FAILED && emb && emb->app_load_failed &&
+            emb->app_load_failed())
+            status = EXIT_APP_LOAD_FAILED;
         goto out;
     }
 

@@ -398,6 +398,12 @@ static void handle(evicorn_request *req, void *data)
 static PyGILState_STATE loop_gil;
 static PyObject *bridge_mod;
 static int started, serving;
+static int app_load_failed; /* startup failed in importing the app */
+
+int asgi_app_load_failed(void)
+{
+    return app_load_failed;
+}
 
 /* The message of the exception being raised, for err (one line). */
 static void python_error(const char *what, char *err, size_t errlen)
@@ -471,6 +477,10 @@ static int bridge_startup(void **state, char *err, size_t errlen)
     if (res == Py_None) {
         rc = 0;
     } else {
+        PyObject *lf = PyObject_GetAttrString(bridge_mod, "load_failed");
+        app_load_failed = lf && PyObject_IsTrue(lf) == 1;
+        Py_XDECREF(lf);
+        PyErr_Clear();
         const char *msg = PyUnicode_Check(res) ? PyUnicode_AsUTF8(res) : NULL;
         snprintf(err, errlen, "%s", msg ? msg : "startup failed");
         PyErr_Clear();

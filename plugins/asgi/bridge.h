@@ -110,6 +110,10 @@ struct inmsg *inq_take(void) ASGI_HIDDEN;
 /* pymod.c */
 PyObject *asgi_pymod_init(void) ASGI_HIDDEN;
 
+/* Whether the bridge's startup failed in loading the app (an import
+ * error) rather than in its lifespan startup. */
+int asgi_app_load_failed(void) ASGI_HIDDEN;
+
 /* The bridge's plugin entry point, for the embedding (python/_core.c). */
 const evicorn_plugin *asgi_bridge_entry(const evicorn_host *host) ASGI_HIDDEN;
 

@@ -282,6 +282,10 @@ class Bridge:
 
 
 bridge = None
+# Whether the last startup failed because the app could not be loaded (an
+# import error: evicorn exits 1, as uvicorn does) rather than in its
+# lifespan startup (exit 3).
+load_failed = False
 
 
 def startup():
@@ -293,8 +297,10 @@ def startup():
     factory = _evicorn.config("factory") == "1"
     mode = _evicorn.config("lifespan") or "auto"
     b.start_thread()
+    global load_failed
     try:
         reason = b.call(b.load, spec, app_dir, factory)
+        load_failed = reason is not None
         if reason is None and mode != "off":
             reason = b.call(b.start_lifespan, mode)
     except BaseException as exc:  # noqa: B902
