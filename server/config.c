@@ -15,7 +15,16 @@
 #include "http.h"
 #include "log.h"
 
-enum opt_kind { OPT_BOOL, OPT_INT, OPT_LONG, OPT_SECONDS, OPT_SIZE, OPT_STRING, OPT_SPECIAL };
+enum opt_kind {
+    OPT_BOOL,
+    OPT_INT,
+    OPT_LONG,
+    OPT_SECONDS,
+    OPT_SIZE,
+    OPT_STRING,
+    OPT_LIST, /* repeatable: each value is appended to a struct str_list */
+    OPT_SPECIAL
+};
 
 struct opt {
     const char *name; /* without "--" */
@@ -91,6 +100,16 @@ static const struct opt opts[] = {
     {"forwarded-allow-ips", OPT_STRING, F(forwarded_allow_ips), 0, 0,
      "Comma-separated proxy IPs to trust, or '*'. [default: 127.0.0.1]"},
     {"app-dir", OPT_STRING, F(app_dir), 0, 0, "Look for APP in this folder. [default: .]"},
+    {"reload", OPT_BOOL, F(reload), 0, 0,
+     "Start new workers with new code when the app's files change; the old ones drain."},
+    {"reload-dir", OPT_LIST, F(reload_dirs), 0, 0,
+     "Watch this folder for --reload; repeatable. [default: the current folder]"},
+    {"reload-include", OPT_LIST, F(reload_includes), 0, 0,
+     "Reload for files matching this glob; repeatable. [default: *.py]"},
+    {"reload-exclude", OPT_LIST, F(reload_excludes), 0, 0,
+     "Ignore files matching this glob; repeatable. [default: .* .py[cod] .sw.* ~*]"},
+    {"reload-delay", OPT_SECONDS, F(reload_delay), 0, 0,
+     "Wait this long after the last change before reloading. [default: 0.25]"},
     {"factory", OPT_BOOL, F(factory), 0, 0, "Treat APP as a factory returning the app."},
     {"lifespan", OPT_SPECIAL, 0, 0, 0,
      "auto|on|off: run the app's lifespan events. [default: auto]"},
@@ -139,7 +158,7 @@ static void print_help(void)
         const struct opt *o = &opts[i];
         char name[64];
         if (o->kind == OPT_BOOL && strcmp(o->name, "factory") != 0 &&
-            strcmp(o->name, "plugins-insecure") != 0)
+            strcmp(o->name, "plugins-insecure") != 0 && strcmp(o->name, "reload") != 0)
             snprintf(name, sizeof name, "--%s/--no-%s", o->name, o->name);
         else if (o->kind == OPT_BOOL || strcmp(o->name, "help") == 0 ||
                  strcmp(o->name, "version") == 0) /* these take no value */
@@ -222,13 +241,13 @@ static int valid_header_arg(const char *s)
            http_field_value_valid(colon + 1, strlen(colon + 1));
 }
 
-static int add_header(struct config *cfg, const char *arg)
+static int list_add(struct str_list *l, const char *value)
 {
-    const char **h = realloc(cfg->headers, (cfg->nheaders + 1) * sizeof *h);
-    if (!h)
+    const char **items = realloc(l->items, (l->n + 1) * sizeof *items);
+    if (!items)
         return -1;
-    cfg->headers = h;
-    cfg->headers[cfg->nheaders++] = arg;
+    l->items = items;
+    l->items[l->n++] = value;
     return 0;
 }
 
@@ -262,7 +281,7 @@ static enum config_result apply_special(struct config *cfg, const struct opt *o,
             set_error(err, errlen, "--header: invalid value '%s' (expected NAME:VALUE)", val);
             return CONFIG_ERROR;
         }
-        if (add_header(cfg, val) < 0) {
+        if (list_add(&cfg->headers, val) < 0) {
             set_error(err, errlen, "out of memory");
             return CONFIG_ERROR;
         }
@@ -309,6 +328,16 @@ static enum config_result apply_value(struct config *cfg, const struct opt *o, c
             return CONFIG_ERROR;
         }
         return CONFIG_OK;
+    case OPT_LIST:
+        if (!*val) {
+            set_error(err, errlen, "--%s: value must not be empty", o->name);
+            return CONFIG_ERROR;
+        }
+        if (list_add((struct str_list *)field, val) < 0) {
+            set_error(err, errlen, "out of memory");
+            return CONFIG_ERROR;
+        }
+        return CONFIG_OK;
     case OPT_SPECIAL:
         return apply_special(cfg, o, val, err, errlen);
     case OPT_BOOL:
@@ -334,6 +363,9 @@ static const struct opt *find_opt(const char *name, size_t len, bool *negated)
     return NULL;
 }
 
+/* Its address tells the default from a --plugins that names the same folder. */
+static const char default_plugins_dir[] = "./plugins";
+
 static void set_defaults(struct config *cfg)
 {
     *cfg = (struct config){
@@ -345,7 +377,7 @@ static void set_defaults(struct config *cfg)
         .backlog = 2048,
         .workers = 1,
         .threads = 40,
-        .plugins_dir = "./plugins",
+        .plugins_dir = default_plugins_dir,
         .log_level = LOG_INFO,
         .access_log = true,
         .timeout_keep_alive = 5,
@@ -361,6 +393,7 @@ static void set_defaults(struct config *cfg)
         .root_path = "",
         .proxy_headers = true,
         .forwarded_allow_ips = "127.0.0.1",
+        .reload_delay = 0.25,
     };
 }
 
@@ -435,12 +468,20 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
         set_error(err, errlen, "--uds and --fd cannot be used together");
         return CONFIG_ERROR;
     }
+    cfg->plugins_dir_given = cfg->plugins_dir != default_plugins_dir;
+    if (cfg->reload && !cfg->app) {
+        set_error(err, errlen, "--reload needs an APP (plugins reload by themselves)");
+        return CONFIG_ERROR;
+    }
     return CONFIG_OK;
 }
 
 void config_free(struct config *cfg)
 {
-    free(cfg->headers);
-    cfg->headers = NULL;
-    cfg->nheaders = 0;
+    struct str_list *lists[] = {&cfg->headers, &cfg->reload_dirs, &cfg->reload_includes,
+                                &cfg->reload_excludes};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        free(lists[i]->items);
+        *lists[i] = (struct str_list){0};
+    }
 }

@@ -20,6 +20,12 @@ struct run_as;
 
 enum lifespan_mode { LIFESPAN_AUTO, LIFESPAN_ON, LIFESPAN_OFF };
 
+/* A repeatable flag's values, in order. */
+struct str_list {
+    const char **items;
+    size_t n;
+};
+
 struct config {
     const char *app; /* "module:attr" or NULL */
     const char *app_dir;
@@ -38,6 +44,7 @@ struct config {
     int workers;
     int threads;
     const char *plugins_dir;
+    bool plugins_dir_given; /* by --plugins, not the default */
     /* Where plugin copies are made before dlopen; set by main, not a flag. */
     const char *private_dir;
     /* Serve this worker's plugin status as JSON on this path (opt-in). */
@@ -72,9 +79,19 @@ struct config {
     long limit_max_requests; /* 0: none */
     uint64_t limit_body;
 
+    /* --reload: new workers with new code when the app's files change
+     * (master.c, reload_watch.h), watching reload_dirs (default: the
+     * current folder) for files matching reload_includes and none of
+     * reload_excludes (uvicorn's patterns), reload_delay after the last
+     * change. */
+    bool reload;
+    struct str_list reload_dirs;
+    struct str_list reload_includes;
+    struct str_list reload_excludes;
+    double reload_delay;
+
     /* Extra response headers from --header, each "name: value". */
-    const char **headers;
-    size_t nheaders;
+    struct str_list headers;
     bool server_header;
     bool date_header;
     const char *root_path;

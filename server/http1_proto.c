@@ -630,14 +630,14 @@ static int build_default_headers(struct h1_server *s)
 {
     const struct config *cfg = s->cfg;
     size_t cap = 1;
-    for (size_t i = 0; i < cfg->nheaders; i++)
-        cap += strlen(cfg->headers[i]) + 4;
+    for (size_t i = 0; i < cfg->headers.n; i++)
+        cap += strlen(cfg->headers.items[i]) + 4;
     s->default_headers = malloc(cap);
     if (!s->default_headers)
         return -1;
     char *p = s->default_headers;
-    for (size_t i = 0; i < cfg->nheaders; i++) {
-        const char *h = cfg->headers[i], *colon = strchr(h, ':'), *v = colon + 1;
+    for (size_t i = 0; i < cfg->headers.n; i++) {
+        const char *h = cfg->headers.items[i], *colon = strchr(h, ':'), *v = colon + 1;
         while (*v == ' ' || *v == '\t')
             v++;
         /* Lower-cased like every header evicorn writes (and as uvicorn

@@ -6,10 +6,18 @@
  * ended (watchdog.h) is reported with the reason it left in the
  * scoreboard; one ended for a plugin whose startup hung is replaced at once
  * and without back-off, because its replacement refuses the quarantined
- * file and so cannot fail the same way. */
+ * file and so cannot fail the same way.
+ *
+ * With --reload, a change to the app's files starts a new generation of
+ * workers beside the old ones. Each new worker says on the readiness pipe
+ * when it serves (its app imported and started); only then is the old
+ * worker of its slot told to drain, so a reload fails no request. New code
+ * that does not start leaves the old workers serving; the next change
+ * tries again. */
 #include "master.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +29,7 @@
 #include "exit_status.h"
 #include "log.h"
 #include "privileges.h"
+#include "reload_watch.h"
 #include "scoreboard.h"
 #include "worker.h"
 
@@ -35,7 +44,10 @@ struct proc {
     struct proc *next;
     pid_t pid;
     int slot;
-    bool retiring; /* replaced on SIGHUP; its exit is expected */
+    unsigned gen;   /* the code generation it runs (--reload) */
+    bool retiring;  /* replaced; its exit is expected */
+    bool candidate; /* started for a reload and not serving yet */
+    bool ready;     /* it said it serves */
     ev_tstamp started;
     ev_child child;
 };
@@ -58,9 +70,15 @@ static struct {
     int exit_status;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer kill_timer;
+    int ready_pipe[2]; /* workers write their pid when they serve */
+    ev_io ready_io;
+    unsigned gen;        /* the newest code generation (--reload) */
+    unsigned failed_gen; /* a generation that did not start, reported once */
+    struct reload_watch *reload;
 } m;
 
 static void on_child(struct ev_loop *loop, ev_child *w, int revents);
+static void reload_failed(unsigned gen, int slot, pid_t pid, int status);
 
 /* In a new worker: drop every watcher the master had, so the worker's loop
  * starts clean. */
@@ -75,9 +93,13 @@ static void forget_master_state(void)
         ev_timer_stop(m.loop, &m.slots[i].restart);
     for (struct proc *p = m.procs; p; p = p->next)
         ev_child_stop(m.loop, &p->child);
+    ev_io_stop(m.loop, &m.ready_io);
+    close(m.ready_pipe[0]);
+    if (m.reload)
+        reload_watch_free(m.reload); /* closes its inotify descriptor */
 }
 
-static int spawn(int slot)
+static int spawn(int slot, bool candidate)
 {
     struct proc *p = calloc(1, sizeof *p);
     if (!p) {
@@ -102,10 +124,12 @@ static int spawn(int slot)
             emb->after_fork_child();
         free(p);
         forget_master_state();
-        _exit(worker_run(m.cfg, m.listeners, m.nlisteners, slot));
+        _exit(worker_run(m.cfg, m.listeners, m.nlisteners, slot, m.ready_pipe[1]));
     }
     p->pid = pid;
     p->slot = slot;
+    p->gen = m.gen;
+    p->candidate = candidate;
     p->started = ev_now(m.loop);
     ev_child_init(&p->child, on_child, pid, 0);
     p->child.data = p;
@@ -123,7 +147,7 @@ static void on_restart(struct ev_loop *loop, ev_timer *t, int revents)
     int slot = (int)(s - m.slots);
     if (m.stopping)
         return;
-    if (spawn(slot) < 0) {
+    if (spawn(slot, false) < 0) {
         ev_timer_set(t, BACKOFF_MAX, 0);
         ev_timer_start(m.loop, t);
     }
@@ -166,7 +190,8 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     (void)revents;
     struct proc *p = w->data;
     int st = w->rstatus, slot = p->slot;
-    bool retiring = p->retiring;
+    bool retiring = p->retiring, candidate = p->candidate, ready = p->ready;
+    unsigned gen = p->gen;
     ev_tstamp lived = ev_now(loop) - p->started;
     pid_t pid = p->pid;
     unlink_proc(p);
@@ -183,6 +208,18 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
                         why);
         if (m.stopping && !m.procs)
             ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    if (candidate && !ready) {
+        reload_failed(gen, slot, pid, st);
+        return;
+    }
+    /* With --reload, code that does not load waits for the next change
+     * instead of stopping the server (as uvicorn's reloader does). */
+    if (m.reload && WIFEXITED(st) &&
+        (code == EXIT_APP_LOAD_FAILED || code == EXIT_WORKER_STARTUP_FAILED)) {
+        log_error("worker %d (pid %d) could not start the app; waiting for the next change", slot,
+                  (int)pid);
         return;
     }
     bool crashed = true, penalty = true;
@@ -244,13 +281,96 @@ static void on_kill_timer(struct ev_loop *loop, ev_timer *t, int revents)
     signal_all(SIGKILL);
 }
 
+/* ---- readiness and --reload ---- */
+
+/* A new worker serves: the old worker of its slot may drain now. */
+static void on_ready(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)io;
+    (void)revents;
+    pid_t pids[64];
+    ssize_t n;
+    while ((n = read(m.ready_pipe[0], pids, sizeof pids)) > 0) {
+        for (size_t i = 0; i < (size_t)n / sizeof *pids; i++) {
+            struct proc *p = m.procs;
+            while (p && p->pid != pids[i])
+                p = p->next;
+            if (!p)
+                continue;
+            p->ready = true;
+            if (!p->candidate)
+                continue;
+            p->candidate = false;
+            for (struct proc *old = m.procs; old; old = old->next)
+                if (old != p && old->slot == p->slot && old->gen < p->gen && !old->retiring) {
+                    old->retiring = true;
+                    kill(old->pid, SIGTERM);
+                }
+            if (p->gen == m.gen)
+                log_info("worker %d (pid %d) serves the new code", p->slot, (int)p->pid);
+        }
+    }
+}
+
+/* A worker started for a reload ended before it served: the old workers
+ * keep serving, and the rest of that generation is stopped. */
+static void reload_failed(unsigned gen, int slot, pid_t pid, int status)
+{
+    for (struct proc *p = m.procs; p; p = p->next)
+        if (p->candidate && p->gen == gen && !p->retiring) {
+            p->retiring = true;
+            kill(p->pid, SIGTERM);
+        }
+    if (m.failed_gen == gen)
+        return;
+    m.failed_gen = gen;
+    char how[64];
+    if (WIFSIGNALED(status))
+        snprintf(how, sizeof how, "died from signal %d", WTERMSIG(status));
+    else
+        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    bool any_serving = false;
+    for (struct proc *p = m.procs; p; p = p->next)
+        any_serving |= !p->candidate && !p->retiring;
+    log_error("reload: the new code does not start (worker %d, pid %d, %s); %s; the next "
+              "change tries again",
+              slot, (int)pid, how,
+              any_serving ? "the old workers keep serving" : "no worker serves meanwhile");
+}
+
+/* The app's files changed: a new generation of workers, one per slot. */
+static void on_code_change(void *ud, const char *changed)
+{
+    (void)ud;
+    if (m.stopping)
+        return;
+    log_warning("Detected changes in '%s'. Reloading...", changed);
+    /* Workers of an earlier reload that have not started yet are stale. */
+    for (struct proc *p = m.procs; p; p = p->next)
+        if (p->candidate && !p->retiring) {
+            p->retiring = true;
+            kill(p->pid, SIGTERM);
+        }
+    m.gen++;
+    for (int i = 0; i < m.nworkers; i++) {
+        /* A slot with nothing serving (its code never started) is simply
+         * filled; the others get a candidate beside their worker. */
+        bool serving = false;
+        for (struct proc *p = m.procs; p; p = p->next)
+            serving |= p->slot == i && !p->retiring && !p->candidate;
+        ev_timer_stop(m.loop, &m.slots[i].restart);
+        spawn(i, serving);
+    }
+}
+
 static void reload_workers(void)
 {
     log_info("SIGHUP: starting fresh workers, then draining the old ones");
     for (struct proc *p = m.procs; p; p = p->next)
         p->retiring = true;
     for (int i = 0; i < m.nworkers; i++)
-        spawn(i);
+        spawn(i, false);
     for (struct proc *p = m.procs; p; p = p->next)
         if (p->retiring)
             kill(p->pid, SIGTERM);
@@ -325,19 +445,40 @@ int master_run(const struct config *cfg, struct listener *listeners, size_t nlis
     ev_signal_start(m.loop, &m.sig_int);
     ev_signal_start(m.loop, &m.sig_hup);
     ev_init(&m.kill_timer, on_kill_timer);
+    if (pipe2(m.ready_pipe, O_CLOEXEC) < 0 || fcntl(m.ready_pipe[0], F_SETFL, O_NONBLOCK) < 0) {
+        log_error("cannot create the readiness pipe: %s", strerror(errno));
+        free(m.slots);
+        return EXIT_ERROR;
+    }
+    ev_io_init(&m.ready_io, on_ready, m.ready_pipe[0], EV_READ);
+    ev_io_start(m.loop, &m.ready_io);
+    if (cfg->reload) {
+        char err[512];
+        m.reload = reload_watch_new(m.loop, cfg, on_code_change, NULL, err, sizeof err);
+        if (!m.reload) {
+            log_error("%s", err);
+            free(m.slots);
+            return EXIT_ERROR;
+        }
+    }
 
     for (size_t i = 0; i < nlisteners; i++)
         log_info("evicorn running on %s (workers: %d, pid %d)", listeners[i].name, m.nworkers,
                  (int)getpid());
     log_trust(cfg);
     for (int i = 0; i < m.nworkers; i++)
-        if (spawn(i) < 0) {
+        if (spawn(i, false) < 0) {
             begin_stop(EXIT_ERROR);
             break;
         }
     ev_run(m.loop, 0);
     while (m.procs)
         unlink_proc(m.procs);
+    reload_watch_free(m.reload);
+    m.reload = NULL;
+    ev_io_stop(m.loop, &m.ready_io);
+    close(m.ready_pipe[0]);
+    close(m.ready_pipe[1]);
     free(m.slots);
     log_info("stopped");
     return m.exit_status;

@@ -859,9 +859,12 @@ struct plugins *plugins_new(struct ev_loop *loop, const struct config *cfg, int 
     }
     P->watch = plugin_watch_new(loop, cfg->plugins_dir, on_folder_change, P, err, sizeof err);
     if (!P->watch) {
-        /* Serving without plugins beats not serving: say so once. */
-        if (worker == 0)
+        /* Serving without plugins beats not serving: say so once. An app
+         * served without a plugins folder asked for none. */
+        if (worker == 0 && (cfg->plugins_dir_given || !cfg->app))
             log_warning("%s; serving without plugins", err);
+        else
+            log_debug("%s; serving without plugins", err);
         return P;
     }
     plugin_watch_scan(P->watch);

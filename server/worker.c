@@ -315,7 +315,22 @@ static void worker_stop_services(struct worker *w)
     w->host = NULL;
 }
 
-int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index)
+/* Tells the master this worker serves: its pid, in one write (atomic on a
+ * pipe). */
+static void announce_ready(int fd)
+{
+    if (fd < 0)
+        return;
+    pid_t pid = getpid();
+    ssize_t n;
+    do
+        n = write(fd, &pid, sizeof pid);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+}
+
+int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index,
+               int ready_fd)
 {
     /* Before anything of a plugin's can run. A worker that cannot drop
      * would fail the same way again: the master must not retry it. */
@@ -374,6 +389,7 @@ int worker_run(const struct config *cfg, struct listener *listeners, size_t nlis
     ev_unref(w->loop);
 
     log_debug("worker %d started (pid %d)", index, (int)getpid());
+    announce_ready(ready_fd);
     ev_run(w->loop, 0);
     log_flush();
 

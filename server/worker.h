@@ -77,8 +77,11 @@ struct worker {
     struct dispatcher dispatcher;
 };
 
-/* Runs a worker until it has shut down; returns the process exit status. */
-int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index);
+/* Runs a worker until it has shut down; returns the process exit status.
+ * Once it serves (plugins and the app loaded), it writes its pid to
+ * ready_fd (the master's readiness pipe; -1 for none). */
+int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index,
+               int ready_fd);
 
 /* The serving core alone (connections, HTTP/1.1, requests), without
  * plugins, pool or signals: what worker_run builds first, and what a test

@@ -147,8 +147,9 @@ class Server:
     SIGTERM -> wait 10 s -> SIGKILL sequence by PID."""
 
     def __init__(self, *args, listen=None, pass_fds=(), ready_timeout=10.0, wrapper=(),
-                 plugins=None):
+                 plugins=None, cwd=None):
         self.extra = [str(a) for a in args]
+        self.cwd = cwd
         # A plugins folder the caller made (and removes); default: a fresh
         # private one, removed at stop.
         self.given_plugins = plugins
@@ -179,7 +180,7 @@ class Server:
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, pass_fds=self.pass_fds,
-                                         start_new_session=True)
+                                         start_new_session=True, cwd=self.cwd)
         except OSError:
             if not self.given_plugins:
                 shutil.rmtree(self.plugins, ignore_errors=True)

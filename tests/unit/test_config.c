@@ -67,7 +67,7 @@ TEST(defaults_without_arguments)
     CHECK_EQ_INT(cfg.limit_concurrency, 0);
     CHECK_EQ_INT(cfg.limit_max_requests, 0);
     CHECK_EQ_INT(cfg.limit_body, 1048576);
-    CHECK_EQ_INT(cfg.nheaders, 0);
+    CHECK_EQ_INT(cfg.headers.n, 0);
     CHECK(cfg.server_header);
     CHECK(cfg.date_header);
     CHECK_EQ_STR(cfg.root_path, "");
@@ -395,15 +395,15 @@ TEST(repeated_headers_are_collected_in_order)
     CHECK_EQ_INT(
         PARSE("--header", "X-A: 1", "--header=X-B:two", "--port", "1", "--header", "x-a: 3"),
         CONFIG_OK);
-    CHECK_EQ_INT(cfg.nheaders, 3);
-    if (cfg.nheaders == 3) {
-        CHECK_EQ_STR(cfg.headers[0], "X-A: 1");
-        CHECK_EQ_STR(cfg.headers[1], "X-B:two");
-        CHECK_EQ_STR(cfg.headers[2], "x-a: 3");
+    CHECK_EQ_INT(cfg.headers.n, 3);
+    if (cfg.headers.n == 3) {
+        CHECK_EQ_STR(cfg.headers.items[0], "X-A: 1");
+        CHECK_EQ_STR(cfg.headers.items[1], "X-B:two");
+        CHECK_EQ_STR(cfg.headers.items[2], "x-a: 3");
     }
     config_free(&cfg);
-    CHECK(cfg.headers == NULL);
-    CHECK_EQ_INT(cfg.nheaders, 0);
+    CHECK(cfg.headers.items == NULL);
+    CHECK_EQ_INT(cfg.headers.n, 0);
 }
 
 TEST(header_value_may_be_empty_or_hold_tabs_and_colons)
@@ -411,7 +411,7 @@ TEST(header_value_may_be_empty_or_hold_tabs_and_colons)
     CHECK_EQ_INT(
         PARSE("--header", "X-Empty:", "--header", "X-T:\ta\tb", "--header", "X-Url: http://h:1/"),
         CONFIG_OK);
-    CHECK_EQ_INT(cfg.nheaders, 3);
+    CHECK_EQ_INT(cfg.headers.n, 3);
     config_free(&cfg);
 }
 
@@ -459,7 +459,6 @@ TEST(unknown_flag_is_refused)
     CHECK_REFUSED("--nope", "--nope");
     CHECK_REFUSED("--nope", "--nope=1");
     CHECK_REFUSED("-p", "-p", "80");
-    CHECK_REFUSED("--reload", "main:app", "--reload");
 }
 
 TEST(lone_dashes_are_refused)
@@ -521,6 +520,41 @@ TEST(uds_or_fd_alone_is_accepted)
     CHECK_EQ_INT(PARSE("--fd", "3"), CONFIG_OK);
     CHECK_EQ_INT(cfg.fd, 3);
     CHECK(cfg.uds == NULL);
+    config_free(&cfg);
+}
+
+TEST(reload_flags_repeat_and_need_an_app)
+{
+    CHECK_EQ_INT(PARSE("main:app", "--reload", "--reload-dir", "src", "--reload-dir=lib",
+                       "--reload-include", "*.toml", "--reload-exclude", "tmp_*.py",
+                       "--reload-delay", "1.5"),
+                 CONFIG_OK);
+    CHECK(cfg.reload);
+    CHECK_EQ_INT(cfg.reload_dirs.n, 2);
+    CHECK_EQ_STR(cfg.reload_dirs.items[0], "src");
+    CHECK_EQ_STR(cfg.reload_dirs.items[1], "lib");
+    CHECK_EQ_INT(cfg.reload_includes.n, 1);
+    CHECK_EQ_STR(cfg.reload_includes.items[0], "*.toml");
+    CHECK_EQ_INT(cfg.reload_excludes.n, 1);
+    CHECK(cfg.reload_delay == 1.5);
+    config_free(&cfg);
+    CHECK(cfg.reload_dirs.items == NULL && cfg.reload_dirs.n == 0);
+    CHECK_EQ_INT(PARSE("main:app"), CONFIG_OK);
+    CHECK(!cfg.reload && cfg.reload_delay == 0.25 && cfg.reload_dirs.n == 0);
+    config_free(&cfg);
+    CHECK_REFUSED("--reload needs an APP", "--reload");
+    CHECK_REFUSED("--reload-dir", "main:app", "--reload", "--reload-dir", "");
+    CHECK_REFUSED("--reload-delay", "main:app", "--reload-delay", "soon");
+    CHECK_REFUSED("--reload", "main:app", "--reload=1");
+}
+
+TEST(plugins_folder_given_or_default)
+{
+    CHECK_EQ_INT(PARSE("main:app"), CONFIG_OK);
+    CHECK(!cfg.plugins_dir_given);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("main:app", "--plugins", "./plugins"), CONFIG_OK);
+    CHECK(cfg.plugins_dir_given);
     config_free(&cfg);
 }
 
@@ -595,7 +629,7 @@ TEST(config_free_twice_is_harmless)
     CHECK_EQ_INT(PARSE("--header", "A: 1"), CONFIG_OK);
     config_free(&cfg);
     config_free(&cfg);
-    CHECK(cfg.headers == NULL);
+    CHECK(cfg.headers.items == NULL);
 }
 
 CHECK_MAIN()
