@@ -41,12 +41,37 @@ static void after_fork_child(void)
     PyGILState_Release(fork_gil);
 }
 
+/* --env-file inside Python: through os.environ, which the app reads (it
+ * sets the process environment too). */
+static int set_env(void *ud, const char *name, const char *value)
+{
+    (void)ud;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int rc = -1;
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *env_map = os ? PyObject_GetAttrString(os, "environ") : NULL;
+    PyObject *k = PyUnicode_DecodeFSDefault(name), *v = PyUnicode_DecodeFSDefault(value);
+    if (env_map && k && v) {
+        int has = PySequence_Contains(env_map, k);
+        rc = has == 0 ? PyObject_SetItem(env_map, k, v) : has < 0 ? -1 : 0;
+    }
+    if (rc < 0)
+        PyErr_Clear();
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    Py_XDECREF(env_map);
+    Py_XDECREF(os);
+    PyGILState_Release(g);
+    return rc;
+}
+
 static const struct evicorn_embedding embedding = {
     .bridge_entry = asgi_bridge_entry,
     .app_load_failed = asgi_app_load_failed,
     .before_fork = before_fork,
     .after_fork_parent = after_fork_parent,
     .after_fork_child = after_fork_child,
+    .set_env = set_env,
 };
 
 static void free_argv(char **argv, Py_ssize_t n)

@@ -14,6 +14,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "proxy_trust.h"
 
 enum opt_kind {
     OPT_BOOL,
@@ -22,7 +23,9 @@ enum opt_kind {
     OPT_SECONDS,
     OPT_SIZE,
     OPT_STRING,
-    OPT_LIST, /* repeatable: each value is appended to a struct str_list */
+    OPT_LIST,     /* repeatable: each value is appended to a struct str_list */
+    OPT_CHOICE,   /* a const char * that must be one of choices */
+    OPT_TRISTATE, /* an int: -1 when not given, else 1 (--x) or 0 (--no-x) */
     OPT_SPECIAL
 };
 
@@ -36,6 +39,38 @@ struct opt {
 
 #define F(field) offsetof(struct config, field)
 
+/* The values an OPT_CHOICE takes: "a|b|c", "*:*" standing for module:attr. */
+static const struct {
+    const char *name, *choices;
+} choice_opts[] = {
+    {"interface", "auto|asgi3|asgi2|wsgi"},
+    {"loop", "auto|asyncio|uvloop|none|*:*"},
+};
+
+/* Switches with no --no- form. */
+static const char *const single_switches[] = {"factory", "plugins-insecure", "reload"};
+
+static const char *choices_of(const struct opt *o)
+{
+    for (size_t i = 0; i < sizeof choice_opts / sizeof choice_opts[0]; i++)
+        if (strcmp(choice_opts[i].name, o->name) == 0)
+            return choice_opts[i].choices;
+    return "";
+}
+
+/* Whether --no-NAME exists for o. */
+static bool negatable(const struct opt *o)
+{
+    if (o->kind == OPT_TRISTATE)
+        return true;
+    if (o->kind != OPT_BOOL)
+        return false;
+    for (size_t i = 0; i < sizeof single_switches / sizeof single_switches[0]; i++)
+        if (strcmp(single_switches[i], o->name) == 0)
+            return false;
+    return true;
+}
+
 static const struct opt opts[] = {
     {"host", OPT_STRING, F(host), 0, 0, "Bind socket to this host. [default: 127.0.0.1]"},
     {"port", OPT_INT, F(port), 0, 65535,
@@ -46,7 +81,7 @@ static const struct opt opts[] = {
     {"backlog", OPT_INT, F(backlog), 1, 1 << 20,
      "Maximum number of connections waiting to be accepted. [default: 2048]"},
     {"workers", OPT_INT, F(workers), 0, 1024,
-     "Number of worker processes; 0 = one per core. [default: 1]"},
+     "Number of worker processes; 0 = one per core. [default: $WEB_CONCURRENCY, else 1]"},
     {"threads", OPT_INT, F(threads), 1, 4096,
      "Thread pool size per worker for sync handlers. [default: 40]"},
     {"plugins", OPT_STRING, F(plugins_dir), 0, 0,
@@ -63,6 +98,11 @@ static const struct opt opts[] = {
     {"group", OPT_STRING, F(group), 0, 0,
      "Run the workers with this group. [default: the --user's primary group]"},
     {"log-level", OPT_SPECIAL, 0, 0, 0, "critical|error|warning|info|debug|trace [default: info]"},
+    {"log-config", OPT_STRING, F(log_config), 0, 0,
+     "Configure Python logging from this file: .json, .yaml/.yml or .ini, as uvicorn; evicorn's "
+     "own lines then go to the loggers uvicorn.error and uvicorn.access."},
+    {"use-colors", OPT_TRISTATE, F(use_colors), 0, 0,
+     "Colour level names and status codes. [default: when the output is a terminal]"},
     {"access-log", OPT_BOOL, F(access_log), 0, 0,
      "Enable/disable the access log. [default: enabled]"},
     {"timeout-keep-alive", OPT_SECONDS, F(timeout_keep_alive), 0, 0,
@@ -86,6 +126,13 @@ static const struct opt opts[] = {
      "Requests in flight per worker before answering 503. [default: none]"},
     {"limit-max-requests", OPT_LONG, F(limit_max_requests), 0, 1L << 62,
      "Replace a worker after it served this many requests. [default: none]"},
+    {"limit-max-requests-jitter", OPT_LONG, F(limit_max_requests_jitter), 0, 1L << 40,
+     "Add up to this many, chosen at random per worker, to --limit-max-requests. [default: 0]"},
+    {"timeout-worker-healthcheck", OPT_SECONDS, F(timeout_worker_healthcheck), 0, 0,
+     "Restart a worker that has not answered the master's health check for this long; 0 = "
+     "never. [default: 5]"},
+    {"h11-max-incomplete-event-size", OPT_SIZE, F(max_head), 0, 0,
+     "Largest request head (request line and headers) in bytes; 431 beyond. [default: 16K]"},
     {"limit-body", OPT_SIZE, F(limit_body), 0, 0,
      "Largest request body, in bytes (K, M, G suffixes). [default: 1M]"},
     {"header", OPT_SPECIAL, 0, 0, 0, "Add a response header NAME:VALUE; repeatable."},
@@ -98,7 +145,8 @@ static const struct opt opts[] = {
     {"proxy-headers", OPT_BOOL, F(proxy_headers), 0, 0,
      "Trust X-Forwarded-For/-Proto from --forwarded-allow-ips. [default: enabled]"},
     {"forwarded-allow-ips", OPT_STRING, F(forwarded_allow_ips), 0, 0,
-     "Comma-separated proxy IPs to trust, or '*'. [default: 127.0.0.1]"},
+     "Comma-separated proxy IPs or networks to trust, or '*'. [default: $FORWARDED_ALLOW_IPS, "
+     "else 127.0.0.1,::1]"},
     {"app-dir", OPT_STRING, F(app_dir), 0, 0, "Look for APP in this folder. [default: .]"},
     {"reload", OPT_BOOL, F(reload), 0, 0,
      "Start new workers with new code when the app's files change; the old ones drain."},
@@ -110,6 +158,13 @@ static const struct opt opts[] = {
      "Ignore files matching this glob; repeatable. [default: .* .py[cod] .sw.* ~*]"},
     {"reload-delay", OPT_SECONDS, F(reload_delay), 0, 0,
      "Wait this long after the last change before reloading. [default: 0.25]"},
+    {"interface", OPT_CHOICE, F(interface), 0, 0,
+     "auto|asgi3|asgi2|wsgi: how APP is called; wsgi runs it on the thread pool. [default: auto]"},
+    {"loop", OPT_CHOICE, F(loop), 0, 0,
+     "auto|asyncio|uvloop|none, or module:attr of a loop factory: the app's asyncio loop. "
+     "[default: auto]"},
+    {"env-file", OPT_STRING, F(env_file), 0, 0,
+     "Load environment variables from this .env file; set ones win (python-dotenv's rules)."},
     {"factory", OPT_BOOL, F(factory), 0, 0, "Treat APP as a factory returning the app."},
     {"lifespan", OPT_SPECIAL, 0, 0, 0,
      "auto|on|off: run the app's lifespan events. [default: auto]"},
@@ -157,8 +212,7 @@ static void print_help(void)
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
         const struct opt *o = &opts[i];
         char name[64];
-        if (o->kind == OPT_BOOL && strcmp(o->name, "factory") != 0 &&
-            strcmp(o->name, "plugins-insecure") != 0 && strcmp(o->name, "reload") != 0)
+        if (negatable(o))
             snprintf(name, sizeof name, "--%s/--no-%s", o->name, o->name);
         else if (o->kind == OPT_BOOL || strcmp(o->name, "help") == 0 ||
                  strcmp(o->name, "version") == 0) /* these take no value */
@@ -289,6 +343,48 @@ static enum config_result apply_special(struct config *cfg, const struct opt *o,
     return CONFIG_OK;
 }
 
+static int valid_app(const char *app)
+{
+    const char *colon = strchr(app, ':');
+    return colon && colon != app && colon[1] && !strchr(colon + 1, ':');
+}
+
+/* Whether val is one of "a|b|c"; "*:*" stands for any module:attr. */
+static bool choice_valid(const char *choices, const char *val)
+{
+    size_t n = strlen(val);
+    for (const char *c = choices; *c;) {
+        const char *bar = strchr(c, '|');
+        size_t k = bar ? (size_t)(bar - c) : strlen(c);
+        if (k == 3 && strncmp(c, "*:*", 3) == 0 ? valid_app(val)
+                                                : k == n && strncmp(c, val, n) == 0)
+            return true;
+        c += k + (bar != NULL);
+    }
+    return false;
+}
+
+/* "a|b|c" as "a, b or c", and "*:*" as "module:attr". */
+static void choices_text(const char *choices, char *out, size_t len)
+{
+    size_t used = 0, count = 1;
+    for (const char *c = choices; *c; c++)
+        count += *c == '|';
+    size_t i = 0;
+    for (const char *c = choices; *c && used < len; i++) {
+        const char *bar = strchr(c, '|');
+        size_t k = bar ? (size_t)(bar - c) : strlen(c);
+        const char *sep = i == 0 ? "" : i + 1 == count ? " or " : ", ";
+        bool any = k == 3 && strncmp(c, "*:*", 3) == 0;
+        int m = snprintf(out + used, len - used, "%s%.*s", sep, any ? 11 : (int)k,
+                         any ? "module:attr" : c);
+        if (m < 0)
+            break;
+        used += (size_t)m;
+        c += k + (bar != NULL);
+    }
+}
+
 static enum config_result apply_value(struct config *cfg, const struct opt *o, const char *val,
                                       char *err, size_t errlen)
 {
@@ -338,9 +434,20 @@ static enum config_result apply_value(struct config *cfg, const struct opt *o, c
             return CONFIG_ERROR;
         }
         return CONFIG_OK;
+    case OPT_CHOICE:
+        if (!choice_valid(choices_of(o), val)) {
+            char expected[128];
+            choices_text(choices_of(o), expected, sizeof expected);
+            set_error(err, errlen, "--%s: invalid value '%s' (expected %s)", o->name, val,
+                      expected);
+            return CONFIG_ERROR;
+        }
+        *(const char **)field = val;
+        return CONFIG_OK;
     case OPT_SPECIAL:
         return apply_special(cfg, o, val, err, errlen);
     case OPT_BOOL:
+    case OPT_TRISTATE:
         break;
     }
     return CONFIG_ERROR;
@@ -351,7 +458,7 @@ static const struct opt *find_opt(const char *name, size_t len, bool *negated)
     *negated = false;
     if (len > 3 && strncmp(name, "no-", 3) == 0) {
         for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
-            if (opts[i].kind == OPT_BOOL && strlen(opts[i].name) == len - 3 &&
+            if (negatable(&opts[i]) && strlen(opts[i].name) == len - 3 &&
                 strncmp(opts[i].name, name + 3, len - 3) == 0) {
                 *negated = true;
                 return &opts[i];
@@ -375,7 +482,6 @@ static void set_defaults(struct config *cfg)
         .port = 8000,
         .fd = -1,
         .backlog = 2048,
-        .workers = 1,
         .threads = 40,
         .plugins_dir = default_plugins_dir,
         .log_level = LOG_INFO,
@@ -392,15 +498,14 @@ static void set_defaults(struct config *cfg)
         .date_header = true,
         .root_path = "",
         .proxy_headers = true,
-        .forwarded_allow_ips = "127.0.0.1",
         .reload_delay = 0.25,
+        .use_colors = -1,
+        .interface = "auto",
+        .loop = "auto",
+        .timeout_worker_healthcheck = 5,
+        .max_head = 16 * 1024,
+        .workers = -1, /* not given: $WEB_CONCURRENCY or 1, see config_apply_env */
     };
-}
-
-static int valid_app(const char *app)
-{
-    const char *colon = strchr(app, ':');
-    return colon && colon != app && colon[1] && !strchr(colon + 1, ':');
 }
 
 enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
@@ -444,12 +549,15 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
                 printf("evicorn %s\n", EVICORN_VERSION);
             return CONFIG_EXIT_OK;
         }
-        if (o->kind == OPT_BOOL) {
+        if (o->kind == OPT_BOOL || o->kind == OPT_TRISTATE) {
             if (eq) {
                 set_error(err, errlen, "--%.*s takes no value", (int)nlen, name);
                 return CONFIG_ERROR;
             }
-            *(bool *)((char *)cfg + o->offset) = !negated;
+            if (o->kind == OPT_BOOL)
+                *(bool *)((char *)cfg + o->offset) = !negated;
+            else
+                *(int *)((char *)cfg + o->offset) = !negated;
             continue;
         }
         const char *val = eq ? eq + 1 : NULL;
@@ -469,6 +577,16 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
         return CONFIG_ERROR;
     }
     cfg->plugins_dir_given = cfg->plugins_dir != default_plugins_dir;
+    if (cfg->max_head < 1024 || cfg->max_head > 1 << 30) {
+        set_error(err, errlen,
+                  "--h11-max-incomplete-event-size: %llu is out of range (1K to 1G bytes)",
+                  (unsigned long long)cfg->max_head);
+        return CONFIG_ERROR;
+    }
+    if (strcmp(cfg->interface, "wsgi") == 0 && !cfg->app) {
+        set_error(err, errlen, "--interface wsgi needs an APP");
+        return CONFIG_ERROR;
+    }
     if (cfg->reload && !cfg->app) {
         set_error(err, errlen, "--reload needs an APP (plugins reload by themselves)");
         return CONFIG_ERROR;
@@ -476,8 +594,37 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
     return CONFIG_OK;
 }
 
+int config_apply_env(struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->forwarded_allow_ips) {
+        const char *env = getenv("FORWARDED_ALLOW_IPS");
+        cfg->forwarded_allow_ips = env ? env : "127.0.0.1,::1";
+    }
+    proxy_trust_free(cfg->proxy_trust);
+    if (!(cfg->proxy_trust = proxy_trust_parse(cfg->forwarded_allow_ips))) {
+        set_error(err, errlen, "out of memory");
+        return -1;
+    }
+    if (cfg->workers >= 0)
+        return 0;
+    cfg->workers = 1;
+    const char *wc = getenv("WEB_CONCURRENCY");
+    if (!wc)
+        return 0;
+    long n;
+    if (parse_long(wc, 0, 1024, &n) < 0) {
+        set_error(err, errlen,
+                  "WEB_CONCURRENCY: invalid value '%s' (expected an integer from 0 to 1024)", wc);
+        return -1;
+    }
+    cfg->workers = (int)n;
+    return 0;
+}
+
 void config_free(struct config *cfg)
 {
+    proxy_trust_free(cfg->proxy_trust);
+    cfg->proxy_trust = NULL;
     struct str_list *lists[] = {&cfg->headers, &cfg->reload_dirs, &cfg->reload_includes,
                                 &cfg->reload_excludes};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {

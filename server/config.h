@@ -16,6 +16,7 @@
 
 struct evicorn_embedding;
 struct plugin_key;
+struct proxy_trust;
 struct run_as;
 
 enum lifespan_mode { LIFESPAN_AUTO, LIFESPAN_ON, LIFESPAN_OFF };
@@ -31,6 +32,16 @@ struct config {
     const char *app_dir;
     bool factory;
     enum lifespan_mode lifespan;
+    /* How APP is called ("auto", "asgi3", "asgi2", "wsgi") and the asyncio
+     * loop the bridge runs ("auto", "asyncio", "uvloop", "none" or a
+     * module:attr loop factory), as uvicorn's --interface and --loop. */
+    const char *interface;
+    const char *loop;
+    /* --env-file: loaded by evicorn_run before the workers start. */
+    const char *env_file;
+    /* --log-config: Python logging configured from this file (uvicorn's
+     * formats), and the server's lines sent through it (log.h). */
+    const char *log_config;
     /* Set by evicorn_run: the ASGI bridge's entry point when evicorn runs
      * inside Python (embedding.h), else NULL. */
     evicorn_plugin_entry_fn bridge_entry;
@@ -41,7 +52,7 @@ struct config {
     const char *uds;
     int fd; /* -1 when not given */
     int backlog;
-    int workers;
+    int workers; /* -1 until config_apply_env: not given */
     int threads;
     const char *plugins_dir;
     bool plugins_dir_given; /* by --plugins, not the default */
@@ -62,6 +73,7 @@ struct config {
     const struct plugin_key *plugin_key;
     int log_level;
     bool access_log;
+    int use_colors; /* -1: when the output is a terminal */
 
     double timeout_keep_alive;
     double timeout_header;
@@ -77,6 +89,13 @@ struct config {
 
     long limit_concurrency;  /* 0: none */
     long limit_max_requests; /* 0: none */
+    long limit_max_requests_jitter;
+    /* A worker whose watchdog thread has not beaten for this long is
+     * killed and replaced by the master (0: never). */
+    double timeout_worker_healthcheck;
+    /* Bytes of request line and headers: 431 beyond (uvicorn's
+     * --h11-max-incomplete-event-size). */
+    uint64_t max_head;
     uint64_t limit_body;
 
     /* --reload: new workers with new code when the app's files change
@@ -96,7 +115,10 @@ struct config {
     bool date_header;
     const char *root_path;
     bool proxy_headers;
+    /* NULL until config_apply_env: $FORWARDED_ALLOW_IPS, else uvicorn's
+     * "127.0.0.1,::1"; proxy_trust is it parsed (proxy_trust.h). */
     const char *forwarded_allow_ips;
+    struct proxy_trust *proxy_trust;
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
@@ -105,6 +127,11 @@ enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
  * and what is wrong. CONFIG_EXIT_OK means --help or --version was printed. */
 enum config_result config_parse(struct config *cfg, int argc, char **argv, char *err,
                                 size_t errlen);
+/* After the environment is final (--env-file loaded): --workers defaults
+ * to $WEB_CONCURRENCY, else 1, and --forwarded-allow-ips to
+ * $FORWARDED_ALLOW_IPS, as in uvicorn. -1 with one line in err when
+ * WEB_CONCURRENCY is not a number. */
+int config_apply_env(struct config *cfg, char *err, size_t errlen);
 void config_free(struct config *cfg);
 
 #endif

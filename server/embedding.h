@@ -24,6 +24,9 @@ struct evicorn_embedding {
     void (*before_fork)(void);
     void (*after_fork_parent)(void);
     void (*after_fork_child)(void);
+    /* Sets an environment variable where the interpreter sees it
+     * (os.environ), unless it is set (--env-file); 0 or -1. */
+    int (*set_env)(void *ud, const char *name, const char *value);
 };
 
 /* The whole server: parses argv, opens the listeners, runs the master and

@@ -69,6 +69,10 @@ const char *api_config(const char *name)
         return cfg->lifespan == LIFESPAN_ON ? "on" : cfg->lifespan == LIFESPAN_OFF ? "off" : "auto";
     if (strcmp(name, "root_path") == 0)
         return cfg->root_path;
+    if (strcmp(name, "interface") == 0)
+        return cfg->interface;
+    if (strcmp(name, "loop") == 0)
+        return cfg->loop;
     if (strcmp(name, "log_level") == 0)
         return log_level_name(cfg->log_level);
     if (strcmp(name, "workers") == 0) {

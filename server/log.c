@@ -7,11 +7,44 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "http.h"
+
 enum log_level log_threshold = LOG_INFO;
 
 static const char *const level_names[] = {"critical", "error", "warning", "info", "debug", "trace"};
 static const char *const level_prefixes[] = {
     "CRITICAL: ", "ERROR:    ", "WARNING:  ", "INFO:     ", "DEBUG:    ", "TRACE:    "};
+
+/* uvicorn's colours (--use-colors): the level name, and in access lines the
+ * request line in bold and the status by its class. */
+static bool colors_err, colors_out;
+static const char *const level_colors[] = {"\033[91m", "\033[31m", "\033[33m",
+                                           "\033[32m", "\033[36m", "\033[34m"};
+static const char *const status_colors[] = {"",         "\033[97m", "\033[32m",
+                                            "\033[33m", "\033[31m", "\033[91m"};
+#define RESET "\033[0m"
+#define BOLD  "\033[1m"
+
+void log_use_colors(bool server_lines, bool access_lines)
+{
+    colors_err = server_lines;
+    colors_out = access_lines;
+}
+
+/* "INFO:     " or its coloured form; returns its length. */
+static size_t level_prefix(enum log_level level, bool colors, char *out, size_t cap)
+{
+    const char *plain = level_prefixes[level];
+    if (!colors) {
+        size_t n = strlen(plain);
+        memcpy(out, plain, n);
+        return n;
+    }
+    const char *colon = strchr(plain, ':');
+    int n = snprintf(out, cap, "%s%.*s" RESET "%s", level_colors[level], (int)(colon - plain),
+                     plain, colon);
+    return n > 0 ? (size_t)n : 0;
+}
 
 /* Access lines wait here until log_flush; sized so a burst of pipelined
  * requests is one write. */
@@ -52,8 +85,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (!log_enabled(level))
         return;
     char line[2048];
-    size_t n = strlen(level_prefixes[level]);
-    memcpy(line, level_prefixes[level], n);
+    size_t n = level_prefix(level, colors_err, line, 32);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
@@ -82,12 +114,21 @@ void log_access(const struct addr *client, const char *method, size_t method_len
         target_len = 1024; /* keep one line bounded */
     char who[ADDR_TEXT_MAX];
     addr_text(client, who);
-    size_t need = 10 + strlen(who) + method_len + target_len + 32;
+    /* uvicorn's line, with the status's reason phrase. */
+    const char *reason = http_reason(status);
+    if (strcmp(reason, "Unknown") == 0)
+        reason = "";
+    size_t need = 64 + strlen(who) + method_len + target_len + strlen(reason) + 32;
     if (access_len + need > sizeof access_buf)
         log_flush();
+    char prefix[32];
+    size_t pn = level_prefix(LOG_INFO, colors_out, prefix, sizeof prefix);
+    bool c = colors_out;
     int m = snprintf(access_buf + access_len, sizeof access_buf - access_len,
-                     "INFO:     %s - \"%.*s %.*s HTTP/1.%d\" %d\n", who, (int)method_len, method,
-                     (int)target_len, target, http_minor, status);
+                     "%.*s%s - \"%s%.*s %.*s HTTP/1.%d%s\" %s%d %s%s\n", (int)pn, prefix, who,
+                     c ? BOLD : "", (int)method_len, method, (int)target_len, target, http_minor,
+                     c ? RESET : "", c ? status_colors[status / 100 % 6] : "", status, reason,
+                     c ? RESET : "");
     if (m > 0 && (size_t)m < sizeof access_buf - access_len)
         access_len += (size_t)m;
 }

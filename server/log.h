@@ -40,7 +40,12 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
             log_msg(LOG_TRACE, __VA_ARGS__);                                                       \
     } while (0)
 
-/* Appends one access-log line: client - "METHOD target HTTP/x.y" status. */
+/* Colours as uvicorn's (--use-colors): in the server's lines (stderr),
+ * and in access lines (stdout). Off by default. */
+void log_use_colors(bool server_lines, bool access_lines);
+
+/* Appends one access-log line: client - "METHOD target HTTP/x.y" status
+ * and reason phrase, as uvicorn writes it. */
 void log_access(const struct addr *client, const char *method, size_t method_len,
                 const char *target, size_t target_len, int http_minor, int status);
 /* Writes buffered access-log lines. */

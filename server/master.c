@@ -27,6 +27,7 @@
 
 #include "embedding.h"
 #include "exit_status.h"
+#include "heartbeat.h"
 #include "log.h"
 #include "privileges.h"
 #include "reload_watch.h"
@@ -48,6 +49,10 @@ struct proc {
     bool retiring;  /* replaced; its exit is expected */
     bool candidate; /* started for a reload and not serving yet */
     bool ready;     /* it said it serves */
+    bool unhealthy; /* killed for failing the health check */
+    struct heartbeat *hb;
+    uint64_t last_beat;
+    ev_tstamp beat_at; /* when last_beat was first seen */
     ev_tstamp started;
     ev_child child;
 };
@@ -70,6 +75,7 @@ static struct {
     int exit_status;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer kill_timer;
+    ev_timer health;   /* --timeout-worker-healthcheck */
     int ready_pipe[2]; /* workers write their pid when they serve */
     ev_io ready_io;
     unsigned gen;        /* the newest code generation (--reload) */
@@ -94,6 +100,7 @@ static void forget_master_state(void)
     for (struct proc *p = m.procs; p; p = p->next)
         ev_child_stop(m.loop, &p->child);
     ev_io_stop(m.loop, &m.ready_io);
+    ev_timer_stop(m.loop, &m.health);
     close(m.ready_pipe[0]);
     if (m.reload)
         reload_watch_free(m.reload); /* closes its inotify descriptor */
@@ -107,6 +114,7 @@ static int spawn(int slot, bool candidate)
         return -1;
     }
     log_flush();
+    p->hb = m.cfg->timeout_worker_healthcheck > 0 ? heartbeat_new() : NULL;
     /* Inside Python, the interpreter must be told around the fork. */
     const struct evicorn_embedding *emb = m.cfg->embedding;
     if (emb && emb->before_fork)
@@ -116,12 +124,14 @@ static int spawn(int slot, bool candidate)
         emb->after_fork_parent();
     if (pid < 0) {
         log_error("cannot start worker %d: fork: %s", slot, strerror(errno));
+        heartbeat_free(p->hb);
         free(p);
         return -1;
     }
     if (pid == 0) {
         if (emb && emb->after_fork_child)
             emb->after_fork_child();
+        heartbeat_adopt(p->hb);
         free(p);
         forget_master_state();
         _exit(worker_run(m.cfg, m.listeners, m.nlisteners, slot, m.ready_pipe[1]));
@@ -130,7 +140,7 @@ static int spawn(int slot, bool candidate)
     p->slot = slot;
     p->gen = m.gen;
     p->candidate = candidate;
-    p->started = ev_now(m.loop);
+    p->started = p->beat_at = ev_now(m.loop);
     ev_child_init(&p->child, on_child, pid, 0);
     p->child.data = p;
     ev_child_start(m.loop, &p->child);
@@ -161,6 +171,7 @@ static void unlink_proc(struct proc *p)
             break;
         }
     ev_child_stop(m.loop, &p->child);
+    heartbeat_free(p->hb);
     free(p);
 }
 
@@ -190,7 +201,8 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     (void)revents;
     struct proc *p = w->data;
     int st = w->rstatus, slot = p->slot;
-    bool retiring = p->retiring, candidate = p->candidate, ready = p->ready;
+    bool retiring = p->retiring, candidate = p->candidate, ready = p->ready,
+         unhealthy = p->unhealthy;
     unsigned gen = p->gen;
     ev_tstamp lived = ev_now(loop) - p->started;
     pid_t pid = p->pid;
@@ -225,7 +237,11 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     bool crashed = true, penalty = true;
     char route[256];
     const char *in_flight = scoreboard_take(slot, route, sizeof route);
-    if (code == EXIT_LOOP_BLOCKED) {
+    if (unhealthy) {
+        log_error("worker %d (pid %d) was killed: it did not answer the health check for %g s "
+                  "(--timeout-worker-healthcheck); starting a new one",
+                  slot, (int)pid, m.cfg->timeout_worker_healthcheck);
+    } else if (code == EXIT_LOOP_BLOCKED) {
         log_error("worker %d (pid %d) was stopped: %s; starting a new one", slot, (int)pid,
                   why ? why : "its event loop was blocked past --timeout-worker");
     } else if (code == EXIT_STARTUP_HUNG) {
@@ -279,6 +295,30 @@ static void on_kill_timer(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     log_warning("workers did not stop in time; killing them");
     signal_all(SIGKILL);
+}
+
+/* ---- the health check ---- */
+
+/* Every second: a worker whose heartbeat has not moved for the timeout is
+ * killed; on_child starts its replacement. */
+static void on_health(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)t;
+    (void)revents;
+    ev_tstamp now = ev_now(loop);
+    double limit = m.cfg->timeout_worker_healthcheck;
+    for (struct proc *p = m.procs; p; p = p->next) {
+        uint64_t beat = heartbeat_read(p->hb);
+        if (beat == HEARTBEAT_UNCHECKED || p->unhealthy || m.stopping)
+            continue;
+        if (beat != p->last_beat) {
+            p->last_beat = beat;
+            p->beat_at = now;
+        } else if (now - p->beat_at >= limit) {
+            p->unhealthy = true;
+            kill(p->pid, SIGKILL);
+        }
+    }
 }
 
 /* ---- readiness and --reload ---- */
@@ -452,6 +492,9 @@ int master_run(const struct config *cfg, struct listener *listeners, size_t nlis
     }
     ev_io_init(&m.ready_io, on_ready, m.ready_pipe[0], EV_READ);
     ev_io_start(m.loop, &m.ready_io);
+    ev_timer_init(&m.health, on_health, 1.0, 1.0);
+    if (cfg->timeout_worker_healthcheck > 0)
+        ev_timer_start(m.loop, &m.health);
     if (cfg->reload) {
         char err[512];
         m.reload = reload_watch_new(m.loop, cfg, on_code_change, NULL, err, sizeof err);
@@ -477,6 +520,7 @@ int master_run(const struct config *cfg, struct listener *listeners, size_t nlis
     reload_watch_free(m.reload);
     m.reload = NULL;
     ev_io_stop(m.loop, &m.ready_io);
+    ev_timer_stop(m.loop, &m.health);
     close(m.ready_pipe[0]);
     close(m.ready_pipe[1]);
     free(m.slots);

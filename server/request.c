@@ -14,6 +14,7 @@
 #include "config.h"
 #include "container.h"
 #include "log.h"
+#include "proxy_trust.h"
 
 /* Requests kept for reuse per pool, and the largest buffer kept with one:
  * bigger ones are freed rather than pinned. */
@@ -471,50 +472,34 @@ static void request_complete(struct request *r)
 
 /* ---- scope ---- */
 
-/* Whether the connection's peer may speak for the client (proxy headers). */
-static bool peer_trusted(const struct request *r, const struct addr *peer)
-{
-    const char *allow = r->ctx->cfg->forwarded_allow_ips;
-    if (strcmp(allow, "*") == 0)
-        return true;
-    if (peer->unix_socket)
-        return false;
-    size_t n = strlen(peer->ip);
-    for (const char *p = allow; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',' && *e != ' ')
-            e++;
-        if ((size_t)(e - p) == n && memcmp(p, peer->ip, n) == 0)
-            return true;
-        p = e;
-    }
-    return false;
-}
-
+/* X-Forwarded-Proto and X-Forwarded-For from a trusted proxy, as uvicorn
+ * reads them (proxy_trust.h). */
 static void apply_proxy_headers(struct request *r)
 {
     size_t len;
     const char *proto = request_header(r, "x-forwarded-proto", &len);
     if (proto) {
-        if (len == 5 && strncasecmp(proto, "https", 5) == 0)
+        while (len && (*proto == ' ' || *proto == '\t'))
+            proto++, len--;
+        while (len && (proto[len - 1] == ' ' || proto[len - 1] == '\t'))
+            len--;
+        if (len == 5 && memcmp(proto, "https", 5) == 0)
             r->scheme = "https";
-        else if (len == 4 && strncasecmp(proto, "http", 4) == 0)
+        else if (len == 4 && memcmp(proto, "http", 4) == 0)
             r->scheme = "http";
     }
-    const char *xff = request_header(r, "x-forwarded-for", &len);
-    if (xff && len > 0) {
-        /* The last hop is the one our trusted proxy saw. */
-        const char *end = xff + len, *p = end;
-        while (p > xff && p[-1] != ',')
-            p--;
-        while (p < end && *p == ' ')
-            p++;
-        size_t n = (size_t)(end - p);
-        if (n > 0 && n < ADDR_IP_MAX)
-            addr_set(&r->client, p, n, 0);
-    }
+    const char *values[16];
+    size_t lens[16], n = 0;
+    for (uint32_t i = 0; i < r->head.nheaders && n < 16; i++)
+        if (r->head.headers[i].name_len == 15 &&
+            memcmp(h1_header_name(&r->head, i), "x-forwarded-for", 15) == 0) {
+            values[n] = h1_header_value(&r->head, i);
+            lens[n++] = r->head.headers[i].value_len;
+        }
+    struct forwarded_client fc;
+    if (n && proxy_trust_client(r->ctx->cfg->proxy_trust, values, lens, n, &fc) &&
+        fc.host_len < ADDR_IP_MAX)
+        addr_set(&r->client, fc.host, fc.host_len, (uint16_t)fc.port);
 }
 
 int request_prepare(struct request *r, const struct addr *peer)
@@ -565,7 +550,10 @@ int request_prepare(struct request *r, const struct addr *peer)
         r->path = buf_start(&r->path_buf);
         r->path_len = k;
     }
-    if (r->ctx->cfg->proxy_headers && peer_trusted(r, peer))
+    const struct proxy_trust *trust = r->ctx->cfg->proxy_trust;
+    if (r->ctx->cfg->proxy_headers && trust &&
+        (peer->unix_socket ? proxy_trust_everyone(trust)
+                           : proxy_trust_has(trust, peer->ip, strlen(peer->ip))))
         apply_proxy_headers(r);
     return 0;
 }

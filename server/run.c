@@ -18,6 +18,7 @@
 #include "app_launch.h"
 #include "config.h"
 #include "embedding.h"
+#include "env_file.h"
 #include "exit_status.h"
 #include "listener.h"
 #include "log.h"
@@ -69,6 +70,8 @@ int evicorn_run(int argc, char **argv, const struct evicorn_embedding *emb)
         break;
     }
     log_threshold = (enum log_level)cfg.log_level;
+    log_use_colors(cfg.use_colors < 0 ? isatty(STDERR_FILENO) : cfg.use_colors,
+                   cfg.use_colors < 0 ? isatty(STDOUT_FILENO) : cfg.use_colors);
 
     /* Who the workers run as, and the key plugins are verified with, are
      * settled before anything starts: a bad one is a bad flag. */
@@ -118,6 +121,18 @@ int evicorn_run(int argc, char **argv, const struct evicorn_embedding *emb)
     }
     cfg.embedding = emb;
     cfg.bridge_entry = emb ? emb->bridge_entry : NULL;
+
+    /* The environment is final before anything reads it: --env-file, then
+     * $WEB_CONCURRENCY as --workers' default (uvicorn's order). Inside
+     * Python the variables go through os.environ, which the app reads. */
+    if (cfg.env_file)
+        env_file_load(cfg.env_file, emb ? emb->set_env : NULL, NULL);
+    if (config_apply_env(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "evicorn: error: %s\n", err);
+        plugin_key_free(plugin_key);
+        config_free(&cfg);
+        return EXIT_USAGE;
+    }
 
     char private_dir[PATH_MAX];
     if (make_private_dir(private_dir, sizeof private_dir) < 0) {

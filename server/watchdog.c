@@ -33,6 +33,7 @@
 
 #include "config.h"
 #include "exit_status.h"
+#include "heartbeat.h"
 #include "log.h"
 
 #define SAMPLE_NS (100 * 1000 * 1000L)
@@ -206,6 +207,7 @@ static void *watch_main(void *arg)
         if (W->stop)
             break;
         pthread_mutex_unlock(&W->lock);
+        heartbeat_beat(); /* this process is alive (heartbeat.h) */
         unsigned long seq = atomic_load_explicit(&W->seq, memory_order_acquire);
         double t = now();
         if (seq != last) {

@@ -17,6 +17,7 @@
 #include "container.h"
 #include "embedding.h"
 #include "exit_status.h"
+#include "heartbeat.h"
 #include "host.h"
 #include "log.h"
 #include "mailbox.h"
@@ -45,17 +46,30 @@ static void on_served(void *ud)
 {
     struct worker *w = ud;
     w->served++;
-    long max = w->cfg->limit_max_requests;
+    long max = w->max_requests;
     if (max > 0 && w->served >= max && !w->conns.draining) {
         log_info("Maximum request limit of %ld exceeded. Terminating process.", max);
         worker_begin_shutdown(w);
     }
 }
 
+/* --limit-max-requests plus 0 to --limit-max-requests-jitter chosen for
+ * this worker, so workers started together do not all restart together. */
+static long max_requests(const struct config *cfg)
+{
+    if (cfg->limit_max_requests <= 0)
+        return 0;
+    uint64_t r = 0;
+    if (cfg->limit_max_requests_jitter > 0)
+        arc4random_buf(&r, sizeof r);
+    return cfg->limit_max_requests + (long)(r % ((uint64_t)cfg->limit_max_requests_jitter + 1));
+}
+
 int worker_core_init(struct worker *w, struct ev_loop *loop, const struct config *cfg)
 {
     w->loop = loop;
     w->cfg = cfg;
+    w->max_requests = max_requests(cfg);
     w->defer = (struct defer_queue){0};
     w->conns = (struct conn_ctx){
         .loop = loop,
@@ -269,10 +283,12 @@ static int worker_start_services(struct worker *w)
     }
     /* Before plugins load: their loading and startup are watched too. */
     w->site = (struct plugin_site){.watchdog = watchdog_start(w->cfg, w->index), .slot = w->index};
-    if (!w->site.watchdog)
+    if (!w->site.watchdog) {
+        heartbeat_disable(); /* nothing beats: the master must not kill it for that */
         log_warning("worker %d: no watchdog (%s): plugin code that blocks the event loop will "
                     "not be named",
                     w->index, strerror(errno));
+    }
     struct host_params hp = {
         .loop = w->loop,
         .cfg = w->cfg,

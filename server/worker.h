@@ -67,7 +67,8 @@ struct worker {
     struct conn_ctx conns;
     struct request_ctx requests;
     struct h1_server http1;
-    long served; /* responses completed */
+    long served;       /* responses completed */
+    long max_requests; /* --limit-max-requests plus this worker's jitter; 0: none */
 
     struct mailbox *mailbox;
     struct pool *pool;

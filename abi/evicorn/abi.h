@@ -245,9 +245,12 @@ typedef struct evicorn_api {
      * interpreter, a client library) hands work back to the loop. */
     int (*call_on_loop)(evicorn_request *req, evicorn_event_fn fn, void *ud);
     /* A server setting by name, or NULL: "app", "app_dir", "factory"
-     * ("1"/"0"), "lifespan" ("auto"/"on"/"off"), "root_path", "workers",
-     * "worker" (this worker's index), "threads", "log_level". Any thread;
-     * the string lives as long as the server. */
+     * ("1"/"0"), "lifespan" ("auto"/"on"/"off"), "interface"
+     * ("auto"/"asgi3"/"asgi2"/"wsgi"), "loop" ("auto"/"asyncio"/"uvloop"/
+     * "none" or module:attr), "root_path", "workers", "worker" (this
+     * worker's index), "threads", "log_level". Any thread; the string lives
+     * as long as the server. Unknown names give NULL, so a plugin asks for
+     * newer ones safely. */
     const char *(*config)(const char *name);
 } evicorn_api;
 

@@ -359,6 +359,10 @@ static void on_prefetch(evicorn_request *req, void *ud, const char *data, size_t
 static void handle(evicorn_request *req, void *data)
 {
     (void)data;
+    if (wsgi_mode) {
+        wsgi_handle(req);
+        return;
+    }
     struct areq *a = calloc(1, sizeof *a);
     if (!a) {
         asgi_api->respond(req, 503, plain_500, 1, "Service Unavailable", 19);

@@ -114,6 +114,13 @@ PyObject *asgi_pymod_init(void) ASGI_HIDDEN;
  * error) rather than in its lifespan startup. */
 int asgi_app_load_failed(void) ASGI_HIDDEN;
 
+/* wsgi.c: --interface wsgi. wsgi_mode is set once configure_wsgi() (a
+ * _evicorn function) has the app; the catch-all route then hands every
+ * request to wsgi_handle (loop thread). */
+extern int wsgi_mode ASGI_HIDDEN;
+void wsgi_handle(evicorn_request *req) ASGI_HIDDEN;
+PyObject *wsgi_configure(PyObject *mod, PyObject *args) ASGI_HIDDEN;
+
 /* The bridge's plugin entry point, for the embedding (python/_core.c). */
 const evicorn_plugin *asgi_bridge_entry(const evicorn_host *host) ASGI_HIDDEN;
 

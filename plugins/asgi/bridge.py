@@ -41,7 +41,7 @@ class LoadError(Exception):
 # ---- the app ----------------------------------------------------------------
 
 
-def import_app(spec, factory):
+def import_app(spec, factory, interface="auto"):
     module_name, _, attrs = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -60,19 +60,39 @@ def import_app(spec, factory):
             app = app()
         except TypeError as exc:
             raise LoadError("Error loading ASGI app factory: %s" % exc) from exc
-    return asgi3(app)
-
-
-def asgi3(app):
-    """The app as an ASGI 3 callable (uvicorn's --interface auto)."""
-    if inspect.isclass(app):
-        is3 = hasattr(app, "__await__")
-    elif inspect.isfunction(app):
-        is3 = asyncio.iscoroutinefunction(app)
-    else:
-        is3 = asyncio.iscoroutinefunction(getattr(app, "__call__", None))
-    if is3:
+    if interface == "wsgi":
         return app
+    return asgi3(app, interface)
+
+
+def looks_like_wsgi(app):
+    """Whether app takes (environ, start_response): a WSGI app served as ASGI 2."""
+    try:
+        params = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = [p for p in params if p.default is p.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(required) == 2
+
+
+def asgi3(app, interface="auto"):
+    """The app as an ASGI 3 callable (uvicorn's --interface: auto tells
+    ASGI 3 from ASGI 2 as uvicorn does)."""
+    if interface == "asgi3":
+        return app
+    if interface == "auto":
+        if inspect.isclass(app):
+            is3 = hasattr(app, "__await__")
+        elif inspect.isfunction(app):
+            is3 = asyncio.iscoroutinefunction(app)
+        else:
+            is3 = asyncio.iscoroutinefunction(getattr(app, "__call__", None))
+        if is3:
+            return app
+        if looks_like_wsgi(app):
+            log(WARNING, "The app takes (environ, start_response): a WSGI app? "
+                "Serve it with --interface wsgi.")
 
     async def asgi2(scope, receive, send):
         instance = app(scope)
@@ -202,15 +222,29 @@ class Bridge:
         self.loop = None
         self.thread = None
 
-    def new_loop(self):
-        try:
-            import uvloop
-        except ImportError:
+    def new_loop(self, kind):
+        """uvicorn's --loop: auto (uvloop when importable), asyncio, none
+        (asyncio), uvloop, or module:attr naming a loop factory."""
+        if kind in ("asyncio", "none"):
             return asyncio.new_event_loop()
-        return uvloop.new_event_loop()
+        if kind in ("auto", "uvloop"):
+            try:
+                import uvloop
+            except ImportError:
+                if kind == "uvloop":
+                    raise LoadError("--loop uvloop: uvloop is not installed for %s"
+                                    % sys.executable) from None
+                return asyncio.new_event_loop()
+            return uvloop.new_event_loop()
+        module_name, _, attr = kind.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise LoadError("Error loading custom loop setup function. %s" % exc) from None
+        return factory()
 
-    def start_thread(self):
-        self.loop = self.new_loop()
+    def start_thread(self, loop_kind):
+        self.loop = self.new_loop(loop_kind)
         ready = threading.Event()
 
         def run():
@@ -245,26 +279,13 @@ class Bridge:
         self.thread.join(10)
         self.thread = None
 
-    async def load(self, spec, app_dir, factory):
+    async def load(self, spec, factory, interface):
         """Imports the app on the asyncio thread, as uvicorn does inside its
         running loop; returns None or the reason it failed."""
-        if app_dir is not None:
-            sys.path.insert(0, app_dir)
-        try:
-            self.app = import_app(spec, factory)
-        except LoadError as exc:
-            cause = exc.__cause__
-            if cause is not None:
-                log(ERROR, format_exception(cause))
-                return 'Error loading ASGI app "%s". %s (%s)' % (
-                    spec, exc, last_line(traceback.format_exception_only(type(cause), cause)[-1]))
-            return 'Error loading ASGI app "%s". %s' % (spec, exc)
-        except BaseException as exc:  # noqa: B902 - an app that fails to import
-            log(ERROR, format_exception(exc))
-            return 'Error loading ASGI app "%s": %s' % (
-                spec, last_line(traceback.format_exception_only(type(exc), exc)[-1]))
-        _evicorn.configure(make_runner(self.app), asyncio.get_running_loop(), self.state)
-        return None
+        self.app, reason = load_app(spec, factory, interface)
+        if reason is None:
+            _evicorn.configure(make_runner(self.app), asyncio.get_running_loop(), self.state)
+        return reason
 
     async def start_lifespan(self, mode):
         self.lifespan = Lifespan(self.app, mode, self.state)
@@ -279,6 +300,58 @@ class Bridge:
             await asyncio.wait_for(loop.shutdown_asyncgens(), 5)
         except Exception:  # noqa: BLE001
             pass
+
+
+def load_app(spec, factory, interface):
+    """(app, None), or (None, why it could not be loaded)."""
+    kind = "WSGI" if interface == "wsgi" else "ASGI"
+    try:
+        return import_app(spec, factory, interface), None
+    except LoadError as exc:
+        cause = exc.__cause__
+        if cause is not None:
+            log(ERROR, format_exception(cause))
+            return None, 'Error loading %s app "%s". %s (%s)' % (
+                kind, spec, exc,
+                last_line(traceback.format_exception_only(type(cause), cause)[-1]))
+        return None, 'Error loading %s app "%s". %s' % (kind, spec, exc)
+    except BaseException as exc:  # noqa: B902 - an app that fails to import
+        log(ERROR, format_exception(exc))
+        return None, 'Error loading %s app "%s": %s' % (
+            kind, spec, last_line(traceback.format_exception_only(type(exc), exc)[-1]))
+
+
+class FileWrapper:
+    """wsgi.file_wrapper (PEP 3333): a file-like object's contents, read in
+    blocks; close() closes it."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def start_wsgi(spec, factory):
+    """A WSGI app runs on evicorn's thread pool: no asyncio thread, and no
+    lifespan (WSGI has none)."""
+    global load_failed
+    app, reason = load_app(spec, factory, "wsgi")
+    load_failed = reason is not None
+    if reason is None:
+        _evicorn.configure_wsgi(app, FileWrapper, format_exception)
+        log(INFO, "Serving WSGI app %s on the thread pool (%s threads)."
+            % (spec, _evicorn.config("threads")))
+    return reason
 
 
 bridge = None
@@ -296,10 +369,21 @@ def startup():
     app_dir = _evicorn.config("app_dir")
     factory = _evicorn.config("factory") == "1"
     mode = _evicorn.config("lifespan") or "auto"
-    b.start_thread()
+    interface = _evicorn.config("interface") or "auto"
     global load_failed
+    # The app, and a custom loop factory, are imported from APP's folder
+    # first (--app-dir), as uvicorn does.
+    if app_dir is not None:
+        sys.path.insert(0, app_dir)
+    if interface == "wsgi":
+        return start_wsgi(spec, factory)
     try:
-        reason = b.call(b.load, spec, app_dir, factory)
+        b.start_thread(_evicorn.config("loop") or "auto")
+    except LoadError as exc:
+        load_failed = True
+        return str(exc)
+    try:
+        reason = b.call(b.load, spec, factory, interface)
         load_failed = reason is not None
         if reason is None and mode != "off":
             reason = b.call(b.start_lifespan, mode)

@@ -162,6 +162,7 @@ typedef struct {
     unsigned char waiter_body; /* the waiter expects body, not just a disconnect */
     unsigned char gone;        /* the client disconnected */
     unsigned char finished;    /* OUT_FINISH posted: the request is no longer ours */
+    unsigned char is_head;     /* a HEAD request */
 } ReqObject;
 
 static PyTypeObject ReqType;
@@ -767,7 +768,9 @@ static PyObject *send_body(ReqObject *self, PyObject *msg)
     if (body && get_bytes(body, &view, "'body'") < 0)
         return NULL;
     size_t len = (size_t)view.len;
-    if (self->length >= 0) {
+    /* A HEAD response's Content-Length describes a body that is not sent:
+     * neither shorter nor longer is an error (as uvicorn). */
+    if (self->length >= 0 && !self->is_head) {
         if (self->sent + (long long)len > self->length) {
             if (view.obj)
                 PyBuffer_Release(&view);
@@ -979,6 +982,8 @@ static int start_request(struct inmsg *m)
     r->receiving = r->waiter_body = 0;
     r->gone = 0;
     r->finished = 0;
+    evicorn_str method = asgi_api->method(a->req);
+    r->is_head = method.len == 4 && memcmp(method.ptr, "HEAD", 4) == 0;
     a->py = (PyObject *)r;
     if (m->no_body) {
         PyObject *msg = request_message("", 0, 0);
@@ -1164,6 +1169,8 @@ static PyMethodDef mod_methods[] = {
     {"fd", mod_fd, METH_NOARGS, "The eventfd that signals queued requests."},
     {"drain", mod_drain, METH_NOARGS, "Takes the queued requests and events (loop.add_reader)."},
     {"configure", mod_configure, METH_VARARGS, "configure(run, loop, state)."},
+    {"configure_wsgi", wsgi_configure, METH_VARARGS,
+     "configure_wsgi(app, file_wrapper, format_exception): serve a WSGI app on the pool."},
     {"_flush", mod_flush, METH_NOARGS, "Posts what this turn of the loop produced."},
     {NULL, NULL, 0, NULL},
 };

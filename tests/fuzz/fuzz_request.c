@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proxy_trust.h"
 #include "request.h"
 #include "router.h"
 #include "split_input.h"
@@ -239,8 +240,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     static const char *headers[] = {"x-fuzz: 1"};
     cfg = (struct config){
         .threads = 1,
-        .headers = headers,
-        .nheaders = 1,
+        .headers = {headers, 1},
         .log_level = LOG_CRITICAL,
         .access_log = false,
         .timeout_keep_alive = 5,
@@ -253,8 +253,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .date_header = true,
         .root_path = "",
         .proxy_headers = true,
-        .forwarded_allow_ips = "127.0.0.1",
+        .forwarded_allow_ips = "127.0.0.1, 10.0.0.0/8",
     };
+    if (!(cfg.proxy_trust = proxy_trust_parse(cfg.forwarded_allow_ips)))
+        abort();
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     if (!loop || worker_core_init(&wk, loop, &cfg) < 0)
         abort();

@@ -101,7 +101,7 @@ def test_uds_access_log(make_server):
         srv = make_server(listen=["--uds", path])
         with Conn.unix(path) as c:
             assert_not_found(c.request(get("/unix-log")))
-        assert srv.wait_for_access_log(r'"GET /unix-log HTTP/1\.1" 404$', 3.0), srv.output()
+        assert srv.wait_for_access_log(r'"GET /unix-log HTTP/1\.1" 404 Not Found$', 3.0), srv.output()
     finally:
         if srv:
             srv.stop()

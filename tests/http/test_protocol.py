@@ -179,7 +179,7 @@ def test_httpx_client_get(server):
 def test_access_log_line(server):
     with server.connect() as c:
         assert_not_found(c.request(get("/path?q=1")))
-    m = server.wait_for_access_log(r'^INFO:     127\.0\.0\.1:\d+ - "GET /path\?q=1 HTTP/1\.1" 404$', 3.0)
+    m = server.wait_for_access_log(r'^INFO:     127\.0\.0\.1:\d+ - "GET /path\?q=1 HTTP/1\.1" 404 Not Found$', 3.0)
     assert m, server.output()
 
 
@@ -187,7 +187,7 @@ def test_access_log_names_client_port(server):
     with server.connect() as c:
         port = c.sock.getsockname()[1]
         assert_not_found(c.request(get("/who")))
-    assert server.wait_for_access_log(r'^INFO:     127\.0\.0\.1:%d - "GET /who HTTP/1\.1" 404$' % port,
+    assert server.wait_for_access_log(r'^INFO:     127\.0\.0\.1:%d - "GET /who HTTP/1\.1" 404 Not Found$' % port,
                                       3.0), server.output()
 
 

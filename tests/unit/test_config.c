@@ -7,6 +7,7 @@
 #include "check.h"
 #include "log.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,7 +53,6 @@ TEST(defaults_without_arguments)
     CHECK(cfg.uds == NULL);
     CHECK_EQ_INT(cfg.fd, -1);
     CHECK_EQ_INT(cfg.backlog, 2048);
-    CHECK_EQ_INT(cfg.workers, 1);
     CHECK_EQ_INT(cfg.threads, 40);
     CHECK_EQ_STR(cfg.plugins_dir, "./plugins");
     CHECK_EQ_INT(cfg.log_level, LOG_INFO);
@@ -72,8 +72,88 @@ TEST(defaults_without_arguments)
     CHECK(cfg.date_header);
     CHECK_EQ_STR(cfg.root_path, "");
     CHECK(cfg.proxy_headers);
-    CHECK_EQ_STR(cfg.forwarded_allow_ips, "127.0.0.1");
+    CHECK(cfg.forwarded_allow_ips == NULL); /* settled by config_apply_env */
+    CHECK_EQ_INT(cfg.workers, -1);
+    CHECK_EQ_STR(cfg.interface, "auto");
+    CHECK_EQ_STR(cfg.loop, "auto");
+    CHECK_EQ_INT(cfg.use_colors, -1);
+    CHECK(cfg.timeout_worker_healthcheck == 5);
+    CHECK_EQ_INT(cfg.max_head, 16384);
+    CHECK_EQ_INT(cfg.limit_max_requests_jitter, 0);
+    CHECK(cfg.env_file == NULL && cfg.log_config == NULL);
     config_free(&cfg);
+}
+
+/* ---- the environment (uvicorn's WEB_CONCURRENCY, FORWARDED_ALLOW_IPS) ---- */
+
+TEST(workers_and_trusted_proxies_default_from_the_environment)
+{
+    unsetenv("WEB_CONCURRENCY");
+    unsetenv("FORWARDED_ALLOW_IPS");
+    CHECK_EQ_INT(PARSE("main:app"), CONFIG_OK);
+    CHECK_EQ_INT(config_apply_env(&cfg, err, sizeof err), 0);
+    CHECK_EQ_INT(cfg.workers, 1);
+    CHECK_EQ_STR(cfg.forwarded_allow_ips, "127.0.0.1,::1");
+    CHECK(cfg.proxy_trust != NULL);
+    config_free(&cfg);
+
+    setenv("WEB_CONCURRENCY", "3", 1);
+    setenv("FORWARDED_ALLOW_IPS", "10.0.0.0/8", 1);
+    CHECK_EQ_INT(PARSE("main:app"), CONFIG_OK);
+    CHECK_EQ_INT(config_apply_env(&cfg, err, sizeof err), 0);
+    CHECK_EQ_INT(cfg.workers, 3);
+    CHECK_EQ_STR(cfg.forwarded_allow_ips, "10.0.0.0/8");
+    config_free(&cfg);
+
+    /* The flags win over the environment. */
+    CHECK_EQ_INT(PARSE("main:app", "--workers", "2", "--forwarded-allow-ips", "*"), CONFIG_OK);
+    CHECK_EQ_INT(config_apply_env(&cfg, err, sizeof err), 0);
+    CHECK_EQ_INT(cfg.workers, 2);
+    CHECK_EQ_STR(cfg.forwarded_allow_ips, "*");
+    config_free(&cfg);
+
+    setenv("WEB_CONCURRENCY", "many", 1);
+    CHECK_EQ_INT(PARSE("main:app"), CONFIG_OK);
+    CHECK_EQ_INT(config_apply_env(&cfg, err, sizeof err), -1);
+    CHECK(strstr(err, "WEB_CONCURRENCY") != NULL);
+    config_free(&cfg);
+    unsetenv("WEB_CONCURRENCY");
+    unsetenv("FORWARDED_ALLOW_IPS");
+}
+
+TEST(uvicorn_flags_parse)
+{
+    CHECK_EQ_INT(PARSE("main:app", "--interface", "wsgi", "--loop", "uvloop", "--env-file", ".env",
+                       "--log-config", "log.yaml", "--use-colors", "--limit-max-requests-jitter",
+                       "50", "--timeout-worker-healthcheck", "2.5",
+                       "--h11-max-incomplete-event-size", "65536"),
+                 CONFIG_OK);
+    CHECK_EQ_STR(cfg.interface, "wsgi");
+    CHECK_EQ_STR(cfg.loop, "uvloop");
+    CHECK_EQ_STR(cfg.env_file, ".env");
+    CHECK_EQ_STR(cfg.log_config, "log.yaml");
+    CHECK_EQ_INT(cfg.use_colors, 1);
+    CHECK_EQ_INT(cfg.limit_max_requests_jitter, 50);
+    CHECK(cfg.timeout_worker_healthcheck == 2.5);
+    CHECK_EQ_INT(cfg.max_head, 65536);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("main:app", "--no-use-colors", "--loop", "mymod:new_loop"), CONFIG_OK);
+    CHECK_EQ_INT(cfg.use_colors, 0);
+    CHECK_EQ_STR(cfg.loop, "mymod:new_loop");
+    config_free(&cfg);
+}
+
+TEST(uvicorn_flags_refuse_bad_values)
+{
+    CHECK_REFUSED("--interface: invalid value 'asgi4' (expected auto, asgi3, asgi2 or wsgi)",
+                  "main:app", "--interface", "asgi4");
+    CHECK_REFUSED("expected auto, asyncio, uvloop, none or module:attr", "main:app", "--loop",
+                  "trio");
+    CHECK_REFUSED("--interface wsgi needs an APP", "--interface", "wsgi");
+    CHECK_REFUSED("--h11-max-incomplete-event-size", "--h11-max-incomplete-event-size", "10");
+    CHECK_REFUSED("--limit-max-requests-jitter", "--limit-max-requests-jitter", "-1");
+    CHECK_REFUSED("--use-colors takes no value", "--use-colors=1");
+    CHECK_REFUSED("--env-file", "--env-file", "");
 }
 
 /* ---- value forms ---- */
