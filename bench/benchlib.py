@@ -420,3 +420,94 @@ def tree_rss_kib(pid):
         except (OSError, RuntimeError):
             pass
     return total
+
+
+def tree_cpu_ticks(pid):
+    """utime+stime (clock ticks, all threads) of pid and its descendants that
+    are alive now; divide by os.sysconf("SC_CLK_TCK") for seconds."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def tree_affinity(pid):
+    """{Cpus_allowed_list: [(pid, tid), ...]} over every thread of pid and its
+    descendants: what a server pinned with taskset should show as one key."""
+    out = {}
+    for p in tree_pids(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open(f"/proc/{p}/task/{t}/status") as f:
+                    for line in f:
+                        if line.startswith("Cpus_allowed_list:"):
+                            out.setdefault(line.split(":", 1)[1].strip(), []).append(
+                                (p, int(t)))
+                            break
+            except OSError:
+                pass
+    return out
+
+
+def cpu_times(cpu):
+    """One CPU's clock ticks since boot by kind, from /proc/stat: user, nice,
+    system, idle, iowait, irq, softirq, steal (guest time is in user)."""
+    keys = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:9]]
+                return dict(zip(keys, v + [0] * (len(keys) - len(v))))
+    return dict.fromkeys(keys, 0)
+
+
+def other_benchmarks(patterns=("bench/run", "bench/asgi/run.py", "bench/pyservers/run.py",
+                               "hot_reload.py", "async_sleep.py")):
+    """Processes of other benchmarks on this machine (a wrk, or a command line
+    naming one of patterns), not this process nor its children."""
+    me = os.getpid()
+    mine = set(tree_pids(me))
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) in mine:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if not argv:
+            continue
+        cmd = " ".join(argv)
+        if os.path.basename(argv[0]) == "wrk" or any(
+                p in a for a in argv[:3] for p in patterns):
+            found.append(f"{pid} {cmd[:80]}")
+    return found
+
+
+def wait_quiet(limit, log=sys.stderr):
+    """Waits up to `limit` seconds until other_benchmarks() finds none;
+    True if quiet, False if it gave up (a warning is printed)."""
+    deadline = time.monotonic() + limit
+    warned = False
+    while True:
+        busy = other_benchmarks()
+        if not busy:
+            return True
+        if time.monotonic() > deadline:
+            if limit > 0:
+                print(f"warning: measuring while other benchmarks run: {busy}", file=log)
+            return False
+        if not warned:
+            print(f"waiting up to {limit:.0f}s for other benchmarks to finish: {busy}", file=log)
+            warned = True
+        time.sleep(2)

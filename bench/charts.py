@@ -10,7 +10,10 @@ TITLE = {"evicorn": "evicorn", "nginx": "nginx", "kore": "Kore", "h2o": "h2o (mr
          "uvicorn": "uvicorn+FastAPI", "hypercorn": "hypercorn+FastAPI",
          "baseline": "evicorn (baseline)"}
 COLOR = {"evicorn": "#d62728", "nginx": "#2ca02c", "kore": "#9467bd", "h2o": "#8c564b",
-         "uvicorn": "#1f77b4", "hypercorn": "#ff7f0e", "baseline": "#e377c2"}
+         "uvicorn": "#1f77b4", "hypercorn": "#ff7f0e", "baseline": "#e377c2",
+         "granian": "#17becf", "gunicorn": "#7f7f7f"}
+# The servers of bench/pyservers/run.py, in the order its chart shows them.
+PYSERVERS_ORDER = ["evicorn", "uvicorn", "granian", "hypercorn", "gunicorn"]
 
 
 def _plt():
@@ -146,9 +149,65 @@ def sync_pool(plt, sync, path):
     plt.close(fig)
 
 
+def pyservers(plt, summary, path):
+    """bench/pyservers/run.py's summary.json: median req/s and requests per
+    server CPU-second per scenario and server (grouped bars), and, when it
+    ran, the median time from a file save to the new code under --reload."""
+    import numpy as np
+
+    scens = [s for s, d in summary["scenarios"].items()
+             if any(v["runs"] for v in d["servers"].values())]
+    servers = [n for n in PYSERVERS_ORDER
+               if any(summary["scenarios"][s]["servers"].get(n, {}).get("runs") for s in scens)]
+    reload_ = {n: r for n, r in (summary.get("reload") or {}).items()
+               if r.get("save_to_new_code_ms_median") is not None}
+    panels = 2 + (1 if reload_ else 0)
+    widths = [3, 3] + ([1.3] if reload_ else [])
+    fig, axes = plt.subplots(1, panels, figsize=(11 if reload_ else 9.5, 3.9),
+                             gridspec_kw={"width_ratios": widths})
+    # each scenario's bars: only the servers it ran, centred on its tick
+    present = {s: [n for n in servers if summary["scenarios"][s]["servers"].get(n, {}).get(
+        "runs")] for s in scens}
+    w = 0.8 / max(1, max(len(v) for v in present.values()))
+    for ax, key, ylabel, title in (
+            (axes[0], "rps_median", "requests/s (median of runs)", "Throughput"),
+            (axes[1], "requests_per_cpu_s_median", "requests per server CPU-second",
+             "Requests per server CPU-second")):
+        for xi, sc in enumerate(scens):
+            names = present[sc]
+            for i, n in enumerate(names):
+                v = summary["scenarios"][sc]["servers"][n].get(key) or 0
+                ax.bar(xi + (i - (len(names) - 1) / 2) * w, v, w, color=COLOR[n])
+        ax.set_xticks(np.arange(len(scens)), scens, fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
+        ax.set_title(title)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOR[n]) for n in servers]
+    fig.legend(handles, servers, loc="lower center", ncol=len(servers), fontsize=8,
+               frameon=False)
+    if reload_:
+        names = [n for n in PYSERVERS_ORDER if n in reload_]
+        vals = [reload_[n]["save_to_new_code_ms_median"] for n in names]
+        bars = axes[2].bar(names, vals, color=[COLOR[n] for n in names])
+        for b, n in zip(bars, names):
+            axes[2].annotate(f"{reload_[n]['failed_total']} failed", (
+                b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
+                fontsize=7)
+        axes[2].set_ylabel("ms from save to new code (median)")
+        axes[2].set_title("--reload under load")
+    a = summary["args"]
+    fig.suptitle(f"One worker pinned to CPU {a['server_cpu']}, wrk -t1 -c{a['conns']} "
+                 f"on CPU {a['client_cpu']}, Python {summary['versions'].get('python', '?')}",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def make(parts, outdir):
     """parts: {"wrk": ..., "stalled": ..., "latency": ..., "sleep": ..., "idle": ...,
-    "sync": ...}, any missing. Returns {name: file name} of the charts drawn."""
+    "sync": ..., "pyservers": ...}, any missing. Returns {name: file name} of the charts
+    drawn."""
     try:
         plt = _plt()
     except ImportError:
@@ -165,7 +224,9 @@ def make(parts, outdir):
              parts.get("sleep")),
             ("idle", "idle_rss.png", lambda p: idle(plt, parts["idle"], p), parts.get("idle")),
             ("sync", "sync_pool.png", lambda p: sync_pool(plt, parts["sync"], p),
-             parts.get("sync"))]
+             parts.get("sync")),
+            ("pyservers", "pyservers.png", lambda p: pyservers(plt, parts["pyservers"], p),
+             parts.get("pyservers"))]
     for name, fname, draw, data in jobs:
         if not data:
             continue

@@ -129,7 +129,8 @@ def summarise_run(run_dir):
     for key, name in (("sleep", "sleep.json"), ("reload", "hot_reload.json"),
                       ("signing", "plugin_signing.json"),
                       ("loadgen_check", "loadgen_check.json"),
-                      ("sync", "sync_pool.json"), ("asgi_json", "asgi/summary.json")):
+                      ("sync", "sync_pool.json"), ("asgi_json", "asgi/summary.json"),
+                      ("pyservers_json", "pyservers/summary.json")):
         p = os.path.join(run_dir, name)
         if os.path.exists(p):
             with open(p) as f:
@@ -137,10 +138,11 @@ def summarise_run(run_dir):
                     s[key] = json.load(f)
                 except ValueError:
                     pass
-    p = os.path.join(run_dir, "asgi", "summary.md")
-    if os.path.exists(p):
-        with open(p) as f:
-            s["asgi"] = f.read()
+    for key in ("asgi", "pyservers"):
+        p = os.path.join(run_dir, key, "summary.md")
+        if os.path.exists(p):
+            with open(p) as f:
+                s[key] = f.read()
     lat_dir = os.path.join(run_dir, "latency")
     if os.path.isdir(lat_dir):
         lat = {}
@@ -300,17 +302,19 @@ def pick_runs(summaries):
         "sync": newest_with(summaries, lambda s: "idle" in s.get("sync", {})),
         "idle": newest_with(summaries, lambda s: "idle" in s),
         "asgi": newest_with(summaries, lambda s: "asgi" in s),
+        "pyservers": newest_with(summaries, lambda s: "pyservers" in s),
     }
     runs["used"] = [s for s in summaries
                     if s in list(by_scen.values()) + [runs[k] for k in (
-                        "sleep", "reload", "signing", "latency", "sync", "idle", "asgi")]]
+                        "sleep", "reload", "signing", "latency", "sync", "idle", "asgi",
+                        "pyservers")]]
     return runs
 
 
 def draw_charts(runs, img_dir):
     import charts as charts_mod
     by_scen, latr, sleep = runs["by_scen"], runs["latency"], runs["sleep"]
-    idle, sync = runs["idle"], runs["sync"]
+    idle, sync, pys = runs["idle"], runs["sync"], runs["pyservers"]
     wrk_parts = {k: v["wrk"][k] for k, v in by_scen.items() if v}
     stalled = {k: v["stalled"].get(k, {}) for k, v in by_scen.items() if v}
     return charts_mod.make({
@@ -318,7 +322,8 @@ def draw_charts(runs, img_dir):
         "latency": latr["latency"] if latr else None,
         "sleep": sleep["sleep"]["servers"] if sleep else None,
         "idle": idle["idle"] if idle else None,
-        "sync": sync["sync"] if sync else None}, img_dir)
+        "sync": sync["sync"] if sync else None,
+        "pyservers": pys.get("pyservers_json") if pys else None}, img_dir)
 
 
 def intro_section(doc, used):
@@ -375,9 +380,10 @@ def how_to_run_section(doc, used, by_scen):
     add = doc.add
     doc.paras("## How to run")
     code_block(doc, [
-        "bench/run                       # everything (about 25 minutes)",
+        "bench/run                       # everything (about 40 minutes)",
         "bench/run --quick               # short runs, one each: checks the suite end to end",
-        "bench/run plaintext json        # a subset: plaintext json pipeline latency sleep sync idle reload asgi",
+        "bench/run plaintext json        # a subset: plaintext json pipeline latency sleep sync "
+        "idle reload signing asgi pyservers",
         "DURATION=5 RUNS=3 bench/run --servers nginx,kore pipeline"])
     add("`bench/run` builds a Release evicorn (and `bench/loadgen`) if needed, starts every "
         "server pinned to CPU 0 (each on its own port on 127.0.0.1, all up for the whole wrk "
@@ -397,8 +403,8 @@ def how_to_run_section(doc, used, by_scen):
             "of `bench/peers/kore/` with `kodev flavor prod && kodev build`):")
         add("")
         code_block(doc, [shown(cmds[name], "$REPO/") for name in SERVERS if name in cmds])
-    py_cmds = [shown(cmds[k]) for k in ("sleep", "sync", "idle", "reload", "signing", "asgi")
-               if k in cmds]
+    py_cmds = [shown(cmds[k]) for k in ("sleep", "sync", "idle", "reload", "signing", "asgi",
+                                        "pyservers") if k in cmds]
     if py_cmds:
         add("The other benchmarks (each starts and stops its own servers, except "
             "`idle_conns.py`, run against each server started as above, shown for evicorn; "
@@ -909,6 +915,29 @@ def asgi_section(doc, asgi):
         add("")
 
 
+def pyservers_section(doc, pys):
+    # bench/pyservers/run.py writes its own section; bench/run copies it into
+    # its results folder. Its image line is replaced by the chart drawn here.
+    if not pys:
+        return
+    skip_blank = False
+    for line in pys["pyservers"].rstrip("\n").split("\n"):
+        if line.startswith("![") and "pyservers.png" in line:
+            doc.chart("pyservers", "req/s and requests per server CPU-second, per scenario "
+                                   "and server")
+            skip_blank = True  # chart() adds its own empty line
+            continue
+        if not (skip_blank and line == ""):
+            doc.add(line)
+        skip_blank = False
+    doc.add("")
+    cmd = pys["commands"].get("pyservers")
+    if cmd:
+        doc.add("Run by `bench/run` as:")
+        doc.add("")
+        code_block(doc, [shown(cmd)])
+
+
 def render(summaries, img_dir=None, img_rel="img"):
     runs = pick_runs(summaries)
     used, by_scen = runs["used"], runs["by_scen"]
@@ -936,6 +965,7 @@ def render(summaries, img_dir=None, img_rel="img"):
         targets_section(doc, verdicts)
     notes_section(doc)
     asgi_section(doc, runs["asgi"])
+    pyservers_section(doc, runs["pyservers"])
     return "\n".join(doc.lines)
 
 
