@@ -15,6 +15,7 @@
 
 #include "bridge.h"
 #include "embedding.h"
+#include "log_sink.h"
 
 /* The GIL state of the master's thread while it forks a worker. */
 static PyGILState_STATE fork_gil;
@@ -65,6 +66,123 @@ static int set_env(void *ud, const char *name, const char *value)
     return rc;
 }
 
+/* ---- logging (evicorn/logging.py) ---- */
+
+static PyObject *logging_mod; /* evicorn.logging, once configured */
+
+/* The message of the exception being raised, on one line, into err. */
+static void error_line(const char *what, char *err, size_t errlen)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *s = value ? PyObject_Str(value) : NULL;
+    const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
+    snprintf(err, errlen, "%s: %s: %s", what, type ? ((PyTypeObject *)type)->tp_name : "error",
+             msg ? msg : "?");
+    for (char *p = err; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    PyErr_Clear();
+    Py_XDECREF(s);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+static int configure_logging(const char *log_config, const char *log_level, bool access_log,
+                             int use_colors, char *err, size_t errlen)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    int rc = -1;
+    PyObject *mod = PyImport_ImportModule("evicorn.logging");
+    PyObject *res = NULL;
+    if (mod)
+        res = PyObject_CallMethod(mod, "configure", "zzOO", log_config, log_level,
+                                  access_log ? Py_True : Py_False,
+                                  use_colors < 0 ? Py_None
+                                  : use_colors   ? Py_True
+                                                 : Py_False);
+    if (res) {
+        rc = 0;
+        Py_XSETREF(logging_mod, mod);
+        mod = NULL;
+    } else if (log_config) {
+        char what[512];
+        snprintf(what, sizeof what, "--log-config %s", log_config);
+        error_line(what, err, errlen);
+    } else {
+        error_line("cannot set up Python's logging", err, errlen);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(mod);
+    PyGILState_Release(g);
+    return rc;
+}
+
+/* The sink's thread, around each batch (log_sink.h). */
+static _Thread_local PyGILState_STATE sink_gil;
+
+static void sink_acquire(void)
+{
+    sink_gil = PyGILState_Ensure();
+}
+
+static void sink_release(void)
+{
+    PyGILState_Release(sink_gil);
+}
+
+static bool sink_held(void)
+{
+    return Py_IsInitialized() && PyGILState_Check();
+}
+
+static void sink_without(void (*fn)(void *arg), void *arg)
+{
+    Py_BEGIN_ALLOW_THREADS fn(arg);
+    Py_END_ALLOW_THREADS
+}
+
+/* A record Python's logging refused is not lost: it goes to stderr. */
+static void sink_failed(const char *line)
+{
+    PyErr_Clear();
+    fprintf(stderr, "%s\n", line);
+}
+
+static void sink_message(int level, const char *text)
+{
+    PyObject *r = logging_mod ? PyObject_CallMethod(logging_mod, "emit", "is", level, text) : NULL;
+    if (!r)
+        sink_failed(text);
+    Py_XDECREF(r);
+}
+
+static void sink_access(const char *client, const char *method, const char *target,
+                        const char *http_version, int status)
+{
+    PyObject *r = logging_mod ? PyObject_CallMethod(logging_mod, "emit_access", "ssssi", client,
+                                                    method, target, http_version, status)
+                              : NULL;
+    if (!r) {
+        char line[1200];
+        snprintf(line, sizeof line, "%s - \"%s %s HTTP/%s\" %d", client, method, target,
+                 http_version, status);
+        sink_failed(line);
+    }
+    Py_XDECREF(r);
+}
+
+static const struct log_sink python_logging = {
+    .acquire = sink_acquire,
+    .release = sink_release,
+    .held = sink_held,
+    .without = sink_without,
+    .message = sink_message,
+    .access = sink_access,
+};
+
 static const struct evicorn_embedding embedding = {
     .bridge_entry = asgi_bridge_entry,
     .app_load_failed = asgi_app_load_failed,
@@ -72,6 +190,8 @@ static const struct evicorn_embedding embedding = {
     .after_fork_parent = after_fork_parent,
     .after_fork_child = after_fork_child,
     .set_env = set_env,
+    .configure_logging = configure_logging,
+    .log_sink = &python_logging,
 };
 
 static void free_argv(char **argv, Py_ssize_t n)

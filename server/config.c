@@ -318,6 +318,7 @@ static enum config_result apply_special(struct config *cfg, const struct opt *o,
             return CONFIG_ERROR;
         }
         cfg->log_level = lvl;
+        cfg->log_level_given = true;
     } else if (strcmp(o->name, "lifespan") == 0) {
         if (strcmp(val, "auto") == 0)
             cfg->lifespan = LIFESPAN_AUTO;

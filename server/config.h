@@ -72,6 +72,7 @@ struct config {
     const struct run_as *run_as;
     const struct plugin_key *plugin_key;
     int log_level;
+    bool log_level_given; /* by --log-level, not the default */
     bool access_log;
     int use_colors; /* -1: when the output is a terminal */
 

@@ -10,7 +10,12 @@
 #ifndef EVICORN_EMBEDDING_H
 #define EVICORN_EMBEDDING_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "../abi/evicorn/abi.h"
+
+struct log_sink;
 
 struct evicorn_embedding {
     /* The ASGI bridge's plugin entry, loaded when an APP is given. */
@@ -27,6 +32,14 @@ struct evicorn_embedding {
     /* Sets an environment variable where the interpreter sees it
      * (os.environ), unless it is set (--env-file); 0 or -1. */
     int (*set_env)(void *ud, const char *name, const char *value);
+    /* Python's logging, set up as uvicorn does before the workers start:
+     * log_config (a file, or NULL for uvicorn's default), log_level (a
+     * name, or NULL when not given), whether the access log is on, colours
+     * (-1 when not given). -1 with one line in err. */
+    int (*configure_logging)(const char *log_config, const char *log_level, bool access_log,
+                             int use_colors, char *err, size_t errlen);
+    /* Where the server's lines go with --log-config (log_sink.h). */
+    const struct log_sink *log_sink;
 };
 
 /* The whole server: parses argv, opens the listeners, runs the master and

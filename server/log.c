@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "log_sink.h"
 
 enum log_level log_threshold = LOG_INFO;
 
@@ -85,13 +86,24 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (!log_enabled(level))
         return;
     char line[2048];
-    size_t n = level_prefix(level, colors_err, line, 32);
+    bool to_sink = log_sink_active();
+    size_t n = to_sink ? 0 : level_prefix(level, colors_err, line, 32);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
     va_end(ap);
     if (m < 0)
         return;
+    if (to_sink && log_sink_message(level, line))
+        return;
+    if (to_sink) { /* not queued: written here after all */
+        char copy[sizeof line];
+        memcpy(copy, line, sizeof copy);
+        n = level_prefix(level, colors_err, line, 32);
+        m = snprintf(line + n, sizeof line - n - 1, "%s", copy);
+        if (m < 0)
+            return;
+    }
     n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
     line[n++] = '\n';
     write_all(STDERR_FILENO, line, n);
@@ -114,6 +126,9 @@ void log_access(const struct addr *client, const char *method, size_t method_len
         target_len = 1024; /* keep one line bounded */
     char who[ADDR_TEXT_MAX];
     addr_text(client, who);
+    if (log_sink_active() && log_sink_access(who, method, method_len, target, target_len,
+                                             http_minor ? "1.1" : "1.0", status))
+        return;
     /* uvicorn's line, with the status's reason phrase. */
     const char *reason = http_reason(status);
     if (strcmp(reason, "Unknown") == 0)
@@ -131,4 +146,28 @@ void log_access(const struct addr *client, const char *method, size_t method_len
                      c ? RESET : "");
     if (m > 0 && (size_t)m < sizeof access_buf - access_len)
         access_len += (size_t)m;
+}
+
+/* A line the sink could not take, in the plain format. */
+static void write_record(const struct log_record *r)
+{
+    if (r->access) {
+        char line[2048];
+        int m = snprintf(line, sizeof line, "%s%s - \"%s %s HTTP/%s\" %d %s\n",
+                         level_prefixes[LOG_INFO], r->client, r->method, r->target, r->http_version,
+                         r->status, http_reason(r->status));
+        if (m > 0)
+            write_all(STDOUT_FILENO, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1);
+        return;
+    }
+    char line[2048];
+    int m = snprintf(line, sizeof line, "%s%s\n", level_prefixes[r->level], r->text);
+    if (m > 0)
+        write_all(STDERR_FILENO, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1);
+}
+
+void log_drain(void)
+{
+    log_flush();
+    log_sink_drain(2.0, write_record);
 }

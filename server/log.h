@@ -50,5 +50,8 @@ void log_access(const struct addr *client, const char *method, size_t method_len
                 const char *target, size_t target_len, int http_minor, int status);
 /* Writes buffered access-log lines. */
 void log_flush(void);
+/* Before the process exits: buffered lines, and lines queued for the
+ * sink (log_sink.h), are written. */
+void log_drain(void);
 
 #endif

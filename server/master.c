@@ -134,7 +134,9 @@ static int spawn(int slot, bool candidate)
         heartbeat_adopt(p->hb);
         free(p);
         forget_master_state();
-        _exit(worker_run(m.cfg, m.listeners, m.nlisteners, slot, m.ready_pipe[1]));
+        int status = worker_run(m.cfg, m.listeners, m.nlisteners, slot, m.ready_pipe[1]);
+        log_drain();
+        _exit(status);
     }
     p->pid = pid;
     p->slot = slot;

@@ -22,6 +22,7 @@
 #include "exit_status.h"
 #include "listener.h"
 #include "log.h"
+#include "log_sink.h"
 #include "master.h"
 #include "plugin_sign.h"
 #include "privileges.h"
@@ -52,6 +53,30 @@ static void remove_private_dir(const char *path)
         closedir(d);
     }
     rmdir(path);
+}
+
+/* Python's logging as uvicorn sets it up (inside Python); with
+ * --log-config the server's own lines go through it too. -1 with one line
+ * in err. */
+static int setup_logging(const struct config *cfg, const struct evicorn_embedding *emb, char *err,
+                         size_t errlen)
+{
+    bool python = emb && emb->configure_logging && emb->log_sink;
+    if (!python) {
+        if (!cfg->log_config)
+            return 0;
+        snprintf(err, errlen, "--log-config configures Python's logging: it needs an APP");
+        return -1;
+    }
+    const char *level = cfg->log_level_given ? log_level_name(cfg->log_level) : NULL;
+    if (emb->configure_logging(cfg->log_config, level, cfg->access_log, cfg->use_colors, err,
+                               errlen) < 0)
+        return -1;
+    if (cfg->log_config && log_sink_install(emb->log_sink) < 0) {
+        snprintf(err, errlen, "--log-config: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 int evicorn_run(int argc, char **argv, const struct evicorn_embedding *emb)
@@ -127,7 +152,8 @@ int evicorn_run(int argc, char **argv, const struct evicorn_embedding *emb)
      * Python the variables go through os.environ, which the app reads. */
     if (cfg.env_file)
         env_file_load(cfg.env_file, emb ? emb->set_env : NULL, NULL);
-    if (config_apply_env(&cfg, err, sizeof err) < 0) {
+    if (config_apply_env(&cfg, err, sizeof err) < 0 ||
+        setup_logging(&cfg, emb, err, sizeof err) < 0) {
         fprintf(stderr, "evicorn: error: %s\n", err);
         plugin_key_free(plugin_key);
         config_free(&cfg);
@@ -163,6 +189,7 @@ int evicorn_run(int argc, char **argv, const struct evicorn_embedding *emb)
         return EXIT_ERROR;
     }
     int status = master_run(&cfg, listeners, n);
+    log_drain();
     listeners_close(listeners, n);
     if (cfg.uds)
         unlink(cfg.uds);

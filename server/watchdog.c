@@ -35,6 +35,7 @@
 #include "exit_status.h"
 #include "heartbeat.h"
 #include "log.h"
+#include "log_sink.h"
 
 #define SAMPLE_NS (100 * 1000 * 1000L)
 
@@ -189,6 +190,9 @@ static void judge(struct watchdog *W, unsigned long seq, double held, bool *warn
 static void *watch_main(void *arg)
 {
     struct watchdog *W = arg;
+    /* It must be able to report a worker whose other threads are stuck,
+     * whatever they hold: its lines never wait for a log sink. */
+    log_sink_bypass_thread();
     unsigned long last = atomic_load_explicit(&W->seq, memory_order_acquire);
     double since = now();
     bool warned = false;

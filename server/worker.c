@@ -6,6 +6,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -415,6 +416,11 @@ int worker_run(const struct config *cfg, struct listener *listeners, size_t nlis
     ev_signal_stop(w->loop, &w->sig_term);
     ev_signal_stop(w->loop, &w->sig_int);
     ev_signal_stop(w->loop, &w->sig_quit);
+    /* What is left (plugins' shutdown, the app's lifespan shutdown) must
+     * not be cut by a second SIGTERM: a supervisor or `timeout` signals the
+     * whole group as well as the master does. The master's kill timer
+     * bounds it; a second Ctrl-C (SIGINT) still ends it at once. */
+    signal(SIGTERM, SIG_IGN);
     ev_prepare_stop(w->loop, &w->prepare);
     ev_timer_stop(w->loop, &w->grace);
     accept_pause(w);
