@@ -170,6 +170,10 @@ void conn_shutdown_all(struct conn_ctx *ctx)
 
 void conn_close_after_output(struct conn *c, bool linger)
 {
+    if (!c->closing) {
+        c->close_slot = c->first_slot;
+        c->close_done = c->first_slot == NULL;
+    }
     c->closing = true;
     c->linger = c->linger || linger;
     conn_schedule_flush(c);
@@ -371,7 +375,7 @@ struct conn_slot *conn_slot_front(const struct conn *c)
 
 struct buf *conn_slot_output(struct conn *c, struct conn_slot *s)
 {
-    if (s == c->first_slot) {
+    if (s == c->first_slot && !(c->closing && (c->close_done || s != c->close_slot))) {
         conn_schedule_flush(c);
         return &c->out;
     }
@@ -400,6 +404,10 @@ int conn_slot_pop(struct conn *c)
         c->last_slot = NULL;
     s->next = NULL;
     s->linked = false;
+    if (s == c->close_slot) {
+        c->close_slot = NULL;
+        c->close_done = true;
+    }
     /* Once a close is asked for, nothing queued behind may leave. */
     if (c->first_slot && c->fd >= 0 && !c->closing) {
         conn_schedule_flush(c);

@@ -129,7 +129,12 @@ struct conn {
     struct buf in;            /* bytes the protocol has not consumed */
     struct buf out;           /* bytes waiting for the socket */
     struct conn_slot *first_slot, *last_slot;
-    bool closing;   /* close once output is written */
+    bool closing; /* close once output is written */
+    /* The response at the front when the close was asked for: the last to
+     * leave. Once it has (close_done), a later response's output stays in
+     * its slot and is dropped with the connection (RFC 9112 9.6). */
+    struct conn_slot *close_slot;
+    bool close_done;
     bool linger;    /* ... by shutting the write side and reading until the client closes */
     bool lingering; /* write side shut; reading only until the client closes */
     struct defer resume_defer;

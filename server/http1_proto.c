@@ -469,7 +469,11 @@ static int h1_start(struct request *r, int status, const struct http_header *hea
     *p++ = (char)('0' + status / 10 % 10);
     *p++ = (char)('0' + status % 10);
     *p++ = ' ';
+    /* RFC 9110's phrase; none for a code it does not assign (the phrase is
+     * optional, and clients ignore it: RFC 9112 4). */
     const char *reason = http_reason(status);
+    if (strcmp(reason, "Unknown") == 0)
+        reason = "";
     p = put(p, reason, strlen(reason));
     p = PUT_LIT(p, "\r\n");
     if (cfg->server_header && !have_server)

@@ -971,6 +971,14 @@ static PyObject *build_environ(evicorn_request *req, PyObject *input)
 
 /* ---- running the app (a pool thread) ---- */
 
+static bool body_over_limit(struct wreq *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool over = w->body_error == EVICORN_EMSGSIZE;
+    pthread_mutex_unlock(&w->mu);
+    return over;
+}
+
 /* Calls result.close() if it has one (PEP 3333: always, even after an
  * error); an exception from it is logged. */
 static void close_result(PyObject *result)
@@ -1088,16 +1096,19 @@ static void work(void *ud)
         close_result(result);
     }
     if (!done) {
-        bool disconnected = PyErr_ExceptionMatches(PyExc_OSError) && asgi_api->disconnected(w->req);
-        if (disconnected)
-            PyErr_Clear(); /* the client left: nothing to report */
+        /* The client left, or its body was over --limit-body (the host has
+         * answered 413): the app's OSError says so, it is not a bug. */
+        bool input_failed = PyErr_ExceptionMatches(PyExc_OSError) &&
+                            (asgi_api->disconnected(w->req) || body_over_limit(w));
+        if (input_failed)
+            PyErr_Clear();
         else
             log_exception("Exception in WSGI application");
         /* Before anything was sent: a 500. After: the response is cut,
          * so the client sees it end early (the host closes). */
         struct wmsg *m = wmsg_new(w, W_FINISH, 0);
         if (m) {
-            m->fail = start && !start->sent && !disconnected;
+            m->fail = start && !start->sent && !input_failed;
             post(m);
         }
     }
