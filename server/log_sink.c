@@ -14,19 +14,29 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER; /* the queue or idle changed */
 static struct log_record *head, **tail = &head;
 static bool running; /* this process has its thread */
+static bool started; /* that thread has finished starting */
 static bool busy;    /* the thread is emitting a batch it took */
+/* Held by the sink's thread while it emits a batch, and by the master
+ * while it forks: emitting takes locks of the interpreter's (a file
+ * object's buffer lock, released with the GIL during the write) that a
+ * child would otherwise inherit held, by a thread it does not have. Taken
+ * before the GIL, always. */
+static pthread_mutex_t emit_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local bool bypass;
 
 static void *pump(void *arg)
 {
     (void)arg;
     pthread_mutex_lock(&mu);
+    started = true;
+    pthread_cond_broadcast(&cv);
     for (;;) {
         while (!head)
             pthread_cond_wait(&cv, &mu);
         pthread_mutex_unlock(&mu);
         /* What emitting needs first, and only then the batch: a thread
          * that holds the GIL at exit may then take the batch itself. */
+        pthread_mutex_lock(&emit_mu);
         sink->acquire();
         pthread_mutex_lock(&mu);
         struct log_record *batch = head;
@@ -43,6 +53,7 @@ static void *pump(void *arg)
             free(r);
         }
         sink->release();
+        pthread_mutex_unlock(&emit_mu);
         pthread_mutex_lock(&mu);
         busy = false;
         pthread_cond_broadcast(&cv);
@@ -91,8 +102,9 @@ static void after_fork_child(void)
     }
     head = NULL;
     tail = &head;
-    running = busy = false;
+    running = started = busy = false;
     pthread_mutex_init(&mu, NULL);
+    pthread_mutex_init(&emit_mu, NULL);
     pthread_cond_init(&cv, NULL);
 }
 
@@ -102,6 +114,26 @@ int log_sink_install(const struct log_sink *s)
         return -1;
     sink = s;
     return 0;
+}
+
+void log_sink_fork_begin(void)
+{
+    if (!sink)
+        return;
+    /* A thread still starting allocates (its stack's attributes), and not
+     * every allocator takes its locks across fork(2) (the address
+     * sanitizer's does not): the child could inherit one held. */
+    pthread_mutex_lock(&mu);
+    while (running && !started)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    pthread_mutex_lock(&emit_mu);
+}
+
+void log_sink_fork_end(void)
+{
+    if (sink)
+        pthread_mutex_unlock(&emit_mu);
 }
 
 bool log_sink_active(void)

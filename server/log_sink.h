@@ -47,6 +47,11 @@ typedef void (*log_record_fn)(const struct log_record *r);
 
 /* Master, before the workers fork. 0, or -1 (then lines stay direct). */
 int log_sink_install(const struct log_sink *sink);
+/* Around fork(2), before the embedding takes the GIL: waits for a batch
+ * being emitted and holds the next one off. In the parent, fork_end
+ * after the fork; the child starts afresh. */
+void log_sink_fork_begin(void);
+void log_sink_fork_end(void);
 /* Whether lines from the calling thread go to the sink. */
 bool log_sink_active(void);
 /* The calling thread's lines never go to the sink (the watchdog). */

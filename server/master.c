@@ -29,6 +29,7 @@
 #include "exit_status.h"
 #include "heartbeat.h"
 #include "log.h"
+#include "log_sink.h"
 #include "privileges.h"
 #include "reload_watch.h"
 #include "scoreboard.h"
@@ -117,11 +118,15 @@ static int spawn(int slot, bool candidate)
     p->hb = m.cfg->timeout_worker_healthcheck > 0 ? heartbeat_new() : NULL;
     /* Inside Python, the interpreter must be told around the fork. */
     const struct evicorn_embedding *emb = m.cfg->embedding;
+    log_sink_fork_begin();
     if (emb && emb->before_fork)
         emb->before_fork();
     pid_t pid = fork();
-    if (pid != 0 && emb && emb->after_fork_parent)
-        emb->after_fork_parent();
+    if (pid != 0) {
+        if (emb && emb->after_fork_parent)
+            emb->after_fork_parent();
+        log_sink_fork_end();
+    }
     if (pid < 0) {
         log_error("cannot start worker %d: fork: %s", slot, strerror(errno));
         heartbeat_free(p->hb);
@@ -342,6 +347,11 @@ static void on_ready(struct ev_loop *loop, ev_io *io, int revents)
                 continue;
             p->ready = true;
             if (!p->candidate)
+                continue;
+            /* Newer code is on its way, and this worker may have read a
+             * file mid-write: it stays a candidate, and the next
+             * generation replaces it. */
+            if (m.reload && reload_watch_pending(m.reload))
                 continue;
             p->candidate = false;
             for (struct proc *old = m.procs; old; old = old->next)

@@ -243,10 +243,9 @@ static void on_quiet(struct ev_loop *loop, ev_timer *t, int revents)
     w->fn(w->ud, changed);
 }
 
-static void on_events(struct ev_loop *loop, ev_io *io, int revents)
+static void read_events(struct reload_watch *w)
 {
-    (void)revents;
-    struct reload_watch *w = io->data;
+    struct ev_loop *loop = w->loop;
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
     ssize_t n;
     while ((n = read(w->fd, buf, sizeof buf)) > 0) {
@@ -280,6 +279,19 @@ static void on_events(struct ev_loop *loop, ev_io *io, int revents)
             ev_timer_start(loop, &w->quiet);
         }
     }
+}
+
+static void on_events(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    read_events(io->data);
+}
+
+bool reload_watch_pending(struct reload_watch *w)
+{
+    read_events(w);
+    return ev_is_active(&w->quiet);
 }
 
 struct reload_watch *reload_watch_new(struct ev_loop *loop, const struct config *cfg,

@@ -25,6 +25,10 @@ struct reload_watch *reload_watch_new(struct ev_loop *loop, const struct config 
                                       reload_watch_fn fn, void *ud, char *err, size_t errlen);
 void reload_watch_free(struct reload_watch *w);
 
+/* Whether a change is waiting for its quiet period (events not yet read
+ * are read first): code loaded meanwhile may have been read mid-write. */
+bool reload_watch_pending(struct reload_watch *w);
+
 /* Whether a file (path relative to a watched folder) is one a change to
  * reloads for: uvicorn's rules. Includes are *.py plus --reload-include,
  * less any pattern also excluded; excludes are .*, .py[cod], .sw.* and ~*

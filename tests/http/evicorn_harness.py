@@ -120,9 +120,10 @@ class LogCapture:
             return list(self.lines)
 
     def wait_for(self, regex, timeout, start=0):
-        """First match of regex in lines[start:], waiting up to timeout; or None."""
+        """First match of regex in lines[start:], waiting up to timeout
+        (times EVICORN_TIME_SCALE); or None."""
         rx = re.compile(regex) if isinstance(regex, str) else regex
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * time_scale()
         with self.cond:
             i = start
             while True:
@@ -158,7 +159,7 @@ class Server:
         self.wrapper = [str(a) for a in wrapper]
         self.listen = listen  # replaces --host/--port (e.g. ["--uds", path])
         self.pass_fds = tuple(pass_fds)
-        self.ready_timeout = ready_timeout * time_scale()
+        self.ready_timeout = ready_timeout  # wait_for scales it
         self.proc = None
         self.plugins = None
         self.port = None

@@ -63,7 +63,8 @@ def test_request_in_flight_on_v1_finishes_on_v1_and_v1_is_unmapped_after(make_se
     time.sleep(0.2)
     start = len(srv.stderr.snapshot())
     deploy(srv, plugin_util.plugin_path("probe_v2"), "probe.so")
-    assert srv.wait_for_log(r"replaced probe 1 \(generation 0\) with probe 2", 3, start=start)
+    assert srv.wait_for_log(r"replaced probe 1 \(generation 0\) with probe 2", 5,
+                            start=start), srv.output()
     assert get_body(srv, "/probe/version") == (200, b"2")
     # generation 0 is still mapped: a request runs on it
     assert "-g0-probe.so" in maps_of(worker)

@@ -143,7 +143,7 @@ def test_code_that_does_not_load_keeps_the_old_workers_then_a_fix_reloads(make_s
     (worker,) = srv.wait_workers(1)
     write(str(app_dir / "version.py"), 'VERSION = "v2"\nthis is not python(\n')
     assert srv.wait_for_log(r"reload: the new code does not start .*the old workers keep "
-                            r"serving", 15.0 * time_scale()), srv.output()
+                            r"serving", 15.0), srv.output()
     assert srv.wait_for_log(r"SyntaxError", 1.0), srv.output()
     assert body(srv) == b"v1"
     assert pid_alive(worker)
@@ -172,7 +172,7 @@ def test_a_failed_lifespan_startup_keeps_the_old_workers(make_server, app_dir):
         '{"type": "lifespan.startup.complete"}',
         '{"type": "lifespan.startup.failed", "message": "no database"}')
     write(str(app_dir / "main.py"), broken)
-    assert srv.wait_for_log(r"reload: the new code does not start", 15.0 * time_scale()), \
+    assert srv.wait_for_log(r"reload: the new code does not start", 15.0), \
         srv.output()
     assert body(srv) == b"v1"
     write(str(app_dir / "main.py"), APP.format(module="version"))
@@ -186,7 +186,7 @@ def test_an_app_that_does_not_load_at_start_waits_for_a_fix(make_server, app_dir
     srv = make_server("main:app", "--app-dir", app_dir, "--reload", "--reload-dir", app_dir,
                       ready_timeout=20.0)
     assert srv.wait_for_log(r"could not start the app; waiting for the next change",
-                            15.0 * time_scale()), srv.output()
+                            15.0), srv.output()
     assert srv.proc.poll() is None
     version(str(app_dir / "version.py"), "v2")
     wait_body(srv, b"v2", timeout=15.0)
@@ -205,14 +205,14 @@ def test_include_exclude_and_new_folders(make_server, app_dir):
     assert count(srv, r"Reloading") == 0, srv.output()
     # An included suffix reloads.
     write(str(app_dir / "settings.toml"), "a = 1\n")
-    assert srv.wait_for_log(r"Detected changes in 'settings\.toml'", 5.0 * time_scale()), \
+    assert srv.wait_for_log(r"Detected changes in 'settings\.toml'", 5.0), \
         srv.output()
     wait_n = count(srv, r"serves the new code")
     # A folder made after the start is watched, with the files in it.
     os.makedirs(str(app_dir / "pkg" / "sub"))
     time.sleep(0.3)
     write(str(app_dir / "pkg" / "sub" / "mod.py"), "x = 2\n")
-    assert srv.wait_for_log(r"Detected changes in 'pkg/sub/mod\.py'", 5.0 * time_scale()), \
+    assert srv.wait_for_log(r"Detected changes in 'pkg/sub/mod\.py'", 5.0), \
         srv.output()
     deadline = time.monotonic() + 15 * time_scale()
     while count(srv, r"serves the new code") <= wait_n:
