@@ -118,6 +118,9 @@ static int spawn(int slot, bool candidate)
     p->hb = m.cfg->timeout_worker_healthcheck > 0 ? heartbeat_new() : NULL;
     /* Inside Python, the interpreter must be told around the fork. */
     const struct evicorn_embedding *emb = m.cfg->embedding;
+    sigset_t handled, saved;
+    worker_signals(&handled);
+    pthread_sigmask(SIG_BLOCK, &handled, &saved);
     log_sink_fork_begin();
     if (emb && emb->before_fork)
         emb->before_fork();
@@ -126,6 +129,7 @@ static int spawn(int slot, bool candidate)
         if (emb && emb->after_fork_parent)
             emb->after_fork_parent();
         log_sink_fork_end();
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
     }
     if (pid < 0) {
         log_error("cannot start worker %d: fork: %s", slot, strerror(errno));
@@ -139,7 +143,7 @@ static int spawn(int slot, bool candidate)
         heartbeat_adopt(p->hb);
         free(p);
         forget_master_state();
-        int status = worker_run(m.cfg, m.listeners, m.nlisteners, slot, m.ready_pipe[1]);
+        int status = worker_run(m.cfg, m.listeners, m.nlisteners, slot, m.ready_pipe[1], candidate);
         log_drain();
         _exit(status);
     }
@@ -346,7 +350,7 @@ static void on_ready(struct ev_loop *loop, ev_io *io, int revents)
             if (!p)
                 continue;
             p->ready = true;
-            if (!p->candidate)
+            if (!p->candidate || p->retiring)
                 continue;
             /* Newer code is on its way, and this worker may have read a
              * file mid-write: it stays a candidate, and the next
@@ -354,6 +358,7 @@ static void on_ready(struct ev_loop *loop, ev_io *io, int revents)
             if (m.reload && reload_watch_pending(m.reload))
                 continue;
             p->candidate = false;
+            kill(p->pid, WORKER_SIGNAL_SERVE);
             for (struct proc *old = m.procs; old; old = old->next)
                 if (old != p && old->slot == p->slot && old->gen < p->gen && !old->retiring) {
                     old->retiring = true;

@@ -16,7 +16,9 @@
 #include "config.h"
 #include "log.h"
 
-#define EVENTS (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
+/* IN_MODIFY too: a save truncates first, and the quiet period (and
+ * reload_watch_pending) must cover a file from then, not from its close. */
+#define EVENTS (IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
 
 static const char *const default_includes[] = {"*.py"};
 static const char *const default_excludes[] = {".*", ".py[cod]", ".sw.*", "~*"};

@@ -271,6 +271,15 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     worker_begin_shutdown(w);
 }
 
+static void on_serve(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)revents;
+    struct worker *w = s->data;
+    ev_ref(loop);
+    ev_signal_stop(loop, s);
+    accept_resume(w);
+}
+
 /* ---- the whole worker ---- */
 
 /* Everything but the core and the loop's own watchers. */
@@ -346,8 +355,17 @@ static void announce_ready(int fd)
     close(fd);
 }
 
+void worker_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGQUIT);
+    sigaddset(set, WORKER_SIGNAL_SERVE);
+}
+
 int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index,
-               int ready_fd)
+               int ready_fd, bool held)
 {
     /* Before anything of a plugin's can run. A worker that cannot drop
      * would fail the same way again: the master must not retry it. */
@@ -384,7 +402,8 @@ int worker_run(const struct config *cfg, struct listener *listeners, size_t nlis
         w->accepts[i].w = w;
         w->accepts[i].listener = &listeners[i];
         ev_io_init(&w->accepts[i].io, on_accept, listeners[i].fd, EV_READ);
-        ev_io_start(w->loop, &w->accepts[i].io);
+        if (!held)
+            ev_io_start(w->loop, &w->accepts[i].io);
     }
     ev_init(&w->accept_retry, on_accept_retry);
     w->accept_retry.data = w;
@@ -400,7 +419,14 @@ int worker_run(const struct config *cfg, struct listener *listeners, size_t nlis
     ev_signal_start(w->loop, &w->sig_term);
     ev_signal_start(w->loop, &w->sig_int);
     ev_signal_start(w->loop, &w->sig_quit);
+    ev_signal_init(&w->sig_serve, on_serve, WORKER_SIGNAL_SERVE);
+    w->sig_serve.data = w;
+    ev_signal_start(w->loop, &w->sig_serve);
+    sigset_t handled;
+    worker_signals(&handled);
+    pthread_sigmask(SIG_UNBLOCK, &handled, NULL);
     /* Signals must not keep a drained loop alive. */
+    ev_unref(w->loop);
     ev_unref(w->loop);
     ev_unref(w->loop);
     ev_unref(w->loop);
@@ -416,6 +442,10 @@ int worker_run(const struct config *cfg, struct listener *listeners, size_t nlis
     ev_signal_stop(w->loop, &w->sig_term);
     ev_signal_stop(w->loop, &w->sig_int);
     ev_signal_stop(w->loop, &w->sig_quit);
+    if (ev_is_active(&w->sig_serve)) {
+        ev_ref(w->loop);
+        ev_signal_stop(w->loop, &w->sig_serve);
+    }
     /* What is left (plugins' shutdown, the app's lifespan shutdown) must
      * not be cut by a second SIGTERM: a supervisor or `timeout` signals the
      * whole group as well as the master does. The master's kill timer

@@ -19,6 +19,7 @@
 #define EVICORN_WORKER_H
 
 #include <ev.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -61,7 +62,8 @@ struct worker {
     } accept_reports;   /* EMFILE warnings, rate-limited */
     ev_prepare prepare; /* end of iteration */
     ev_signal sig_term, sig_int, sig_quit;
-    ev_timer grace; /* graceful-shutdown deadline */
+    ev_signal sig_serve; /* a held worker (worker_run) starts accepting */
+    ev_timer grace;      /* graceful-shutdown deadline */
 
     struct defer_queue defer;
     struct conn_ctx conns;
@@ -79,10 +81,20 @@ struct worker {
 };
 
 /* Runs a worker until it has shut down; returns the process exit status.
- * Once it serves (plugins and the app loaded), it writes its pid to
- * ready_fd (the master's readiness pipe; -1 for none). */
+ * Once it could serve (plugins and the app loaded), it writes its pid to
+ * ready_fd (the master's readiness pipe; -1 for none). A held worker (one
+ * started with new code beside an old one) accepts connections only from
+ * WORKER_SIGNAL_SERVE on: the master decides whether its code is the one
+ * to serve. */
+#define WORKER_SIGNAL_SERVE SIGUSR2
+
+/* The signals a worker's loop handles. The master blocks them around
+ * fork(2), and the worker unblocks them once its loop watches them: one
+ * sent while it starts (a fast stop) waits for the loop, rather than
+ * ending the worker mid-startup, before its app's lifespan shutdown. */
+void worker_signals(sigset_t *set);
 int worker_run(const struct config *cfg, struct listener *listeners, size_t nlisteners, int index,
-               int ready_fd);
+               int ready_fd, bool held);
 
 /* The serving core alone (connections, HTTP/1.1, requests), without
  * plugins, pool or signals: what worker_run builds first, and what a test

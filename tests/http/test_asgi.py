@@ -333,8 +333,10 @@ def test_background_tasks_run_after_the_response(make_server, tmp_path, monkeypa
         t0 = time.monotonic()
         r = c.post("/send-notification/ada@example.com")
         took = time.monotonic() - t0
+        # The two tasks take 0.1 s, after the response: not done when it came.
+        done_at_response = log.exists() and len(log.read_text().splitlines()) == 2
     assert r.json() == {"message": "Notification sent in the background"}
-    assert took < 0.09, took  # the two tasks take 0.1 s, after the response
+    assert not done_at_response or took < 0.09, took
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         if log.exists() and len(log.read_text().splitlines()) == 2:
