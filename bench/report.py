@@ -936,6 +936,12 @@ def pyservers_section(doc, pys):
         doc.add("Run by `bench/run` as:")
         doc.add("")
         code_block(doc, [shown(cmd)])
+    notes = os.path.join(BENCH, "pyservers", "notes.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            for line in f.read().rstrip("\n").split("\n"):
+                doc.add(line)
+        doc.add("")
 
 
 def render(summaries, img_dir=None, img_rel="img"):

@@ -2,8 +2,9 @@
 """What one request costs inside the FastAPI app alone, with no server.
 
     /usr/bin/python3 bench/asgi/app_cost.py [--path /json] [--requests N]
+        [--app-dir DIR --app MODULE:ATTR]
 
-Calls tests/asgi_app/main.py's app directly (a prepared scope, a receive
+Calls tests/asgi_app/main.py's app (or --app from --app-dir) directly (a prepared scope, a receive
 that returns an empty body, a send that drops the messages) on a uvloop
 loop, N times after a warm-up, and prints microseconds per request. This is
 the floor under any ASGI server's cost per request for that route: the
@@ -16,14 +17,20 @@ import os
 import sys
 import time
 
+import importlib
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "asgi_app"))
+DEFAULT_APP_DIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "asgi_app")
 os.environ.setdefault("ASGI_APP_NO_YIELD_STATE", "1")
 
-from main import app  # noqa: E402
+
+def load_app(app_dir, spec):
+    sys.path.insert(0, os.path.abspath(app_dir))
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr or "app")
 
 
-async def run(path, warmup, n):
+async def run(app, path, warmup, n):
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -58,13 +65,16 @@ def main():
     ap.add_argument("--path", default="/json")
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--warmup", type=int, default=2000)
+    ap.add_argument("--app-dir", default=DEFAULT_APP_DIR)
+    ap.add_argument("--app", default="main:app", help="MODULE:ATTR in --app-dir")
     args = ap.parse_args()
+    app = load_app(args.app_dir, args.app)
     try:
         import uvloop
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
-    per = loop.run_until_complete(run(args.path, args.warmup, args.requests))
+    per = loop.run_until_complete(run(app, args.path, args.warmup, args.requests))
     print("%s %.1f us/request (%.0f requests/s on one core)" % (args.path, per * 1e6, 1 / per))
 
 
