@@ -420,3 +420,45 @@ def test_the_apps_uvicorn_loggers_print_as_under_uvicorn(make_server, tmp_path):
     with srv.connect() as c:
         c.request(get("/hello"))
     assert srv.wait_for_log(r"^INFO:     the app says /hello$", 5.0), srv.output()
+
+
+SLOW_STARTUP_APP = '''\
+import asyncio, os
+
+MARKS = os.environ["SLOW_APP_MARKS"]
+
+def mark(what):
+    with open(MARKS, "a") as f:
+        f.write("%s %d\\n" % (what, os.getpid()))
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await asyncio.sleep(1.0)
+                mark("started")
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                mark("stopped")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+'''
+
+
+def test_a_stop_during_startup_lets_every_worker_start_then_shut_down(make_server, tmp_path,
+                                                                       monkeypatch):
+    # As uvicorn: a SIGTERM while the app's startup runs is handled once it
+    # is done, so the app's shutdown runs; the worker is not cut down.
+    (tmp_path / "slowapp.py").write_text(SLOW_STARTUP_APP)
+    marks = tmp_path / "marks"
+    monkeypatch.setenv("SLOW_APP_MARKS", str(marks))
+    srv = make_server("slowapp:app", "--app-dir", tmp_path, "--workers", 2, ready_timeout=20.0)
+    srv.signal(signal.SIGTERM)  # the workers are still in their 1 s startup
+    assert srv.wait_exit(20 * time_scale()) == 0, srv.output()
+    lines = marks.read_text().split("\n")[:-1] if marks.exists() else []
+    by_pid = {}
+    for line in lines:
+        what, pid = line.split()
+        by_pid.setdefault(pid, []).append(what)
+    assert sorted(by_pid.values()) == [["started", "stopped"]] * 2, (lines, srv.output())
