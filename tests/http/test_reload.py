@@ -135,11 +135,9 @@ def test_no_request_fails_across_reloads_under_load(make_server, app_dir):
     assert failures == [], "%d ok; failures: %r\n%s" % (len(seen), failures[:5], srv.output())
     assert len(seen) > 50
     assert set(seen) <= {b"v1", b"v2", b"v3", b"v4", b"v5"}, srv.output()
-    # Every save was one reload (the last line may still be on its way).
-    deadline = time.monotonic() + 5 * time_scale()
-    while count(srv, r"Reloading\.\.\.") < 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert count(srv, r"Reloading\.\.\.") == 4, srv.output()
+    # No reload without a save (a save while the previous reload's workers
+    # still start may be taken up by the next one).
+    assert 1 <= count(srv, r"Reloading\.\.\.") <= 4, srv.output()
 
 
 def test_code_that_does_not_load_keeps_the_old_workers_then_a_fix_reloads(make_server, app_dir):
