@@ -1,0 +1,151 @@
+/* ws_deflate: RFC 7692's negotiation; see ws_deflate.h. */
+#include "ws_deflate.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* A cursor over a header value. */
+struct scan {
+    const char *p, *end;
+};
+
+static bool tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static void skip_ows(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t'))
+        s->p++;
+}
+
+/* A token into out (NUL-terminated, truncated to cap - 1): its length, or
+ * 0 when there is none. */
+static size_t token(struct scan *s, char *out, size_t cap)
+{
+    skip_ows(s);
+    size_t n = 0;
+    while (s->p < s->end && tchar(*s->p)) {
+        if (n + 1 < cap)
+            out[n] = *s->p;
+        n++;
+        s->p++;
+    }
+    out[n < cap ? n : cap - 1] = '\0';
+    return n;
+}
+
+/* A parameter's value: a token or a quoted string (§7.1 allows both). */
+static bool value(struct scan *s, char *out, size_t cap)
+{
+    skip_ows(s);
+    if (s->p < s->end && *s->p == '"') {
+        size_t n = 0;
+        for (s->p++; s->p < s->end && *s->p != '"'; s->p++) {
+            if (*s->p == '\\' && s->p + 1 < s->end)
+                s->p++;
+            if (n + 1 < cap)
+                out[n++] = *s->p;
+        }
+        if (s->p == s->end)
+            return false;
+        s->p++;
+        out[n] = '\0';
+        return n > 0;
+    }
+    return token(s, out, cap) > 0;
+}
+
+/* §7.1.2: a decimal integer 8..15 without leading zeros. */
+static int window_bits(const char *v)
+{
+    if (strlen(v) == 1 && v[0] >= '8' && v[0] <= '9')
+        return v[0] - '0';
+    if (strlen(v) == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5')
+        return 10 + v[1] - '0';
+    return 0;
+}
+
+struct offer {
+    bool deflate, valid;
+    bool server_nct, client_nct, has_server_bits, has_client_bits;
+    int server_bits, client_bits;
+};
+
+static void offer_param(struct offer *o, const char *name, bool has_value, const char *v)
+{
+    if (strcmp(name, "server_no_context_takeover") == 0 && !o->server_nct && !has_value) {
+        o->server_nct = true;
+    } else if (strcmp(name, "client_no_context_takeover") == 0 && !o->client_nct && !has_value) {
+        o->client_nct = true;
+    } else if (strcmp(name, "server_max_window_bits") == 0 && !o->has_server_bits && has_value &&
+               window_bits(v)) {
+        o->has_server_bits = true;
+        o->server_bits = window_bits(v);
+    } else if (strcmp(name, "client_max_window_bits") == 0 && !o->has_client_bits &&
+               (!has_value || window_bits(v))) {
+        o->has_client_bits = true;
+        o->client_bits = has_value ? window_bits(v) : 0;
+    } else {
+        o->valid = false; /* unknown, repeated, or a bad value: decline this offer */
+    }
+}
+
+/* One extension of the list; false on a syntax error. */
+static bool next_offer(struct scan *s, struct offer *o)
+{
+    char name[64], pname[64], v[16];
+    memset(o, 0, sizeof *o);
+    if (!token(s, name, sizeof name))
+        return false;
+    o->deflate = strcmp(name, "permessage-deflate") == 0;
+    o->valid = true;
+    for (;;) {
+        skip_ows(s);
+        if (s->p == s->end || *s->p == ',')
+            break;
+        if (*s->p != ';' || (s->p++, !token(s, pname, sizeof pname)))
+            return false;
+        skip_ows(s);
+        bool has_value = s->p < s->end && *s->p == '=';
+        if (has_value && (s->p++, !value(s, v, sizeof v)))
+            return false;
+        if (o->deflate)
+            offer_param(o, pname, has_value, has_value ? v : "");
+    }
+    if (s->p < s->end)
+        s->p++; /* the comma */
+    return true;
+}
+
+int ws_deflate_negotiate(const char *offers, size_t len, bool keep_context,
+                         struct ws_deflate_params *params, char *answer, size_t cap)
+{
+    struct scan s = {offers, offers + len};
+    struct offer o;
+    for (;;) {
+        skip_ows(&s);
+        if (s.p == s.end)
+            return 0;
+        if (*s.p == ',') { /* empty list elements are allowed (RFC 9110 §5.6.1) */
+            s.p++;
+            continue;
+        }
+        if (!next_offer(&s, &o))
+            return 0;
+        if (o.deflate && o.valid)
+            break;
+    }
+    params->server_no_context_takeover = o.server_nct || !keep_context;
+    params->client_no_context_takeover = o.client_nct || !keep_context;
+    params->server_max_window_bits = o.has_server_bits ? o.server_bits : 15;
+    params->client_max_window_bits = o.has_client_bits ? o.client_bits : 0;
+    int n = snprintf(answer, cap, "permessage-deflate%s%s",
+                     params->server_no_context_takeover ? "; server_no_context_takeover" : "",
+                     params->client_no_context_takeover ? "; client_no_context_takeover" : "");
+    if (n >= 0 && (size_t)n < cap && o.has_server_bits)
+        n += snprintf(answer + n, cap - (size_t)n, "; server_max_window_bits=%d", o.server_bits);
+    return n >= 0 && (size_t)n < cap ? 1 : 0;
+}
