@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ws_frame.h"
+
 /* A cursor over a header value. */
 struct scan {
     const char *p, *end;
@@ -148,4 +150,124 @@ int ws_deflate_negotiate(const char *offers, size_t len, bool keep_context,
     if (n >= 0 && (size_t)n < cap && o.has_server_bits)
         n += snprintf(answer + n, cap - (size_t)n, "; server_max_window_bits=%d", o.server_bits);
     return n >= 0 && (size_t)n < cap ? 1 : 0;
+}
+
+/* ---- messages ---- */
+
+static const uint8_t sync_tail[4] = {0x00, 0x00, 0xFF, 0xFF};
+
+/* Output is made in steps of this size, so a message's expansion is seen
+ * a step at a time. */
+#define STEP 16384
+
+int ws_inflate_message(struct ws_zstream *in, const struct ws_deflate_params *params,
+                       const uint8_t *p, size_t n, struct buf *out, uint64_t max,
+                       uint16_t *close_code)
+{
+    if (!in->live) {
+        memset(&in->z, 0, sizeof in->z);
+        /* Raw DEFLATE, and the largest window: any the client used fits. */
+        if (inflateInit2(&in->z, -15) != Z_OK) {
+            *close_code = WS_CLOSE_INTERNAL_ERROR;
+            return -1;
+        }
+        in->live = true;
+    }
+    int rc = 0;
+    bool ended = false; /* the message's stream ended (BFINAL): no tail */
+    for (int part = 0; part < 2 && rc == 0 && !ended; part++) {
+        in->z.next_in = (Bytef *)(part == 0 ? p : sync_tail);
+        in->z.avail_in = (uInt)(part == 0 ? n : sizeof sync_tail);
+        while (rc == 0 && in->z.avail_in > 0) {
+            char *room = buf_reserve(out, STEP);
+            if (!room) {
+                *close_code = WS_CLOSE_INTERNAL_ERROR;
+                rc = -1;
+                break;
+            }
+            in->z.next_out = (Bytef *)room;
+            in->z.avail_out = STEP;
+            int zr = inflate(&in->z, Z_SYNC_FLUSH);
+            out->len += STEP - in->z.avail_out;
+            if (zr != Z_OK && zr != Z_BUF_ERROR && zr != Z_STREAM_END) {
+                *close_code = WS_CLOSE_INVALID_DATA;
+                rc = -1;
+            } else if (buf_size(out) > max) {
+                *close_code = WS_CLOSE_TOO_BIG;
+                rc = -1;
+            } else if (zr == Z_STREAM_END) {
+                /* A block with BFINAL set (§7.2.3.3): the stream ends here,
+                 * the next message starts a new one. */
+                inflateReset(&in->z);
+                in->z.avail_in = 0;
+                ended = true;
+            } else if (zr == Z_BUF_ERROR && in->z.avail_out == STEP) {
+                break; /* no progress possible */
+            }
+        }
+    }
+    if (rc < 0 || params->client_no_context_takeover)
+        ws_inflate_end(in);
+    return rc;
+}
+
+bool ws_deflate_can_compress(const struct ws_deflate_params *params)
+{
+    return params->server_max_window_bits >= 9;
+}
+
+int ws_deflate_message(struct ws_zstream *def, const struct ws_deflate_params *params,
+                       const uint8_t *p, size_t n, struct buf *out)
+{
+    /* §7.2.3.6: the empty message is one byte, an empty block's start
+     * (zlib emits nothing for a flush with nothing new). */
+    if (n == 0)
+        return buf_append(out, "", 1);
+    if (!def->live) {
+        memset(&def->z, 0, sizeof def->z);
+        if (deflateInit2(&def->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
+                         -params->server_max_window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            return -1;
+        def->live = true;
+    }
+    size_t start = buf_size(out);
+    def->z.next_in = (Bytef *)p;
+    def->z.avail_in = (uInt)n;
+    int rc = 0;
+    do {
+        size_t step = deflateBound(&def->z, def->z.avail_in) + 16;
+        char *room = buf_reserve(out, step);
+        if (!room) {
+            rc = -1;
+            break;
+        }
+        def->z.next_out = (Bytef *)room;
+        def->z.avail_out = (uInt)step;
+        if (deflate(&def->z, Z_SYNC_FLUSH) == Z_STREAM_ERROR)
+            rc = -1;
+        out->len += step - def->z.avail_out;
+    } while (rc == 0 && (def->z.avail_in > 0 || def->z.avail_out == 0));
+    /* The sync flush ends in 00 00 ff ff: the receiver adds it back. */
+    if (rc == 0 && buf_size(out) - start >= 4 &&
+        memcmp(buf_start(out) + buf_size(out) - 4, sync_tail, 4) == 0)
+        out->len -= 4;
+    else if (rc == 0)
+        rc = -1;
+    if (rc < 0 || params->server_no_context_takeover)
+        ws_deflate_end(def);
+    return rc;
+}
+
+void ws_inflate_end(struct ws_zstream *in)
+{
+    if (in->live)
+        inflateEnd(&in->z);
+    in->live = false;
+}
+
+void ws_deflate_end(struct ws_zstream *def)
+{
+    if (def->live)
+        deflateEnd(&def->z);
+    def->live = false;
 }
