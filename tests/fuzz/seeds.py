@@ -147,9 +147,48 @@ PLUGIN_FILE = {
     "padded": elf(tail=b"\0" * 512),
 }
 
+
+
+def ws_frame(opcode, payload, fin=True, rsv=0, mask=b"\x37\xfa\x21\x3d"):
+    """A client frame (RFC 6455 §5.2), masked unless mask is None."""
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    m = 0x80 if mask is not None else 0
+    n = len(payload)
+    if n <= 125:
+        head += bytes([m | n])
+    elif n <= 0xFFFF:
+        head += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([m | 127]) + struct.pack(">Q", n)
+    if mask is None:
+        return head + payload
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+# permessage-deflate's "Hello" (RFC 7692 §7.2.3.1), for option bit 0.
+DEFLATED_HELLO = bytes([0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])
+
+WS = {
+    "text": framed(ws_frame(1, b"Hello")),
+    "binary-126": framed(ws_frame(2, bytes(range(126)))),
+    "binary-65536": framed(ws_frame(2, b"x" * 65536), splits=(7, 200, 3)),
+    "fragments-with-ping": framed(ws_frame(1, b"frag", fin=False) + ws_frame(9, b"p") +
+                                  ws_frame(0, b"men", fin=False) + ws_frame(0, b"ted")),
+    "utf8-split": framed(ws_frame(1, b"\xe2\x82", fin=False) + ws_frame(0, b"\xac"),
+                         splits=(1, 2)),
+    "utf8-invalid": framed(ws_frame(1, b"\xce\xba\xed\xa0\x80", fin=False)),
+    "close": framed(ws_frame(8, b"\x03\xe8bye") + ws_frame(1, b"after")),
+    "close-bad-code": framed(ws_frame(8, b"\x03\xed")),
+    "unmasked": framed(ws_frame(1, b"x", mask=None)),
+    "orphan-continuation": framed(ws_frame(0, b"x")),
+    "deflated": framed(ws_frame(2, DEFLATED_HELLO) + ws_frame(2, b"\x00"), opts=1),
+}
+
 for name, data in REQUEST.items():
     write("fuzz_request", name, data)
 for name, data in CHUNKED.items():
     write("fuzz_chunked", name, data)
 for name, data in PLUGIN_FILE.items():
     write("fuzz_plugin_file", name, data)
+for name, data in WS.items():
+    write("fuzz_ws", name, data)
