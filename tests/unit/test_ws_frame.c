@@ -300,4 +300,106 @@ TEST(keys_that_are_not_16_bytes_of_base64_are_refused)
     CHECK(ws_key_valid("/////////////////////w==", 24));
 }
 
+/* ---- the handshake request ---- */
+
+static struct h1_head parsed;
+
+static struct h1_head *begin_head(void *ud)
+{
+    (void)ud;
+    h1_head_reset(&parsed);
+    return &parsed;
+}
+
+static int got_head(void *ud, struct h1_head *h)
+{
+    (void)ud;
+    (void)h;
+    return 0;
+}
+
+static int got_body(void *ud, const char *data, size_t len)
+{
+    (void)ud;
+    (void)data;
+    (void)len;
+    return 0;
+}
+
+static int got_end(void *ud)
+{
+    (void)ud;
+    return 0;
+}
+
+static const struct h1_callbacks head_only = {
+    .begin = begin_head, .head = got_head, .body = got_body, .complete = got_end};
+
+static enum ws_check check(const char *request, const char **why)
+{
+    static const struct h1_limits limits = {.max_head = 8192, .max_line = 1024, .max_headers = 64};
+    struct h1_parser *p = h1_parser_new(H1_REQUEST, &limits, &head_only, NULL);
+    CHECK(p != NULL);
+    CHECK(h1_parser_feed(p, request, strlen(request)) > 0);
+    h1_parser_free(p);
+    const char *key = NULL;
+    size_t key_len = 0;
+    *why = "";
+    enum ws_check c = ws_handshake_check(&parsed, why, &key, &key_len);
+    if (c == WS_CHECK_OK)
+        CHECK_EQ_MEM(key, key_len, "dGhlIHNhbXBsZSBub25jZQ==");
+    return c;
+}
+
+#define WS_HEADERS                                                                                 \
+    "Host: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"                    \
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+
+TEST(the_opening_handshake_is_checked_as_section_4_2_1_says)
+{
+    const char *why;
+    CHECK_EQ_INT(
+        check("GET /chat HTTP/1.1\r\n" WS_HEADERS "Sec-WebSocket-Version: 13\r\n\r\n", &why),
+        WS_CHECK_OK);
+    /* Tokens in lists, in any case. */
+    CHECK_EQ_INT(check("GET /chat HTTP/1.1\r\nHost: a\r\nupgrade: WebSocket\r\n"
+                       "connection: keep-alive, Upgrade\r\n"
+                       "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "sec-websocket-version: 13\r\n\r\n",
+                       &why),
+                 WS_CHECK_OK);
+    CHECK_EQ_INT(check("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &why), WS_CHECK_NOT_WEBSOCKET);
+    CHECK_EQ_INT(
+        check("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n", &why),
+        WS_CHECK_NOT_WEBSOCKET);
+    CHECK_EQ_INT(check("POST /chat HTTP/1.1\r\n" WS_HEADERS "Sec-WebSocket-Version: 13\r\n"
+                       "Content-Length: 0\r\n\r\n",
+                       &why),
+                 WS_CHECK_BAD_REQUEST);
+    CHECK_EQ_INT(
+        check("GET /chat HTTP/1.0\r\n" WS_HEADERS "Sec-WebSocket-Version: 13\r\n\r\n", &why),
+        WS_CHECK_BAD_REQUEST);
+    CHECK_EQ_INT(check("GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                       "Connection: keep-alive\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n",
+                       &why),
+                 WS_CHECK_NO_UPGRADE);
+    CHECK_EQ_INT(
+        check("GET /chat HTTP/1.1\r\n" WS_HEADERS "Sec-WebSocket-Version: 8\r\n\r\n", &why),
+        WS_CHECK_BAD_VERSION);
+    CHECK_EQ_INT(check("GET /chat HTTP/1.1\r\n" WS_HEADERS "\r\n", &why), WS_CHECK_BAD_VERSION);
+    CHECK_EQ_INT(check("GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                       &why),
+                 WS_CHECK_BAD_REQUEST);
+    CHECK_EQ_INT(check("GET /chat HTTP/1.1\r\n" WS_HEADERS
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n",
+                       &why),
+                 WS_CHECK_BAD_REQUEST);
+    CHECK_EQ_STR(why, "more than one Sec-WebSocket-Key");
+    h1_head_free(&parsed);
+}
+
 CHECK_MAIN()
