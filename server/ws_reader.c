@@ -18,6 +18,11 @@ void ws_reader_free(struct ws_reader *r)
     buf_free(&r->msg);
 }
 
+void ws_reader_allow_compression(struct ws_reader *r)
+{
+    r->deflate = true;
+}
+
 static int fail(uint16_t *close_code, uint16_t code)
 {
     *close_code = code;
@@ -33,6 +38,11 @@ static bool is_control(uint8_t opcode)
 static int begin_frame(struct ws_reader *r, uint16_t *close_code)
 {
     const struct ws_frame_head *h = &r->h;
+    /* RFC 7692 §6.1: RSV1 marks a compressed message on its first frame;
+     * on a control frame or a continuation it is an error. */
+    bool rsv1 = (h->rsv & WS_RSV1) != 0;
+    if (rsv1 && (is_control(h->opcode) || h->opcode == WS_OP_CONTINUATION))
+        return fail(close_code, WS_CLOSE_PROTOCOL_ERROR);
     if (is_control(h->opcode))
         return 0;
     if (h->opcode == WS_OP_CONTINUATION) {
@@ -43,6 +53,7 @@ static int begin_frame(struct ws_reader *r, uint16_t *close_code)
             return fail(close_code, WS_CLOSE_PROTOCOL_ERROR);
         r->in_message = true;
         r->text = h->opcode == WS_OP_TEXT;
+        r->compressed = rsv1;
         utf8_init(&r->utf8);
         buf_clear(&r->msg);
     }
@@ -68,10 +79,10 @@ static int end_frame(struct ws_reader *r, uint16_t *close_code)
     } else if (is_control(h->opcode)) {
         rc = r->ev->control(r->ud, h->opcode, r->control, (size_t)h->len);
     } else if (h->fin) {
-        if (r->text && r->utf8.need)
+        if (r->text && !r->compressed && r->utf8.need)
             return fail(close_code, WS_CLOSE_INVALID_DATA); /* ends inside a character */
         r->in_message = false;
-        rc = r->ev->message(r->ud, r->text, &r->msg);
+        rc = r->ev->message(r->ud, r->text, r->compressed, &r->msg);
         buf_clear(&r->msg);
     }
     return rc < 0 ? fail(close_code, 0) : 0;
@@ -85,8 +96,8 @@ int ws_reader_feed(struct ws_reader *r, uint8_t *p, size_t n, uint16_t *close_co
             if (take > n)
                 take = n;
             memcpy(r->head + r->head_len, p, take);
-            int len =
-                ws_frame_parse_head(r->head, r->head_len + take, 0, r->max_size, &r->h, close_code);
+            int len = ws_frame_parse_head(r->head, r->head_len + take, r->deflate ? WS_RSV1 : 0,
+                                          r->max_size, &r->h, close_code);
             if (len < 0)
                 return -1;
             if (len == 0) {
@@ -113,7 +124,7 @@ int ws_reader_feed(struct ws_reader *r, uint8_t *p, size_t n, uint16_t *close_co
         if (is_control(r->h.opcode)) {
             memcpy(r->control + r->frame_got, p, take);
         } else {
-            if (r->text && utf8_feed(&r->utf8, p, take) == UTF8_INVALID)
+            if (r->text && !r->compressed && utf8_feed(&r->utf8, p, take) == UTF8_INVALID)
                 return fail(close_code, WS_CLOSE_INVALID_DATA);
             if (buf_append(&r->msg, p, take) < 0)
                 return fail(close_code, WS_CLOSE_INTERNAL_ERROR);

@@ -23,8 +23,10 @@
  * with close code 0. */
 struct ws_reader_events {
     /* A whole message; msg is the reader's and is emptied after the call
-     * (buf_move it away to keep it). */
-    int (*message)(void *ud, bool text, struct buf *msg);
+     * (buf_move it away to keep it). compressed: its first frame had RSV1
+     * (permessage-deflate): msg is still compressed, and text in it is
+     * checked for UTF-8 only once inflated, by the receiver. */
+    int (*message)(void *ud, bool text, bool compressed, struct buf *msg);
     /* A ping or a pong (opcode) and its payload (at most 125 bytes). */
     int (*control)(void *ud, uint8_t opcode, const uint8_t *p, size_t n);
     /* A valid close frame: its code (1005 for none) and reason. */
@@ -42,6 +44,8 @@ struct ws_reader {
     uint64_t frame_got; /* payload bytes of h read */
     bool in_message;    /* a data message has started and not ended */
     bool text;
+    bool deflate;    /* permessage-deflate was negotiated: RSV1 may start a message */
+    bool compressed; /* the message being read had RSV1 */
     struct utf8_state utf8;
     struct buf msg;
     uint8_t control[125];
@@ -51,6 +55,8 @@ struct ws_reader {
 void ws_reader_init(struct ws_reader *r, const struct ws_reader_events *ev, void *ud,
                     uint64_t max_size);
 void ws_reader_free(struct ws_reader *r);
+/* After the handshake negotiated permessage-deflate. */
+void ws_reader_allow_compression(struct ws_reader *r);
 
 /* Reads p[0..n), unmasking it in place. 0: all of it was taken. -1 with
  * *close_code: close the connection with that code (1002, 1007, 1009;

@@ -8,9 +8,10 @@
  *     same events and end the same way, with the same close code;
  *   - a text message delivered is valid UTF-8, and the validator fed the
  *     same bytes in the input's pieces agrees with it fed them whole;
- *   - option bit 0: each binary message is inflated as a compressed
- *     message would be, with a 64 KiB limit that is never passed by more
- *     than a step; what inflates is deflated and inflated back unchanged.
+ *   - option bit 0: permessage-deflate is negotiated; each message whose
+ *     first frame has RSV1 is inflated with a 64 KiB limit that is never
+ *     passed by more than a step, and what inflates is deflated and
+ *     inflated back unchanged.
  *
  * Input layout (split_input.h): options, split lengths, then the frames. */
 #include <stdint.h>
@@ -28,7 +29,8 @@
 
 struct run {
     struct buf log;
-    bool inflate;
+    bool inflate; /* permessage-deflate negotiated */
+    bool check;   /* inflate what is compressed (one of the two readings) */
 };
 
 static void note(struct run *r, char kind, const void *p, size_t n)
@@ -39,6 +41,8 @@ static void note(struct run *r, char kind, const void *p, size_t n)
         abort();
 }
 
+/* Inflates a compressed message within the limit, and checks that what
+ * inflates deflates and inflates back unchanged. */
 static void check_inflate(const uint8_t *p, size_t n)
 {
     static const struct ws_deflate_params params = {true, true, 15, 0};
@@ -67,15 +71,17 @@ static void check_inflate(const uint8_t *p, size_t n)
     buf_free(&back);
 }
 
-static int on_message(void *ud, bool text, struct buf *msg)
+static int on_message(void *ud, bool text, bool compressed, struct buf *msg)
 {
     struct run *r = ud;
     const uint8_t *p = (const uint8_t *)buf_start(msg);
-    if (text && !utf8_valid(p, buf_size(msg)))
+    if (compressed != r->inflate && compressed)
+        abort(); /* RSV1 passed without permessage-deflate */
+    if (text && !compressed && !utf8_valid(p, buf_size(msg)))
         abort();
-    if (!text && r->inflate)
+    if (compressed && r->check)
         check_inflate(p, buf_size(msg));
-    note(r, text ? 'T' : 'B', p, buf_size(msg));
+    note(r, compressed ? (text ? 't' : 'b') : (text ? 'T' : 'B'), p, buf_size(msg));
     return 0;
 }
 
@@ -106,6 +112,8 @@ static void read_frames(struct run *r, const uint8_t *frames, size_t len, struct
     memcpy(copy, frames, len);
     struct ws_reader reader;
     ws_reader_init(&reader, &events, r, MAX_SIZE);
+    if (r->inflate)
+        ws_reader_allow_compression(&reader);
     int rc = 0;
     uint16_t code = 0;
     for (size_t at = 0; at < len && rc == 0;) {
@@ -124,7 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!split_input_parse(&in, data, size))
         return 0;
     bool inflate = in.opts & 1;
-    struct run whole = {.inflate = inflate}, pieces = {.inflate = false};
+    struct run whole = {.inflate = inflate, .check = true}, pieces = {.inflate = inflate};
     read_frames(&whole, in.payload, in.len, NULL);
     read_frames(&pieces, in.payload, in.len, &in);
     if (buf_size(&whole.log) != buf_size(&pieces.log) ||

@@ -181,7 +181,8 @@ WS = {
     "close-bad-code": framed(ws_frame(8, b"\x03\xed")),
     "unmasked": framed(ws_frame(1, b"x", mask=None)),
     "orphan-continuation": framed(ws_frame(0, b"x")),
-    "deflated": framed(ws_frame(2, DEFLATED_HELLO) + ws_frame(2, b"\x00"), opts=1),
+    "deflated": framed(ws_frame(2, DEFLATED_HELLO, rsv=0x40) + ws_frame(1, b"\x00", rsv=0x40),
+                       opts=1),
 }
 
 for name, data in REQUEST.items():

@@ -27,9 +27,9 @@ static int stop_now(struct seen *s)
     return ++s->events == s->stop_after ? -1 : 0;
 }
 
-static int on_message(void *ud, bool text, struct buf *msg)
+static int on_message(void *ud, bool text, bool compressed, struct buf *msg)
 {
-    add(ud, text ? "T" : "B", buf_start(msg), buf_size(msg));
+    add(ud, compressed ? (text ? "zT" : "zB") : (text ? "T" : "B"), buf_start(msg), buf_size(msg));
     return stop_now(ud);
 }
 
@@ -50,10 +50,11 @@ static int on_close(void *ud, uint16_t code, const uint8_t *reason, size_t n)
 static const struct ws_reader_events events = {on_message, on_control, on_close};
 
 /* A masked client frame appended to out. */
-static size_t frame(uint8_t *out, bool fin, uint8_t opcode, const char *payload, size_t len)
+static size_t frame_rsv(uint8_t *out, bool fin, uint8_t rsv, uint8_t opcode, const char *payload,
+                        size_t len)
 {
     static const uint8_t mask[4] = {0xA1, 0x02, 0x7C, 0x44};
-    size_t n = ws_frame_head_write(out, fin, 0, opcode, len);
+    size_t n = ws_frame_head_write(out, fin, rsv, opcode, len);
     out[1] |= 0x80;
     memcpy(out + n, mask, 4);
     n += 4;
@@ -62,10 +63,18 @@ static size_t frame(uint8_t *out, bool fin, uint8_t opcode, const char *payload,
     return n + len;
 }
 
-#define FRAME(out, fin, op, s) frame(out, fin, op, s, sizeof(s) - 1)
+static size_t frame(uint8_t *out, bool fin, uint8_t opcode, const char *payload, size_t len)
+{
+    return frame_rsv(out, fin, 0, opcode, payload, len);
+}
+
+#define FRAME(out, fin, op, s)  frame(out, fin, op, s, sizeof(s) - 1)
+#define ZFRAME(out, fin, op, s) frame_rsv(out, fin, WS_RSV1, op, s, sizeof(s) - 1)
 
 /* Feeds the stream in pieces of `piece` bytes; returns the result, the
  * close code in *code. */
+static bool compression; /* the next feeds negotiated permessage-deflate */
+
 static int feed(const uint8_t *stream, size_t n, size_t piece, uint64_t max, struct seen *s,
                 uint16_t *code)
 {
@@ -73,6 +82,8 @@ static int feed(const uint8_t *stream, size_t n, size_t piece, uint64_t max, str
     memcpy(copy, stream, n);
     struct ws_reader r;
     ws_reader_init(&r, &events, s, max);
+    if (compression)
+        ws_reader_allow_compression(&r);
     int rc = 0;
     *code = 0;
     for (size_t at = 0; at < n && rc == 0; at += piece)
@@ -198,6 +209,29 @@ TEST(an_event_can_stop_the_reader)
     CHECK_EQ_INT(feed(st, n, n, 1024, &s, &code), -1);
     CHECK_EQ_INT(code, 0);
     CHECK_EQ_STR(s.log, "T:one\n");
+}
+
+TEST(rsv1_marks_a_compressed_message_only_when_negotiated)
+{
+    uint8_t st[512];
+    size_t n = 0;
+    /* Compressed bytes are not UTF-8: checked after inflating, not here. */
+    n += ZFRAME(st + n, false, WS_OP_TEXT, "\xf2\x48");
+    n += FRAME(st + n, true, WS_OP_CONTINUATION, "\xcd\xc9\xc9\x07\x01");
+    n += FRAME(st + n, true, WS_OP_TEXT, "plain");
+    compression = true;
+    expect(st, n, 1024, 0, 0, "zT:\xf2\x48\xcd\xc9\xc9\x07\x01\nT:plain\n");
+    /* RSV1 on a continuation or a control frame. */
+    n = 0;
+    n += FRAME(st + n, false, WS_OP_BINARY, "a");
+    n += ZFRAME(st + n, true, WS_OP_CONTINUATION, "b");
+    expect(st, n, 1024, -1, 1002, "");
+    n = ZFRAME(st, true, WS_OP_PING, "");
+    expect(st, n, 1024, -1, 1002, "");
+    compression = false;
+    /* Not negotiated: RSV1 is an error on any frame. */
+    n = ZFRAME(st, true, WS_OP_BINARY, "x");
+    expect(st, n, 1024, -1, 1002, "");
 }
 
 CHECK_MAIN()
