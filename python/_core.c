@@ -73,21 +73,10 @@ static PyObject *logging_mod; /* evicorn.logging, once configured */
 /* The message of the exception being raised, on one line, into err. */
 static void error_line(const char *what, char *err, size_t errlen)
 {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    PyObject *s = value ? PyObject_Str(value) : NULL;
-    const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
-    snprintf(err, errlen, "%s: %s: %s", what, type ? ((PyTypeObject *)type)->tp_name : "error",
-             msg ? msg : "?");
+    bridge_python_error(what, err, errlen);
     for (char *p = err; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
-    PyErr_Clear();
-    Py_XDECREF(s);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
 }
 
 static int configure_logging(const char *log_config, const char *log_level, bool access_log,

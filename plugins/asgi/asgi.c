@@ -308,10 +308,10 @@ int outmsg_post_batch(struct outmsg *first)
     return asgi_api->call_on_loop(first->a->req, on_batch, first);
 }
 
-/* Parses a Content-Length value; -1 when absent or invalid. */
-static long long parse_length(evicorn_str v)
+long long bridge_content_length(evicorn_request *req)
 {
-    if (v.len == 0 || v.len > 18)
+    evicorn_str v;
+    if (asgi_api->header(req, "content-length", &v) != 0 || v.len == 0 || v.len > 18)
         return -1;
     long long n = 0;
     for (size_t i = 0; i < v.len; i++) {
@@ -379,7 +379,7 @@ static void handle(evicorn_request *req, void *data)
 
     evicorn_str v;
     int chunked = asgi_api->header(req, "transfer-encoding", &v) == 0;
-    long long length = asgi_api->header(req, "content-length", &v) == 0 ? parse_length(v) : -1;
+    long long length = bridge_content_length(req);
     int expect = asgi_api->header(req, "expect", &v) == 0;
     if (!chunked && length > 0 && length <= PREFETCH_MAX && !expect &&
         asgi_api->receive(req, on_prefetch, a) == 0)
@@ -409,8 +409,7 @@ int asgi_app_load_failed(void)
     return app_load_failed;
 }
 
-/* The message of the exception being raised, for err (one line). */
-static void python_error(const char *what, char *err, size_t errlen)
+void bridge_python_error(const char *what, char *err, size_t errlen)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -452,7 +451,7 @@ static int bridge_startup(void **state, char *err, size_t errlen)
     PyObject *mod = asgi_pymod_init();
     if (!mod || PyDict_SetItemString(PyImport_GetModuleDict(), "_evicorn", mod) < 0) {
         Py_XDECREF(mod);
-        python_error("cannot register the _evicorn module", err, errlen);
+        bridge_python_error("cannot register the _evicorn module", err, errlen);
         return -1;
     }
     Py_DECREF(mod);
@@ -470,12 +469,12 @@ static int bridge_startup(void **state, char *err, size_t errlen)
         bridge_mod = PyImport_ExecCodeModuleEx("_evicorn_bridge", code, "<evicorn>/bridge.py");
     Py_XDECREF(code);
     if (!bridge_mod) {
-        python_error("cannot load the bridge's Python code", err, errlen);
+        bridge_python_error("cannot load the bridge's Python code", err, errlen);
         goto out;
     }
     PyObject *res = PyObject_CallMethod(bridge_mod, "startup", NULL);
     if (!res) {
-        python_error("ASGI bridge startup failed", err, errlen);
+        bridge_python_error("ASGI bridge startup failed", err, errlen);
         goto out;
     }
     if (res == Py_None) {
@@ -511,7 +510,7 @@ static void bridge_shutdown(void *state)
     PyObject *res = PyObject_CallMethod(bridge_mod, "shutdown", NULL);
     if (!res) {
         char err[512];
-        python_error("ASGI bridge shutdown failed", err, sizeof err);
+        bridge_python_error("ASGI bridge shutdown failed", err, sizeof err);
         asgi_log(LOG_ERROR, "%s", err);
     }
     Py_XDECREF(res);

@@ -114,6 +114,12 @@ PyObject *asgi_pymod_init(void) ASGI_HIDDEN;
  * error) rather than in its lifespan startup. */
 int asgi_app_load_failed(void) ASGI_HIDDEN;
 
+/* The request's Content-Length; -1 when absent or invalid. */
+long long bridge_content_length(evicorn_request *req) ASGI_HIDDEN;
+/* The message of the Python exception being raised, as "what: Type:
+ * message", into err; the exception is cleared. */
+void bridge_python_error(const char *what, char *err, size_t errlen) ASGI_HIDDEN;
+
 /* wsgi.c: --interface wsgi. wsgi_mode is set once configure_wsgi() (a
  * _evicorn function) has the app; the catch-all route then hands every
  * request to wsgi_handle (loop thread). */

@@ -1160,19 +1160,6 @@ static void on_prefetched(evicorn_request *req, void *ud, const char *data, size
     start_work(w);
 }
 
-static long long parse_length(evicorn_str v)
-{
-    if (v.len == 0 || v.len > 18)
-        return -1;
-    long long n = 0;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.ptr[i] < '0' || v.ptr[i] > '9')
-            return -1;
-        n = n * 10 + (v.ptr[i] - '0');
-    }
-    return n;
-}
-
 void wsgi_handle(evicorn_request *req)
 {
     struct wreq *w = calloc(1, sizeof *w);
@@ -1198,7 +1185,7 @@ void wsgi_handle(evicorn_request *req)
     asgi_api->on_disconnect(req, on_gone, w);
     evicorn_str v;
     int chunked = asgi_api->header(req, "transfer-encoding", &v) == 0;
-    long long length = asgi_api->header(req, "content-length", &v) == 0 ? parse_length(v) : -1;
+    long long length = bridge_content_length(req);
     int expect = asgi_api->header(req, "expect", &v) == 0;
     if (!chunked && length <= 0) {
         /* No body: reads see its end at once. */

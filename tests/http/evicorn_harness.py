@@ -629,3 +629,40 @@ def wait_serving(port, timeout=5.0):
         time.sleep(0.02)
     raise AssertionError("server not serving within %.1f s: %r" % (timeout, last))
 
+
+# ---- servers of the differential tests (started with start_new_session)
+
+
+def stop_group(proc, wait=10.0):
+    """SIGTERM to proc's process group by PID, wait, then SIGKILL: always."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(wait * time_scale())
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def wait_http_ready(port, proc, path, timeout=20.0, log=None):
+    """Waits until GET path on 127.0.0.1:port answers 200; fails when proc
+    exits first or the time runs out (with the tail of log, if given)."""
+    import httpx
+    deadline = time.monotonic() + timeout * time_scale()
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with httpx.Client(timeout=1.0 * time_scale()) as c:
+                if c.get("http://127.0.0.1:%d%s" % (port, path)).status_code == 200:
+                    return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    tail = ""
+    if log:
+        with open(log, errors="replace") as f:
+            tail = "\n" + f.read()[-4000:]
+    raise AssertionError("server on port %d not ready (exit %s)%s" % (port, proc.poll(), tail))
+

@@ -657,7 +657,7 @@ def test_many_concurrent_slow_requests(app_server):
 
     took, rs = asyncio.run(main())
     assert all(r.status_code == 200 for r in rs)
-    assert took < 3.0 * time_scale(), took
+    assert took < 10.0 * time_scale(), took  # one at a time would take 100 s
 
 
 def test_pipelined_and_closed_early_connections_do_not_leak(app_server):

@@ -12,7 +12,6 @@ start without when the lifespan yields a dict: both servers run the app
 with ASGI_APP_NO_YIELD_STATE=1.
 """
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,8 @@ import time
 import httpx
 import pytest
 
-from evicorn_harness import evicorn_bin, free_port, python_module_built
+from evicorn_harness import (evicorn_bin, free_port, python_module_built, stop_group,
+                             wait_http_ready)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APP_DIR = os.path.normpath(os.path.join(HERE, "..", "asgi_app"))
@@ -46,33 +46,8 @@ KEY_HEADERS = ("content-type", "content-length", "transfer-encoding", "location"
                "x-custom", "cache-control")
 
 
-def wait_port(port, proc, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError("server exited with %s" % proc.returncode)
-        try:
-            with httpx.Client(timeout=1.0) as c:
-                if c.get("http://127.0.0.1:%d/json" % port).status_code == 200:
-                    return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("server on port %d not ready" % port)
 
 
-def stop(proc):
-    """SIGTERM by PID, then SIGKILL: always."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +69,12 @@ def servers(tmp_path_factory):
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
         procs.append(uv)
-        wait_port(ev_port, ev)
-        wait_port(uv_port, uv)
+        wait_http_ready(ev_port, ev, "/json")
+        wait_http_ready(uv_port, uv, "/json")
         yield ev_port, uv_port
     finally:
         for p in procs:
-            stop(p)
+            stop_group(p)
 
 
 def slow_body():

@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,8 @@ from collections import namedtuple
 import httpx
 import pytest
 
-from evicorn_harness import evicorn_bin, free_port, python_module_built
+from evicorn_harness import (evicorn_bin, free_port, python_module_built, stop_group,
+                             wait_http_ready)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APP_DIR = os.path.normpath(os.path.join(HERE, "..", "asgi_app"))
@@ -71,33 +71,8 @@ pytestmark = [
 # ---- the two servers -----------------------------------------------------------
 
 
-def wait_ready(port, proc, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError("server exited with %s" % proc.returncode)
-        try:
-            with httpx.Client(timeout=1.0) as c:
-                if c.get("http://127.0.0.1:%d/health" % port).status_code == 200:
-                    return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("server on port %d not ready" % port)
 
 
-def stop(proc):
-    """SIGTERM to the process group by PID, then SIGKILL: always."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def file_bytes(n):
@@ -142,8 +117,8 @@ def servers(tmp_path_factory, files):
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
         procs.append(uv)
-        wait_ready(ev_port, ev)
-        wait_ready(uv_port, uv)
+        wait_http_ready(ev_port, ev, "/health")
+        wait_http_ready(uv_port, uv, "/health")
         for port in (ev_port, uv_port):
             clients.append(httpx.Client(base_url="http://127.0.0.1:%d" % port, timeout=10,
                                         follow_redirects=False))
@@ -152,7 +127,7 @@ def servers(tmp_path_factory, files):
         for c in clients:
             c.close()
         for p in procs:
-            stop(p)
+            stop_group(p)
 
 
 # ---- one request to both ----------------------------------------------------------

@@ -20,7 +20,6 @@ skipped when either is not importable.
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,8 @@ import time
 import httpx
 import pytest
 
-from evicorn_harness import evicorn_bin, free_port, python_module_built, time_scale
+from evicorn_harness import (evicorn_bin, free_port, python_module_built, stop_group,
+                             time_scale, wait_http_ready)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APP_DIR = os.path.normpath(os.path.join(HERE, "..", "wsgi_app"))
@@ -59,35 +59,8 @@ needs_flask = pytest.mark.skipif(FLASK_MISSING is not None, reason=str(FLASK_MIS
 # ---- the two servers -------------------------------------------------------------
 
 
-def stop(proc):
-    """SIGTERM to the process group by PID, then SIGKILL: always."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(10 * SCALE)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
-def wait_ready(port, proc, log, path, timeout=20.0):
-    deadline = time.monotonic() + timeout * SCALE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            with httpx.Client(timeout=1.0 * SCALE) as c:
-                if c.get("http://127.0.0.1:%d%s" % (port, path)).status_code == 200:
-                    return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    with open(log, errors="replace") as f:
-        raise AssertionError("server on port %d not ready (exit %s)\n%s"
-                             % (port, proc.poll(), f.read()[-4000:]))
 
 
 def gunicorn_quiet_flags():
@@ -130,8 +103,8 @@ class Pair:
                 + gunicorn_quiet_flags() + [self.app],
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True))
-        wait_ready(self.ev_port, self.procs[0], self.ev_log, self.ready_path)
-        wait_ready(self.gu_port, self.procs[1], self.gu_log, self.ready_path)
+        wait_http_ready(self.ev_port, self.procs[0], self.ready_path, log=self.ev_log)
+        wait_http_ready(self.gu_port, self.procs[1], self.ready_path, log=self.gu_log)
         for port in (self.ev_port, self.gu_port):
             self.clients.append(httpx.Client(base_url="http://127.0.0.1:%d" % port,
                                              timeout=20 * SCALE, follow_redirects=False))
@@ -141,7 +114,7 @@ class Pair:
         for c in self.clients:
             c.close()
         for p in self.procs:
-            stop(p)
+            stop_group(p)
 
     def log(self, which):
         with open(self.ev_log if which == "evicorn" else self.gu_log, errors="replace") as f:
