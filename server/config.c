@@ -45,6 +45,7 @@ static const struct {
 } choice_opts[] = {
     {"interface", "auto|asgi3|asgi2|wsgi"},
     {"loop", "auto|asyncio|uvloop|none|*:*"},
+    {"ws", "auto|none|websockets|websockets-sansio|wsproto"},
 };
 
 /* Switches with no --no- form. */
@@ -135,6 +136,22 @@ static const struct opt opts[] = {
      "Largest request head (request line and headers) in bytes; 431 beyond. [default: 16K]"},
     {"limit-body", OPT_SIZE, F(limit_body), 0, 0,
      "Largest request body, in bytes (K, M, G suffixes). [default: 1M]"},
+    {"ws", OPT_CHOICE, F(ws), 0, 0,
+     "auto|none: serve WebSocket routes, or treat upgrades as plain requests (websockets, "
+     "websockets-sansio and wsproto mean auto). [default: auto]"},
+    {"ws-max-size", OPT_SIZE, F(ws_max_size), 1, 0,
+     "Largest WebSocket message in bytes, after decompression; 1009 beyond. [default: 16M]"},
+    {"ws-max-queue", OPT_LONG, F(ws_max_queue), 1, 1L << 20,
+     "WebSocket messages waiting for the app per connection before reading pauses. [default: 32]"},
+    {"ws-ping-interval", OPT_SECONDS, F(ws_ping_interval), 0, 0,
+     "Ping idle WebSocket clients after this many seconds; 0 = never. [default: 20]"},
+    {"ws-ping-timeout", OPT_SECONDS, F(ws_ping_timeout), 0, 0,
+     "Close with 1011 when a ping is not answered in this many seconds; 0 = wait. [default: 20]"},
+    {"ws-per-message-deflate", OPT_BOOL, F(ws_per_message_deflate), 0, 0,
+     "Enable/disable WebSocket compression (permessage-deflate). [default: enabled]"},
+    {"timeout-websocket-drain", OPT_SECONDS, F(timeout_websocket_drain), 0, 0,
+     "WebSocket connections of a replaced or removed plugin close with 1012 after this many "
+     "seconds. [default: 60]"},
     {"header", OPT_SPECIAL, 0, 0, 0, "Add a response header NAME:VALUE; repeatable."},
     {"server-header", OPT_BOOL, F(server_header), 0, 0,
      "Enable/disable the Server header. [default: enabled]"},
@@ -495,6 +512,13 @@ static void set_defaults(struct config *cfg)
         .timeout_worker = 30,
         .timeout_startup = 10,
         .limit_body = 1 << 20,
+        .ws = "auto",
+        .ws_max_size = 16 * 1024 * 1024,
+        .ws_max_queue = 32,
+        .ws_ping_interval = 20,
+        .ws_ping_timeout = 20,
+        .ws_per_message_deflate = true,
+        .timeout_websocket_drain = 60,
         .server_header = true,
         .date_header = true,
         .root_path = "",

@@ -99,6 +99,15 @@ struct config {
     uint64_t max_head;
     uint64_t limit_body;
 
+    /* WebSocket (uvicorn's flags and defaults). */
+    const char *ws; /* auto|none (websockets|websockets-sansio|wsproto mean auto) */
+    uint64_t ws_max_size;
+    long ws_max_queue;
+    double ws_ping_interval; /* 0: no pings */
+    double ws_ping_timeout;  /* 0: pings need no answer */
+    bool ws_per_message_deflate;
+    double timeout_websocket_drain; /* for connections on a replaced plugin */
+
     /* --reload: new workers with new code when the app's files change
      * (master.c, reload_watch.h), watching reload_dirs (default: the
      * current folder) for files matching reload_includes and none of

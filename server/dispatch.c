@@ -36,6 +36,17 @@ void dispatch_request(struct request *r, void *ud)
     }
     struct route_table *t = plugins_routes(d->plugins);
     struct router_match m;
+    if (r->ws_handshake) {
+        /* A WebSocket handshake goes to WebSocket routes only; with none
+         * at its path it is refused as Starlette refuses it (403). */
+        if (router_match(t->ws_router, "GET", 3, path, plen, &m) == ROUTER_FOUND) {
+            host_dispatch(d->host, r, m.target, t, &m);
+            return;
+        }
+        request_respond(r, 403, NULL, 0, NULL, 0);
+        request_finish(r, NULL);
+        return;
+    }
     enum router_result res = router_match(t->router, method, mlen, path, plen, &m);
     if (res == ROUTER_FOUND) {
         host_dispatch(d->host, r, m.target, t, &m);

@@ -36,6 +36,7 @@ struct host *host_new(const struct host_params *p)
         .defer = p->defer,
         .site = p->site,
         .listener = p->listener,
+        .ws = p->ws,
     };
     current = h;
     return h;
@@ -130,6 +131,13 @@ static const evicorn_api api_table = {
     .background = api_background,
     .call_on_loop = api_call_on_loop,
     .config = api_config,
+    .ws_accept = api_ws_accept,
+    .ws_send = api_ws_send,
+    .ws_close = api_ws_close,
+    .ws_pause = api_ws_pause,
+    .ws_subprotocol_at = api_ws_subprotocol_at,
+    .ws_extension_at = api_ws_extension_at,
+    .ws_id = api_ws_id,
 };
 
 const evicorn_api *host_api(void)

@@ -33,6 +33,7 @@ struct pool;
 struct request;
 struct route_entry;
 struct route_table;
+struct ws_server;
 struct host;
 
 struct host_params {
@@ -44,6 +45,7 @@ struct host_params {
     struct defer_queue *defer;
     const struct plugin_site *site;
     const struct listener *listener; /* the server address plugins see */
+    struct ws_server *ws;            /* NULL with --ws none */
 };
 
 /* Loop thread. NULL on out of memory. */

@@ -62,7 +62,7 @@ static void background_done(struct pool_job *job)
     free(b);
 }
 
-static void call_maybe_finish(struct call *c)
+void call_maybe_finish(struct call *c)
 {
     if (c->finished || !c->returned || c->ops || c->holds > 0)
         return;
@@ -93,8 +93,7 @@ static void call_maybe_finish(struct call *c)
     free(c);
 }
 
-/* The door for request-bound plugin code on the loop thread. */
-static void call_run(struct call *c, void (*fn)(void *), void *arg)
+void call_run(struct call *c, void (*fn)(void *), void *arg)
 {
     c->holds++;
     plugin_run(c->host->site, &c->re->watch, 0, fn, arg);
@@ -320,10 +319,8 @@ static void schedule_disconnect_callback(struct call *c)
 /* The client left: every pending operation ends now with ECANCELED
  * (offloaded work cannot be interrupted: it reports ECANCELED when done),
  * and the plugin's disconnect callback runs. */
-static void call_disconnected(struct request *r, void *ud)
+void call_cancel(struct call *c)
 {
-    (void)r;
-    struct call *c = ud;
     c->cancelled = true;
     c->holds++; /* the call must outlive this loop even if every op ends */
     struct op *o = c->ops;
@@ -344,6 +341,23 @@ static void call_disconnected(struct request *r, void *ud)
     }
     c->holds--;
     call_maybe_finish(c);
+}
+
+static void call_disconnected(struct request *r, void *ud)
+{
+    (void)r;
+    call_cancel(ud);
+}
+
+void call_writable(struct call *c, int status)
+{
+    struct op *o = c->ops;
+    while (o) {
+        struct op *next = o->next;
+        if (o->kind == OP_WRITABLE)
+            op_complete(o, status);
+        o = next;
+    }
 }
 
 /* ---- the API: body ---- */
@@ -453,6 +467,8 @@ int api_send(evicorn_request *req, const void *data, size_t len, int more)
 
 static int do_writable(struct xcall *x)
 {
+    if (x->c->ws)
+        return host_ws_writable(x->c) ? 1 : 0;
     return request_writable(x->c->r) ? 1 : 0;
 }
 
@@ -473,13 +489,18 @@ int api_on_writable(evicorn_request *req, evicorn_event_fn fn, void *ud)
     if (!o)
         return EVICORN_ENOMEM;
     o->event_fn = fn;
+    if (c->ws) {
+        /* The session's writable event completes it (call_writable). */
+        host_ws_want_writable(c);
+        return 0;
+    }
     request_on_drain(c->r, writable_again, o);
     return 0;
 }
 
 static int do_disconnected(struct xcall *x)
 {
-    return request_disconnected(x->c->r) ? 1 : 0;
+    return x->c->cancelled || request_disconnected(x->c->r) ? 1 : 0;
 }
 
 int api_disconnected(evicorn_request *req)
@@ -694,6 +715,8 @@ static void sync_done(struct pool_job *job)
 {
     struct call *c = container_of(job, struct call, sync_job);
     c->returned = true;
+    if (c->ws)
+        host_ws_handler_returned(c);
     call_maybe_finish(c);
 }
 

@@ -22,11 +22,16 @@ struct host {
     struct defer_queue *defer;
     const struct plugin_site *site;
     const struct listener *listener;
-    long pending_jobs; /* offloads and background tasks not yet done */
+    long pending_jobs;    /* offloads and background tasks not yet done */
+    struct ws_server *ws; /* NULL: WebSockets are not served (--ws none) */
+    struct ws_session *ws_sessions;
+    uint64_t ws_next_id;
+    ev_timer ws_drain_timer;
 };
 
 struct op;
 struct background;
+struct ws_session;
 
 struct call {
     struct host *host;
@@ -47,6 +52,8 @@ struct call {
     void *disconnect_ud;
     struct defer disconnect_defer;
     struct pool_job sync_job;
+    struct ws_session *ws; /* once a WebSocket handshake was accepted */
+    struct defer ws_writable_defer;
 };
 
 static inline struct call *call_of(evicorn_request *req)
@@ -141,6 +148,35 @@ int api_hold(evicorn_request *req);
 void api_release(evicorn_request *req);
 int api_background(evicorn_request *req, evicorn_work_fn fn, void *ud);
 int api_call_on_loop(evicorn_request *req, evicorn_event_fn fn, void *ud);
+
+/* The door for request-bound plugin code on the loop thread: keeps the
+ * call open while fn runs, under the watchdog. */
+void call_run(struct call *c, void (*fn)(void *), void *arg);
+/* Finishes the call if nothing keeps it open any more. */
+void call_maybe_finish(struct call *c);
+/* The client is gone: pending operations end with ECANCELED and the
+ * plugin's disconnect callback runs. */
+void call_cancel(struct call *c);
+/* Room to write again (status 0) or never (ECANCELED): on_writable
+ * continuations run. */
+void call_writable(struct call *c, int status);
+
+/* ---- host_ws.c ---- */
+
+int api_ws_accept(evicorn_request *req, const evicorn_ws_accept_options *opts);
+int api_ws_send(evicorn_request *req, int binary, const void *data, size_t len);
+int api_ws_close(evicorn_request *req, int code, const char *reason, size_t len);
+int api_ws_pause(evicorn_request *req, int paused);
+int api_ws_subprotocol_at(evicorn_request *req, size_t i, evicorn_str *out);
+int api_ws_extension_at(evicorn_request *req, size_t i, evicorn_str *out);
+uint64_t api_ws_id(evicorn_request *req);
+/* For a call with a session: whether more may be sent now. */
+bool host_ws_writable(const struct call *c);
+/* An on_writable continuation waits: call_writable runs on the next
+ * writable event, or soon when there is room already. */
+void host_ws_want_writable(struct call *c);
+/* A sync handler that accepted has returned: its events may start. */
+void host_ws_handler_returned(struct call *c);
 
 /* ---- host.c ---- */
 

@@ -13,6 +13,7 @@
 #include "container.h"
 #include "http.h"
 #include "log.h"
+#include "ws_handshake.h"
 
 /* Requests parsed ahead of their responses on one connection; beyond this
  * the connection stops reading until responses go out. */
@@ -35,7 +36,11 @@ struct h1_conn {
     unsigned served;
     bool no_more_requests; /* a response closes the connection: parse nothing more */
     bool need_linger;      /* the client may still be sending when we close */
-    ev_tstamp head_start;  /* when the head being read began */
+    /* A WebSocket handshake was read: what follows it is not HTTP, so
+     * nothing more is parsed; it is held for the protocol that takes over
+     * after a 101 (or dropped with the connection after a refusal). */
+    bool upgrading;
+    ev_tstamp head_start; /* when the head being read began */
     ev_tstamp body_progress;
 };
 
@@ -47,6 +52,10 @@ struct h1_stream {
     struct conn_slot slot;
     bool keep_alive;
     bool sent_continue;
+    /* Accepted WebSocket handshake: who takes the connection once the 101
+     * has left in order. */
+    void (*attach)(void *ud, struct conn *c);
+    void *attach_ud;
     enum framing framing;
     uint64_t remaining; /* FRAME_LENGTH: body bytes still owed */
 };
@@ -92,6 +101,34 @@ static struct h1_stream *stream_new(struct h1_conn *hc)
 
 /* ---- responses leaving in order ---- */
 
+static void h1_free(struct h1_conn *hc)
+{
+    h1_parser_free(hc->parser);
+    free(hc);
+}
+
+/* The accepted handshake's 101 is at the front: the connection goes to the
+ * protocol that takes over (which attaches with conn_set_proto), and this
+ * one ends. Bytes the client sent after the handshake stay held by the
+ * connection for the new protocol. Never called while parsing: a
+ * handshake is answered by its handler, after the parse that read it. */
+static void upgrade_now(struct h1_conn *hc, struct h1_stream *f)
+{
+    struct conn *c = hc->conn;
+    void (*attach)(void *, struct conn *) = f->attach;
+    void *ud = f->attach_ud;
+    f->attach = NULL;
+    int rc = conn_slot_pop(c);
+    request_detach(&f->req);
+    request_release(&f->req); /* the connection's reference */
+    h1_free(hc);
+    c->proto = NULL;
+    c->proto_state = NULL;
+    attach(ud, rc < 0 ? NULL : c);
+    if (rc < 0 || !c->proto)
+        conn_abort(c);
+}
+
 /* Hands finished responses at the front back to request.c, moving the next
  * request's held output to the connection. */
 static void responses_done(struct h1_conn *hc)
@@ -110,6 +147,10 @@ static void responses_done(struct h1_conn *hc)
                 request_discard_body(&f->req);
                 break;
             }
+        }
+        if (f->attach) {
+            upgrade_now(hc, f);
+            return;
         }
         bool keep = f->keep_alive;
         if (!keep) {
@@ -142,6 +183,8 @@ static void responses_done(struct h1_conn *hc)
 static bool may_parse(const struct h1_conn *hc)
 {
     const struct h1_stream *r = hc->reading;
+    if (hc->upgrading && !r)
+        return false;
     /* The request being read gets its body even after the connection
      * stopped taking new requests (graceful shutdown). */
     if (hc->no_more_requests && !r)
@@ -223,6 +266,45 @@ static struct h1_head *on_begin(void *ud)
     return &s->req.head;
 }
 
+/* An upgrade to WebSocket (RFC 6455 4.2.1): a valid handshake is marked
+ * for the router and ends HTTP on this connection; an invalid one is
+ * answered here. 0, or -1 after answering. */
+static int websocket_head(struct h1_conn *hc, struct h1_stream *s)
+{
+    struct request *r = &s->req;
+    const char *why = NULL, *key = NULL;
+    size_t key_len = 0;
+    enum ws_check check = ws_handshake_check(&r->head, &why, &key, &key_len);
+    if (check == WS_CHECK_NOT_WEBSOCKET)
+        return 0;
+    s->keep_alive = false;
+    hc->upgrading = true;
+    if (check == WS_CHECK_OK) {
+        r->ws_handshake = true;
+        r->ws_key = key;
+        r->ws_key_len = key_len;
+        return 0;
+    }
+    request_discard_body(r);
+    hc->need_linger = true;
+    if (check == WS_CHECK_BAD_REQUEST) {
+        request_respond_error(r, 400, why);
+        return -1;
+    }
+    struct http_header h[2] = {{"content-type", 12, "application/json", 16}};
+    if (check == WS_CHECK_NO_UPGRADE)
+        h[1] = (struct http_header){"upgrade", 7, "websocket", 9};
+    else
+        h[1] = (struct http_header){"sec-websocket-version", 21, "13", 2};
+    struct buf body = {0};
+    if (http_json_detail(&body, why) == 0)
+        request_respond(r, 426, h, 2, buf_start(&body), buf_size(&body));
+    else
+        request_respond_error(r, 503, NULL);
+    buf_free(&body);
+    return -1;
+}
+
 static int on_head(void *ud, struct h1_head *head)
 {
     struct h1_conn *hc = ud;
@@ -235,6 +317,8 @@ static int on_head(void *ud, struct h1_head *head)
         return -1;
     }
     s->keep_alive = head->keep_alive && !c->ctx->draining;
+    if (hc->srv->websocket && websocket_head(hc, s) < 0)
+        return 0; /* refused with a 4xx */
     if (head->has_content_length && head->content_length > cfg->limit_body) {
         h1_parser_fail(hc->parser, 413, "Request body too large");
         return -1;
@@ -295,6 +379,8 @@ static const struct h1_callbacks parser_callbacks = {on_begin, on_head, on_body,
 static enum conn_input h1_input(const struct conn *c)
 {
     const struct h1_conn *hc = h1_of(c);
+    if (hc->upgrading && !hc->reading)
+        return CONN_INPUT_PAUSED;
     if (hc->no_more_requests && !hc->reading)
         return CONN_INPUT_CLOSED;
     /* A full pipeline still reads once, so a client that leaves is
@@ -387,8 +473,7 @@ static void h1_closed(struct conn *c, enum conn_end why)
         request_detach(&f->req);
         request_release(&f->req); /* the connection's reference */
     }
-    h1_parser_free(hc->parser);
-    free(hc);
+    h1_free(hc);
 }
 
 static const struct conn_proto h1_conn_proto = {
@@ -511,6 +596,43 @@ static int h1_start(struct request *r, int status, const struct http_header *hea
     return 0;
 }
 
+static int h1_upgrade(struct request *r, const struct http_header *headers, size_t n,
+                      void (*attach)(void *ud, struct conn *c), void *ud)
+{
+    struct h1_stream *s = stream_of(r);
+    struct h1_conn *hc = s->hc;
+    struct h1_server *srv = hc->srv;
+    const struct config *cfg = srv->cfg;
+    struct conn *c = hc->conn;
+    size_t need = 128 + srv->default_headers_len;
+    for (size_t i = 0; i < n; i++)
+        need += headers[i].name_len + headers[i].value_len + 4;
+    struct buf *out = conn_slot_output(c, &s->slot);
+    char *start = buf_reserve(out, need);
+    if (!start)
+        return -ENOMEM;
+    char *p = PUT_LIT(start, "HTTP/1.1 101 Switching Protocols\r\n");
+    if (cfg->server_header)
+        p = PUT_LIT(p, "server: evicorn\r\n");
+    if (cfg->date_header) {
+        p = PUT_LIT(p, "date: ");
+        p = put(p, http_date((time_t)ev_now(c->ctx->loop)), 29);
+        p = PUT_LIT(p, "\r\n");
+    }
+    p = put(p, srv->default_headers, srv->default_headers_len);
+    for (size_t i = 0; i < n; i++) {
+        p = put(p, headers[i].name, headers[i].name_len);
+        p = PUT_LIT(p, ": ");
+        p = put(p, headers[i].value, headers[i].value_len);
+        p = PUT_LIT(p, "\r\n");
+    }
+    p = PUT_LIT(p, "\r\n");
+    out->len += (size_t)(p - start);
+    s->attach = attach;
+    s->attach_ud = ud;
+    return 0;
+}
+
 static int h1_send(struct request *r, const void *data, size_t len, bool more)
 {
     struct h1_stream *s = stream_of(r);
@@ -606,6 +728,8 @@ static void h1_reset(struct request *r)
     s->hc = NULL;
     conn_slot_reset(&s->slot);
     s->keep_alive = s->sent_continue = false;
+    s->attach = NULL;
+    s->attach_ud = NULL;
     s->framing = FRAME_NONE;
     s->remaining = 0;
 }
@@ -623,6 +747,7 @@ static const struct request_io h1_request_io = {
     .send = h1_send,
     .writable = h1_writable_now,
     .body_wanted = h1_body_wanted,
+    .upgrade = h1_upgrade,
     .body_taken = h1_body_taken,
     .done = h1_done,
     .abandon = h1_abandon,
@@ -667,6 +792,7 @@ int h1_server_init(struct h1_server *s, const struct config *cfg, struct request
         .cfg = cfg,
         .requests = requests,
         .limits = {.max_head = head, .max_line = head / 2, .max_headers = 128},
+        .websocket = strcmp(cfg->ws, "none") != 0,
     };
     request_pool_init(&s->pool, &h1_request_io);
     return build_default_headers(s);

@@ -8,7 +8,9 @@
  * the connection's slots), keep-alive and Connection: close, Expect:
  * 100-continue, the deadlines for a head, a body and an idle connection,
  * error answers for bad input, and the framing of responses
- * (Content-Length, chunked, close-delimited).
+ * (Content-Length, chunked, close-delimited), and the opening handshake
+ * of a WebSocket (an invalid one answered 400/426; a valid one marked for
+ * the router, and the connection handed over after its 101).
  *
  * It is the connection's protocol (struct conn_proto) and each request's
  * io (struct request_io); it calls down into conn.h and request.h, and up
@@ -32,6 +34,7 @@ struct h1_server {
     struct h1_limits limits;
     char *default_headers; /* "x-a: b\r\n" lines from --header */
     size_t default_headers_len;
+    bool websocket; /* --ws auto: upgrades to WebSocket are handshakes */
 };
 
 /* Returns 0, or -1 on out of memory. */

@@ -53,6 +53,7 @@ void route_table_release(struct route_table *t)
 {
     if (t && --t->refs == 0) {
         router_free(t->router);
+        router_free(t->ws_router);
         free(t);
     }
 }
@@ -63,7 +64,9 @@ static struct route_table *build_table(const struct plugins *P, const struct gen
                                        struct generation *add, char *err, size_t errlen)
 {
     struct route_table *t = calloc(1, sizeof *t);
-    if (!t || !(t->router = router_new())) {
+    if (!t || !(t->router = router_new()) || !(t->ws_router = router_new())) {
+        if (t)
+            router_free(t->router);
         free(t);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -77,7 +80,8 @@ static struct route_table *build_table(const struct plugins *P, const struct gen
             for (size_t i = 0; i < cur->nroutes; i++) {
                 struct route_entry *re = &cur->routes[i];
                 char why[512];
-                if (router_add(t->router, re->method, re->path, re, why, sizeof why) < 0) {
+                struct router *rt = re->websocket ? t->ws_router : t->router;
+                if (router_add(rt, re->method, re->path, re, why, sizeof why) < 0) {
                     snprintf(err, errlen, "%s", why);
                     route_table_release(t);
                     return NULL;
@@ -107,6 +111,13 @@ const char *generation_name(const struct generation *g)
 void *generation_state(const struct generation *g)
 {
     return g->state;
+}
+
+bool generation_retired(const struct generation *g, double *since)
+{
+    if (g->retired && since)
+        *since = g->retired_at;
+    return g->retired;
 }
 
 void generation_retain(struct generation *g)
@@ -276,7 +287,9 @@ static int copy_routes(struct generation *g, char *why, size_t whylen)
             snprintf(why, whylen, "route %u (%s) has an invalid path", i, r.method);
             return -1;
         }
-        if (r.kind != EVICORN_ASYNC && r.kind != EVICORN_SYNC) {
+        bool websocket = (r.kind & EVICORN_WEBSOCKET) != 0;
+        uint32_t kind = r.kind & ~EVICORN_WEBSOCKET;
+        if (kind != EVICORN_ASYNC && kind != EVICORN_SYNC) {
             snprintf(why, whylen, "route %s %s has an unknown kind %u", r.method, r.path, r.kind);
             return -1;
         }
@@ -284,12 +297,17 @@ static int copy_routes(struct generation *g, char *why, size_t whylen)
             snprintf(why, whylen, "route %s %s has no handler", r.method, r.path);
             return -1;
         }
+        if (websocket && strcmp(r.method, "GET") != 0 && strcmp(r.method, "*") != 0) {
+            snprintf(why, whylen, "WebSocket route %s %s must use method GET", r.method, r.path);
+            return -1;
+        }
         struct route_entry *re = &g->routes[g->nroutes];
         re->gen = g;
-        re->kind = r.kind;
+        re->kind = kind;
+        re->websocket = websocket;
         re->handler = r.handler;
         re->data = r.data;
-        re->method = strdup(r.method);
+        re->method = strdup(websocket ? "GET" : r.method);
         re->path = strdup(r.path);
         size_t ll = strlen(r.method) + strlen(r.path) + strlen(g->file) + 16;
         re->label = malloc(ll);
@@ -298,28 +316,32 @@ static int copy_routes(struct generation *g, char *why, size_t whylen)
             snprintf(why, whylen, "out of memory");
             return -1;
         }
-        snprintf(re->label, ll, "%s %s (%s)", r.method, r.path, g->file);
+        snprintf(re->label, ll, "%s %s (%s)", websocket ? "WEBSOCKET" : r.method, r.path, g->file);
         re->watch =
             (struct watch_task){.kind = WATCH_CALLBACK, .role = "async handler", .name = re->label};
     }
     /* Each pattern alone first, so a bad pattern is reported as such and
      * not as a conflict. */
-    struct router *solo = router_new();
-    if (!solo) {
+    struct router *solo = router_new(), *ws_solo = router_new();
+    if (!solo || !ws_solo) {
+        router_free(solo);
+        router_free(ws_solo);
         snprintf(why, whylen, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < g->nroutes; i++) {
+    int rc = 0;
+    for (size_t i = 0; i < g->nroutes && rc == 0; i++) {
         char err[512];
-        if (router_add(solo, g->routes[i].method, g->routes[i].path, &g->routes[i], err,
-                       sizeof err) < 0) {
+        struct route_entry *re = &g->routes[i];
+        if (router_add(re->websocket ? ws_solo : solo, re->method, re->path, re, err, sizeof err) <
+            0) {
             snprintf(why, whylen, "%s", err);
-            router_free(solo);
-            return -1;
+            rc = -1;
         }
     }
     router_free(solo);
-    return 0;
+    router_free(ws_solo);
+    return rc;
 }
 
 static void log_refusal(const char *path, const char *why)

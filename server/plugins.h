@@ -34,8 +34,9 @@ struct route_entry {
     struct generation *gen;
     char *method;
     char *path;
-    char *label; /* "GET /items/{id} (hello.so)" for logs */
-    uint32_t kind;
+    char *label;    /* "GET /items/{id} (hello.so)" for logs */
+    uint32_t kind;  /* EVICORN_ASYNC or EVICORN_SYNC */
+    bool websocket; /* serves WebSocket handshakes (in route_table.ws_router) */
     evicorn_handler_fn handler;
     void *data;
     struct watch_task watch; /* what the watchdog names while it runs */
@@ -45,6 +46,7 @@ struct route_entry {
  * matched through it; freed when the last one releases it. */
 struct route_table {
     struct router *router;
+    struct router *ws_router; /* WebSocket routes, matched for handshakes only */
     unsigned refs;
 };
 
@@ -64,6 +66,9 @@ void route_table_retain(struct route_table *t);
 void route_table_release(struct route_table *t);
 
 void generation_retain(struct generation *g);
+/* Whether g was replaced or removed (it serves what it has until it
+ * drains), and since when (ev_now time). */
+bool generation_retired(const struct generation *g, double *since);
 void generation_release(struct generation *g);
 void *generation_state(const struct generation *g);
 const char *generation_name(const struct generation *g);

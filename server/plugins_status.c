@@ -30,6 +30,7 @@ static int status_generation(struct buf *b, const struct generation *g, bool *fi
             json_append_string(b, re->method) < 0 || buf_append_str(b, ",\"path\":") < 0 ||
             json_append_string(b, re->path) < 0 || buf_append_str(b, ",\"kind\":") < 0 ||
             json_append_string(b, re->kind == EVICORN_SYNC ? "sync" : "async") < 0 ||
+            (re->websocket && buf_append_str(b, ",\"websocket\":true") < 0) ||
             buf_append(b, "}", 1) < 0)
             return -1;
     }

@@ -420,6 +420,27 @@ int request_send(struct request *r, const void *data, size_t len, bool more)
     return 0;
 }
 
+int request_upgrade(struct request *r, const struct http_header *headers, size_t n,
+                    void (*attach)(void *ud, struct conn *c), void *ud)
+{
+    if (!r->ws_handshake || !r->io->upgrade)
+        return -EPERM;
+    if (r->resp != RESP_NONE)
+        return -EALREADY;
+    if (!r->attached)
+        return -EPIPE;
+    for (size_t i = 0; i < n; i++)
+        if (!http_is_token(headers[i].name, headers[i].name_len) ||
+            !http_field_value_valid(headers[i].value, headers[i].value_len))
+            return -EINVAL;
+    int rc = r->io->upgrade(r, headers, n, attach, ud);
+    if (rc < 0)
+        return rc;
+    r->status = 101;
+    request_complete(r);
+    return 0;
+}
+
 int request_respond(struct request *r, int status, const struct http_header *headers, size_t n,
                     const void *body, size_t len)
 {

@@ -37,6 +37,7 @@
 #include "http1.h"
 
 struct config;
+struct conn;
 struct request;
 
 /* Body continuation: data is valid only during the call. err is 0, -EPIPE
@@ -66,6 +67,12 @@ struct request_io {
     bool (*writable)(const struct request *r);
     /* The handler asked for the body (HTTP/1.1 answers 100-continue). */
     void (*body_wanted)(struct request *r);
+    /* The handler accepted a WebSocket handshake: frames and queues the
+     * 101 head (headers checked) and, once it has left in order, hands
+     * the connection to attach (see request_upgrade). NULL when the
+     * protocol cannot upgrade. */
+    int (*upgrade)(struct request *r, const struct http_header *headers, size_t n,
+                   void (*attach)(void *ud, struct conn *c), void *ud);
     /* The handler took body bytes: reading may resume. */
     void (*body_taken)(struct request *r);
     /* The response is complete. */
@@ -120,6 +127,11 @@ struct request {
     struct addr client; /* the peer, or what a trusted proxy says */
     const char *scheme;
     bool is_head;
+    /* A valid WebSocket opening handshake (set by the protocol with the
+     * head, when WebSockets are served): the key points into head.store. */
+    bool ws_handshake;
+    const char *ws_key;
+    size_t ws_key_len;
 
     bool dispatched;
     bool disconnected;
@@ -204,6 +216,15 @@ int request_send(struct request *r, const void *data, size_t len, bool more);
 /* Start and whole body in one call, with Content-Length. */
 int request_respond(struct request *r, int status, const struct http_header *headers, size_t n,
                     const void *body, size_t len);
+/* Accepts a WebSocket handshake: answers 101 with the headers (the
+ * handshake's own and the handler's, checked like start's) and completes
+ * the response. attach(ud, c) runs once, on the loop thread, when the 101
+ * is the connection's next output: c is then the caller's, to switch to
+ * its protocol with conn_set_proto, and NULL when the client left first.
+ * -EPERM for a request that is not a handshake, -EALREADY after a
+ * response. */
+int request_upgrade(struct request *r, const struct http_header *headers, size_t n,
+                    void (*attach)(void *ud, struct conn *c), void *ud);
 /* FastAPI's error shape: {"detail": "..."} as JSON (500 and 503 as plain
  * text, like Starlette and uvicorn). */
 int request_respond_error(struct request *r, int status, const char *detail);

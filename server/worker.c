@@ -86,6 +86,7 @@ int worker_core_init(struct worker *w, struct ev_loop *loop, const struct config
         .served = on_served,
         .served_ud = w,
     };
+    ws_server_init(&w->ws, cfg);
     if (!w->conns.scratch || h1_server_init(&w->http1, cfg, &w->requests) < 0) {
         worker_core_free(w);
         return -1;
@@ -308,6 +309,7 @@ static int worker_start_services(struct worker *w)
         .defer = &w->defer,
         .site = &w->site,
         .listener = &w->listeners[0],
+        .ws = w->http1.websocket ? &w->ws : NULL,
     };
     w->host = host_new(&hp);
     if (!w->host) {

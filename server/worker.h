@@ -29,6 +29,7 @@
 #include "defer.h"
 #include "dispatch.h"
 #include "http1_proto.h"
+#include "ws_proto.h"
 #include "listener.h"
 #include "plugin_run.h"
 #include "request.h"
@@ -69,8 +70,9 @@ struct worker {
     struct conn_ctx conns;
     struct request_ctx requests;
     struct h1_server http1;
-    long served;       /* responses completed */
-    long max_requests; /* --limit-max-requests plus this worker's jitter; 0: none */
+    struct ws_server ws; /* WebSocket connections after a 101 */
+    long served;         /* responses completed */
+    long max_requests;   /* --limit-max-requests plus this worker's jitter; 0: none */
 
     struct mailbox *mailbox;
     struct pool *pool;

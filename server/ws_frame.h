@@ -71,6 +71,9 @@ size_t ws_frame_head_write(uint8_t *out, bool fin, uint8_t rsv, uint8_t opcode, 
 /* Whether a close code may be sent or received: 1000-1003, 1007-1014
  * (IANA's registry), 3000-4999 (libraries and applications). Never 1004,
  * 1005, 1006, 1015, 1016-2999, or anything outside 1000-4999. */
+/* The longest close reason: a control frame's 125 bytes less the code. */
+#define WS_CLOSE_REASON_MAX 123
+
 bool ws_close_code_valid(unsigned code);
 
 /* A received close frame's payload: 0 with *code and its reason (code 1005

@@ -20,7 +20,8 @@
  *  - Requests and everything else are opaque handles. No layout of libev,
  *    http-parser or libc appears here, so the server may change them.
  *
- * The request model is ASGI's HTTP scope: read the scope, receive the body
+ * The request model is ASGI's HTTP scope (and, from 1.2, its WebSocket
+ * scope: see ws_accept): read the scope, receive the body
  * (whole, or in chunks with more_body), answer with a start and body chunks
  * (or one respond call), and hear of a disconnect.
  *
@@ -58,7 +59,7 @@ extern "C" {
 #endif
 
 #define EVICORN_ABI_MAJOR 1
-#define EVICORN_ABI_MINOR 1
+#define EVICORN_ABI_MINOR 2
 
 /* The one symbol a plugin exports. */
 #define EVICORN_PLUGIN_ENTRY "evicorn_plugin_entry"
@@ -119,6 +120,18 @@ typedef void (*evicorn_work_fn)(void *ud);
 /* The result of an outbound HTTP request; see evicorn_fetch_result. */
 typedef struct evicorn_fetch_result evicorn_fetch_result;
 typedef void (*evicorn_fetch_fn)(evicorn_request *req, void *ud, const evicorn_fetch_result *res);
+/* A whole WebSocket message (reassembled from its fragments, inflated when
+ * compressed; text is valid UTF-8). data is valid only during the call. */
+typedef void (*evicorn_ws_message_fn)(evicorn_request *ws, void *ud, int binary, const char *data,
+                                      size_t len);
+/* The WebSocket connection ended; the last event of a connection. code:
+ * the peer's close code (1005 when its close frame had none), the code the
+ * server closed with when the peer did not answer (1001 shutdown, 1002
+ * protocol error, 1007 bad UTF-8, 1009 too big, 1011 no pong, 1012 plugin
+ * replaced), or 1006 when the connection was lost without a close frame.
+ * reason is valid only during the call. */
+typedef void (*evicorn_ws_close_fn)(evicorn_request *ws, void *ud, int code, const char *reason,
+                                    size_t len);
 
 /* ---- outbound HTTP ---- */
 
@@ -146,6 +159,34 @@ struct evicorn_fetch_result {
     const char *body;
     size_t body_len;
 };
+
+/* ---- WebSocket (1.2) ---- */
+
+/* What ws_accept answers the opening handshake with, and who hears the
+ * connection's events. */
+typedef struct evicorn_ws_accept_options {
+    uint32_t size;                 /* sizeof(evicorn_ws_accept_options) */
+    const char *subprotocol;       /* one of those offered (ws_subprotocol_at), or NULL */
+    const evicorn_header *headers; /* extra response headers (not Upgrade, Connection or
+                                      Sec-WebSocket-*: those are the host's) */
+    size_t nheaders;
+    evicorn_ws_message_fn on_message; /* may be NULL: messages are dropped */
+    evicorn_ws_close_fn on_close;     /* may be NULL */
+    void *ud;                         /* passed to both */
+} evicorn_ws_accept_options;
+
+/* Close codes (RFC 6455 7.4.1). */
+#define EVICORN_WS_NORMAL          1000
+#define EVICORN_WS_GOING_AWAY      1001
+#define EVICORN_WS_PROTOCOL_ERROR  1002
+#define EVICORN_WS_UNSUPPORTED     1003
+#define EVICORN_WS_NO_STATUS       1005 /* received only: a close frame without a code */
+#define EVICORN_WS_ABNORMAL        1006 /* received only: lost without a close frame */
+#define EVICORN_WS_INVALID_DATA    1007
+#define EVICORN_WS_POLICY          1008
+#define EVICORN_WS_TOO_BIG         1009
+#define EVICORN_WS_INTERNAL_ERROR  1011
+#define EVICORN_WS_SERVICE_RESTART 1012
 
 /* ---- the host's function table ---- */
 
@@ -252,6 +293,73 @@ typedef struct evicorn_api {
      * as long as the server. Unknown names give NULL, so a plugin asks for
      * newer ones safely. */
     const char *(*config)(const char *name);
+
+    /* ---- added in 1.2: WebSocket ----
+     *
+     * A route whose kind has EVICORN_WEBSOCKET gets the opening handshake
+     * of a WebSocket connection (RFC 6455) at its path, as a request with
+     * the usual scope (method GET, path, query, headers, params, state).
+     * Its handler either accepts with ws_accept, or rejects by answering
+     * an ordinary HTTP response with respond or start/send (ASGI's
+     * websocket.http.response); the connection closes after a rejection.
+     * A handler that finishes without doing either, or calls ws_close
+     * before accepting, is answered 403, as uvicorn answers an ASGI app
+     * that closes before accepting.
+     *
+     * Once accepted, the same handle stands for the connection until its
+     * close event has run: the scope stays readable, and the request
+     * stays open without a hold. Whole messages arrive through on_message;
+     * the plugin sends with ws_send and closes with ws_close; on_close is
+     * the last event (the peer closed, the server closed, or the
+     * connection was lost). Pings, pongs, keepalive (--ws-ping-interval),
+     * fragmentation, compression (permessage-deflate) and the size limit
+     * (--ws-max-size) are the host's.
+     *
+     * Threads, by the route's kind:
+     *  - EVICORN_ASYNC: the events run on the loop thread and must not
+     *    block; ws_send queues and never blocks (use writable/on_writable
+     *    for backpressure, as for HTTP bodies); ws_pause stops delivering
+     *    messages (reading from the socket pauses) until unpaused.
+     *  - EVICORN_SYNC: the handler runs on the thread pool; so does every
+     *    event, one at a time per connection, in the order received, and
+     *    each may block. Messages that arrive meanwhile wait (at most
+     *    --ws-max-queue of them, then reading pauses). From the pool,
+     *    ws_send blocks while the client is slow to read.
+     * ws_send and ws_close may be called from any thread while the
+     * connection is open (a plugin thread too); they return EVICORN_EPIPE
+     * once it has closed, or a close was sent.
+     *
+     * Hot reload: a connection keeps the plugin version it was accepted
+     * on. When that version is replaced or removed, its connections go on
+     * until --timeout-websocket-drain, then are closed with 1012; graceful
+     * shutdown closes them with 1001. */
+
+    /* Accepts the handshake: the host answers 101 with the subprotocol,
+     * negotiates permessage-deflate and adds the headers. EVICORN_EINVAL
+     * for a subprotocol that was not offered or a bad header; EVICORN_EPERM
+     * when req is not a WebSocket handshake; EVICORN_EALREADY after a
+     * response or an accept. */
+    int (*ws_accept)(evicorn_request *req, const evicorn_ws_accept_options *opts);
+    /* One whole message, text (valid UTF-8, else EVICORN_EINVAL) or
+     * binary; the host frames (and compresses) it. */
+    int (*ws_send)(evicorn_request *req, int binary, const void *data, size_t len);
+    /* Starts the closing handshake with code (1000, 1003, 1007-1014 or
+     * 3000-4999; else EVICORN_EINVAL) and a UTF-8 reason (cut to 123
+     * bytes). on_close runs once the peer answers (or 5 s pass). Before
+     * accepting: rejects the handshake with 403. */
+    int (*ws_close)(evicorn_request *req, int code, const char *reason, size_t len);
+    /* Async routes: paused != 0 stops message delivery (and reading)
+     * until called with 0. Loop thread only. */
+    int (*ws_pause)(evicorn_request *req, int paused);
+    /* The subprotocols the client offered (Sec-WebSocket-Protocol), in
+     * order: 0, or EVICORN_ENOENT past the last. */
+    int (*ws_subprotocol_at)(evicorn_request *req, size_t i, evicorn_str *out);
+    /* The extensions the client offered (Sec-WebSocket-Extensions), one
+     * per item with its parameters, e.g. "permessage-deflate;
+     * client_max_window_bits". */
+    int (*ws_extension_at)(evicorn_request *req, size_t i, evicorn_str *out);
+    /* A number naming the connection, unique in this worker. */
+    uint64_t (*ws_id)(evicorn_request *req);
 } evicorn_api;
 
 /* True when the host's table has function `fn` (added in some minor). */
@@ -274,6 +382,10 @@ enum evicorn_handler_kind {
     EVICORN_ASYNC = 1, /* runs on the event loop; must not block */
     EVICORN_SYNC = 2,  /* runs on the thread pool; may block */
 };
+
+/* OR'ed into a route's kind (1.2): the route serves WebSocket handshakes
+ * at its path (method "GET"); see ws_accept. */
+#define EVICORN_WEBSOCKET 0x100u
 
 typedef void (*evicorn_handler_fn)(evicorn_request *req, void *route_data);
 

@@ -12,7 +12,9 @@
  *   - path and query parameters converted as FastAPI (pydantic 1) does,
  *     and 422 responses shaped exactly like FastAPI 0.92's;
  *   - JSON request bodies (jansson values);
- *   - an outbound HTTP helper.
+ *   - an outbound HTTP helper;
+ *   - WebSocket routes: accept, send text/binary/JSON, close, and groups
+ *     of connections to broadcast to.
  *
  * A complete plugin:
  *
@@ -653,6 +655,58 @@ int evicorn_fetch_respond_error(evicorn_request *req, const evicorn_fetch_result
 /* The first response header named `name` (lower-case), or an empty string
  * (ptr NULL) when absent. */
 evicorn_str evicorn_fetch_header(const evicorn_fetch_result *res, const char *name);
+
+/* ======================================================================
+ * WebSocket (ABI 1.2)
+ * ====================================================================== */
+
+/* WebSocket routes: the handler gets the opening handshake and accepts it
+ * with evicorn_ws_accept (or rejects it with any HTTP response). The
+ * plain form is async: every event runs on the loop and must not block;
+ * _SYNC routes run the handler and each event on the thread pool, one at
+ * a time per connection. A plugin with such routes needs a 1.2 host:
+ * define EVICORN_PLUGIN_MIN_ABI_MINOR 2 before including this header. */
+#define EVICORN_WS(path, handler)                                                                  \
+    EVICORN_ROUTE("GET", path, EVICORN_ASYNC | EVICORN_WEBSOCKET, handler)
+#define EVICORN_WS_SYNC(path, handler)                                                             \
+    EVICORN_ROUTE("GET", path, EVICORN_SYNC | EVICORN_WEBSOCKET, handler)
+
+/* Accepts with an optional subprotocol (one the client offered, or NULL);
+ * on_message gets every whole message, on_close the end (both may be
+ * NULL), each with ud. Returns the host's result (EVICORN_ENOSYS on a host
+ * older than 1.2). */
+int evicorn_ws_accept(evicorn_request *ws, const char *subprotocol,
+                      evicorn_ws_message_fn on_message, evicorn_ws_close_fn on_close, void *ud);
+/* A NUL-terminated UTF-8 text message. */
+int evicorn_ws_send_text(evicorn_request *ws, const char *text);
+/* A text message of len bytes (UTF-8), or a binary one. */
+int evicorn_ws_send_textn(evicorn_request *ws, const char *text, size_t len);
+int evicorn_ws_send_binary(evicorn_request *ws, const void *data, size_t len);
+/* value as compact JSON (as Starlette's send_json writes it), in a text
+ * message. Steals value; NULL gives EVICORN_ENOMEM. */
+int evicorn_ws_send_json(evicorn_request *ws, json_t *value);
+/* Starts the closing handshake: code 1000, 1003, 1007-1014 or 3000-4999,
+ * reason NULL or NUL-terminated UTF-8. Before accepting: 403. */
+int evicorn_ws_close(evicorn_request *ws, int code, const char *reason);
+/* A number naming the connection in this worker (0 before accepting). */
+uint64_t evicorn_ws_id(evicorn_request *ws);
+/* The i-th subprotocol the client offered, or an empty string (ptr NULL). */
+evicorn_str evicorn_ws_subprotocol(evicorn_request *ws, size_t i);
+
+/* A set of open connections to broadcast to (a chat room, the subscribers
+ * of a topic). It holds handles, not references: remove a connection in
+ * its on_close, before the handle goes. Safe from any thread. */
+typedef struct evicorn_ws_group evicorn_ws_group;
+/* NULL on out of memory. */
+evicorn_ws_group *evicorn_ws_group_new(void);
+void evicorn_ws_group_free(evicorn_ws_group *g);
+/* 0, or EVICORN_ENOMEM. Adding a member twice keeps one. */
+int evicorn_ws_group_add(evicorn_ws_group *g, evicorn_request *ws);
+void evicorn_ws_group_remove(evicorn_ws_group *g, evicorn_request *ws);
+size_t evicorn_ws_group_size(evicorn_ws_group *g);
+/* Sends one message to every member; returns how many took it (members
+ * whose connection is closing are skipped). */
+size_t evicorn_ws_group_broadcast(evicorn_ws_group *g, int binary, const void *data, size_t len);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop
