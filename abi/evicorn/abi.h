@@ -167,8 +167,8 @@ struct evicorn_fetch_result {
 typedef struct evicorn_ws_accept_options {
     uint32_t size;                 /* sizeof(evicorn_ws_accept_options) */
     const char *subprotocol;       /* one of those offered (ws_subprotocol_at), or NULL */
-    const evicorn_header *headers; /* extra response headers (not Upgrade, Connection or
-                                      Sec-WebSocket-*: those are the host's) */
+    const evicorn_header *headers; /* extra response headers (Upgrade, Connection and
+                                      Sec-WebSocket-* are the host's: ignored here) */
     size_t nheaders;
     evicorn_ws_message_fn on_message; /* may be NULL: messages are dropped */
     evicorn_ws_close_fn on_close;     /* may be NULL */
@@ -302,9 +302,11 @@ typedef struct evicorn_api {
      * Its handler either accepts with ws_accept, or rejects by answering
      * an ordinary HTTP response with respond or start/send (ASGI's
      * websocket.http.response); the connection closes after a rejection.
-     * A handler that finishes without doing either, or calls ws_close
-     * before accepting, is answered 403, as uvicorn answers an ASGI app
-     * that closes before accepting.
+     * A handler that finishes without doing either is answered 500 (and
+     * the route is logged), as uvicorn answers an ASGI app that returns
+     * without a handshake; ws_close before accepting answers 403, as
+     * uvicorn answers websocket.close before websocket.accept. A WebSocket
+     * handshake at a path with no WebSocket route is answered 403.
      *
      * Once accepted, the same handle stands for the connection until its
      * close event has run: the scope stays readable, and the request
