@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http.h"
 #include "log.h"
@@ -471,6 +472,20 @@ static enum config_result apply_value(struct config *cfg, const struct opt *o, c
     return CONFIG_ERROR;
 }
 
+/* Click's boolean words: 1, 0, -1 for anything else. */
+static int bool_word(const char *v)
+{
+    static const char *const yes[] = {"1", "true", "t", "yes", "y", "on"};
+    static const char *const no[] = {"0", "false", "f", "no", "n", "off"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(v, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
 static const struct opt *find_opt(const char *name, size_t len, bool *negated)
 {
     *negated = false;
@@ -575,10 +590,25 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
             return CONFIG_EXIT_OK;
         }
         if (o->kind == OPT_BOOL || o->kind == OPT_TRISTATE) {
-            if (eq) {
-                set_error(err, errlen, "--%.*s takes no value", (int)nlen, name);
+            /* Switches take no value, as in uvicorn; except that uvicorn's
+             * --ws-per-message-deflate takes one (`... false`), which
+             * evicorn accepts beside the plain switch and its --no- form. */
+            bool valued = !negated && strcmp(o->name, "ws-per-message-deflate") == 0;
+            int word = -1;
+            if (eq && valued)
+                word = bool_word(eq + 1);
+            else if (valued && i + 1 < argc && bool_word(argv[i + 1]) >= 0)
+                word = bool_word(argv[++i]);
+            if (eq && word < 0) {
+                if (valued)
+                    set_error(err, errlen, "--%s: invalid value '%s' (expected true or false)",
+                              o->name, eq + 1);
+                else
+                    set_error(err, errlen, "--%.*s takes no value", (int)nlen, name);
                 return CONFIG_ERROR;
             }
+            if (word >= 0)
+                negated = word == 0;
             if (o->kind == OPT_BOOL)
                 *(bool *)((char *)cfg + o->offset) = !negated;
             else

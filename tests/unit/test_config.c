@@ -153,7 +153,40 @@ TEST(uvicorn_flags_refuse_bad_values)
     CHECK_REFUSED("--h11-max-incomplete-event-size", "--h11-max-incomplete-event-size", "10");
     CHECK_REFUSED("--limit-max-requests-jitter", "--limit-max-requests-jitter", "-1");
     CHECK_REFUSED("--use-colors takes no value", "--use-colors=1");
+    CHECK_REFUSED("--ws-per-message-deflate: invalid value 'maybe' (expected true or false)",
+                  "--ws-per-message-deflate=maybe");
+    CHECK_REFUSED("--ws: invalid value 'ws4py'", "--ws", "ws4py");
     CHECK_REFUSED("--env-file", "--env-file", "");
+}
+
+TEST(websocket_flags_as_uvicorn_spells_them)
+{
+    CHECK_EQ_INT(PARSE("main:app"), CONFIG_OK);
+    CHECK_EQ_STR(cfg.ws, "auto");
+    CHECK_EQ_INT((long)cfg.ws_max_size, 16 * 1024 * 1024);
+    CHECK_EQ_INT(cfg.ws_max_queue, 32);
+    CHECK(cfg.ws_ping_interval == 20 && cfg.ws_ping_timeout == 20);
+    CHECK(cfg.ws_per_message_deflate);
+    CHECK(cfg.timeout_websocket_drain == 60);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("main:app", "--ws", "websockets", "--ws-per-message-deflate", "false",
+                       "--ws-max-size", "1K", "--ws-ping-interval", "0", "--ws-max-queue", "4"),
+                 CONFIG_OK);
+    CHECK_EQ_STR(cfg.ws, "websockets");
+    CHECK(!cfg.ws_per_message_deflate);
+    CHECK_EQ_INT((long)cfg.ws_max_size, 1024);
+    CHECK(cfg.ws_ping_interval == 0);
+    CHECK_EQ_INT(cfg.ws_max_queue, 4);
+    CHECK_EQ_STR(cfg.app, "main:app");
+    config_free(&cfg);
+    /* A switch given alone, and its --no- form, as every other switch. */
+    CHECK_EQ_INT(PARSE("--no-ws-per-message-deflate", "--ws-per-message-deflate=on"), CONFIG_OK);
+    CHECK(cfg.ws_per_message_deflate);
+    config_free(&cfg);
+    CHECK_EQ_INT(PARSE("--ws-per-message-deflate", "main:app"), CONFIG_OK);
+    CHECK(cfg.ws_per_message_deflate);
+    CHECK_EQ_STR(cfg.app, "main:app");
+    config_free(&cfg);
 }
 
 /* ---- value forms ---- */
