@@ -755,7 +755,7 @@ static void run_async_handler(void *arg)
 void host_dispatch(struct host *h, struct request *r, struct route_entry *re, struct route_table *t,
                    const struct router_match *m)
 {
-    struct call *c = calloc(1, sizeof *c);
+    struct call *c = calloc(1, sizeof *c + m->nparams * sizeof c->params[0]);
     if (!c) {
         request_respond_error(r, 503, NULL);
         request_finish(r, re->label);
@@ -766,7 +766,8 @@ void host_dispatch(struct host *h, struct request *r, struct route_entry *re, st
     c->re = re;
     c->gen = re->gen;
     c->table = t;
-    c->m = *m;
+    c->nparams = m->nparams;
+    memcpy(c->params, m->params, m->nparams * sizeof c->params[0]);
     generation_retain(c->gen);
     generation_request_started(c->gen);
     route_table_retain(t);

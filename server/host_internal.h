@@ -39,7 +39,6 @@ struct call {
     struct route_entry *re;
     struct generation *gen;
     struct route_table *table;
-    struct router_match m;
     struct op *ops; /* operations a continuation waits on */
     int holds;      /* plugin holds, and runs of plugin code in progress */
     bool returned;  /* the handler has returned */
@@ -54,6 +53,10 @@ struct call {
     struct pool_job sync_job;
     struct ws_session *ws; /* once a WebSocket handshake was accepted */
     struct defer ws_writable_defer;
+    /* The route's path parameters, as many as matched (a call can live as
+     * long as a WebSocket connection: it holds no more than it needs). */
+    size_t nparams;
+    struct router_param params[];
 };
 
 static inline struct call *call_of(evicorn_request *req)

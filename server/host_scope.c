@@ -157,29 +157,29 @@ int api_header(evicorn_request *req, const char *name, evicorn_str *value)
 
 size_t api_param_count(evicorn_request *req)
 {
-    return call_of(req)->m.nparams;
+    return call_of(req)->nparams;
 }
 
 int api_param_at(evicorn_request *req, size_t i, evicorn_str *name, evicorn_str *value)
 {
-    const struct router_match *m = &call_of(req)->m;
-    if (i >= m->nparams)
+    const struct call *c = call_of(req);
+    if (i >= c->nparams)
         return EVICORN_ENOENT;
     if (name)
-        *name = str_of(m->params[i].name, m->params[i].name_len);
+        *name = str_of(c->params[i].name, c->params[i].name_len);
     if (value)
-        *value = str_of(m->params[i].value, m->params[i].value_len);
+        *value = str_of(c->params[i].value, c->params[i].value_len);
     return 0;
 }
 
 int api_param(evicorn_request *req, const char *name, evicorn_str *value)
 {
-    const struct router_match *m = &call_of(req)->m;
+    const struct call *c = call_of(req);
     size_t n = name ? strlen(name) : 0;
-    for (size_t i = 0; i < m->nparams; i++)
-        if (m->params[i].name_len == n && memcmp(m->params[i].name, name, n) == 0) {
+    for (size_t i = 0; i < c->nparams; i++)
+        if (c->params[i].name_len == n && memcmp(c->params[i].name, name, n) == 0) {
             if (value)
-                *value = str_of(m->params[i].value, m->params[i].value_len);
+                *value = str_of(c->params[i].value, c->params[i].value_len);
             return 0;
         }
     return EVICORN_ENOENT;

@@ -57,7 +57,7 @@ struct ws_session {
     size_t qlen;
     struct ws_msg *current; /* sync: what the pool job delivers (NULL: the close) */
     uint16_t code;
-    char reason[WS_CLOSE_REASON_MAX];
+    char *reason; /* allocated at the end, when there is one */
     size_t reason_len;
     struct pool_job job;
     struct xcall *send_waiters; /* sync sends waiting for room, through msg.next */
@@ -137,6 +137,7 @@ static void session_free(struct ws_session *s)
         free(m);
     }
     free(s->current);
+    free(s->reason);
     c->ws = NULL;
     free(s);
     c->holds--; /* taken at accept */
@@ -164,7 +165,7 @@ static void run_close(void *arg)
 {
     struct ws_session *s = arg;
     if (s->on_close)
-        s->on_close(handle_of(s->c), s->ud, s->code, s->reason, s->reason_len);
+        s->on_close(handle_of(s->c), s->ud, s->code, s->reason ? s->reason : "", s->reason_len);
 }
 
 static void sync_work(struct pool_job *job)
@@ -300,8 +301,10 @@ static void on_ws_closed(void *ud, uint16_t code, const char *reason, size_t n)
     s->wc = NULL;
     s->ended = true;
     s->code = code;
-    memcpy(s->reason, reason, n);
-    s->reason_len = n;
+    if (n > 0 && (s->reason = malloc(n))) {
+        memcpy(s->reason, reason, n);
+        s->reason_len = n;
+    }
     finish_send_waiters(s, EVICORN_EPIPE);
     /* Continuations waiting on the connection (writable, sleeps, fetches)
      * end as for an HTTP client that left, before the last events. */

@@ -23,23 +23,28 @@
  * idle connection holds no memory for the largest message it once got. */
 #define KEEP_MESSAGE_BUFFER (4 * 1024)
 
+struct ws_compression {
+    struct ws_deflate_params params;
+    struct ws_zstream inflater, deflater;
+    struct buf inflated;
+};
+
 struct ws_conn {
     struct ws_server *srv;
     struct conn *conn; /* NULL until attached */
     const struct ws_events *ev;
     void *ud;
     struct ws_reader reader;
-    bool deflate;
-    struct ws_deflate_params params;
-    struct ws_zstream inflater, deflater;
-    struct buf inflated;
+    /* permessage-deflate, when negotiated: apart so that a connection
+     * without it carries none of it. */
+    struct ws_compression *z;
     struct buf early; /* output before the connection was attached */
     bool paused;
     bool failed;         /* a protocol error: nothing more is read */
     bool close_sent;     /* our close frame is queued */
     bool close_received; /* the peer's close frame arrived */
     uint16_t close_code; /* what the owner hears: the peer's code, else ours */
-    char close_reason[WS_CLOSE_REASON_MAX];
+    char *close_reason;  /* allocated when a close carries one */
     size_t close_reason_len;
     ev_tstamp close_sent_at;
     ev_tstamp last_seen;    /* when the peer last sent anything */
@@ -72,6 +77,21 @@ static struct buf *out_of(struct ws_conn *wc)
     return wc->conn ? conn_output(wc->conn) : &wc->early;
 }
 
+/* What the owner will hear; a reason that cannot be kept is dropped. */
+static void record_close(struct ws_conn *wc, uint16_t code, const char *reason, size_t n)
+{
+    wc->close_code = code;
+    free(wc->close_reason);
+    wc->close_reason = NULL;
+    wc->close_reason_len = 0;
+    if (n > WS_CLOSE_REASON_MAX)
+        n = WS_CLOSE_REASON_MAX;
+    if (n > 0 && (wc->close_reason = malloc(n))) {
+        memcpy(wc->close_reason, reason, n);
+        wc->close_reason_len = n;
+    }
+}
+
 /* Queues our close frame (once) and records the code, unless the peer's
  * own close already decided what the owner hears. */
 static int send_close(struct ws_conn *wc, uint16_t code, const char *reason, size_t n)
@@ -81,12 +101,8 @@ static int send_close(struct ws_conn *wc, uint16_t code, const char *reason, siz
     if (ws_write_close(out_of(wc), code, reason, n) < 0)
         return -ENOMEM;
     wc->close_sent = true;
-    if (!wc->close_received) {
-        wc->close_code = code;
-        size_t k = n < sizeof wc->close_reason ? n : sizeof wc->close_reason;
-        memcpy(wc->close_reason, reason, k);
-        wc->close_reason_len = k;
-    }
+    if (!wc->close_received)
+        record_close(wc, code, reason, n);
     if (wc->conn)
         wc->close_sent_at = now_of(wc);
     return 0;
@@ -112,16 +128,17 @@ static int on_message(void *ud, bool text, bool compressed, struct buf *msg)
     struct ws_conn *wc = ud;
     const char *p = buf_start(msg);
     size_t n = buf_size(msg);
+    struct ws_compression *z = wc->z;
     if (compressed) {
         uint16_t code = 0;
-        buf_clear(&wc->inflated);
-        if (ws_inflate_message(&wc->inflater, &wc->params, (const uint8_t *)p, n, &wc->inflated,
+        buf_clear(&z->inflated);
+        if (ws_inflate_message(&z->inflater, &z->params, (const uint8_t *)p, n, &z->inflated,
                                wc->srv->max_size, &code) < 0) {
             fail(wc, code);
             return -1;
         }
-        p = buf_start(&wc->inflated);
-        n = buf_size(&wc->inflated);
+        p = buf_start(&z->inflated);
+        n = buf_size(&z->inflated);
         if (text && !utf8_valid((const uint8_t *)p, n)) {
             fail(wc, WS_CLOSE_INVALID_DATA);
             return -1;
@@ -132,8 +149,8 @@ static int on_message(void *ud, bool text, bool compressed, struct buf *msg)
         wc->ev->message(wc->ud, !text, p, n);
     if (msg->cap > KEEP_MESSAGE_BUFFER)
         buf_free(msg);
-    if (wc->inflated.cap > KEEP_MESSAGE_BUFFER)
-        buf_free(&wc->inflated);
+    if (z && z->inflated.cap > KEEP_MESSAGE_BUFFER)
+        buf_free(&z->inflated);
     return 0;
 }
 
@@ -155,10 +172,7 @@ static int on_close(void *ud, uint16_t code, const uint8_t *reason, size_t n)
 {
     struct ws_conn *wc = ud;
     wc->close_received = true;
-    wc->close_code = code;
-    size_t k = n < sizeof wc->close_reason ? n : sizeof wc->close_reason;
-    memcpy(wc->close_reason, reason, k);
-    wc->close_reason_len = k;
+    record_close(wc, code, (const char *)reason, n);
     /* Answer with the same code (none for a close without one), then the
      * server closes the TCP connection first (7.1.1). */
     if (!wc->close_sent)
@@ -247,9 +261,13 @@ static void ws_shutdown(struct conn *c)
 static void ws_conn_free(struct ws_conn *wc)
 {
     ws_reader_free(&wc->reader);
-    ws_inflate_end(&wc->inflater);
-    ws_deflate_end(&wc->deflater);
-    buf_free(&wc->inflated);
+    if (wc->z) {
+        ws_inflate_end(&wc->z->inflater);
+        ws_deflate_end(&wc->z->deflater);
+        buf_free(&wc->z->inflated);
+        free(wc->z);
+    }
+    free(wc->close_reason);
     buf_free(&wc->early);
     free(wc);
 }
@@ -289,8 +307,12 @@ struct ws_conn *ws_conn_new(struct ws_server *srv, const struct ws_deflate_param
     wc->ud = ud;
     ws_reader_init(&wc->reader, &reader_events, wc, srv->max_size);
     if (deflate) {
-        wc->deflate = true;
-        wc->params = *deflate;
+        wc->z = calloc(1, sizeof *wc->z);
+        if (!wc->z) {
+            free(wc);
+            return NULL;
+        }
+        wc->z->params = *deflate;
         ws_reader_allow_compression(&wc->reader);
     }
     return wc;
@@ -332,9 +354,10 @@ int ws_conn_send(struct ws_conn *wc, bool binary, const void *p, size_t n)
         return -EPIPE;
     if (!binary && !utf8_valid(p, n))
         return -EINVAL;
-    bool compress = wc->deflate && ws_deflate_can_compress(&wc->params);
-    if (ws_write_message(out_of(wc), !binary, p, n, compress ? &wc->params : NULL, &wc->deflater,
-                         0) < 0) {
+    struct ws_compression *z = wc->z;
+    bool compress = z && ws_deflate_can_compress(&z->params);
+    if (ws_write_message(out_of(wc), !binary, p, n, compress ? &z->params : NULL,
+                         z ? &z->deflater : NULL, 0) < 0) {
         if (wc->conn)
             fail(wc, WS_CLOSE_INTERNAL_ERROR);
         return -ENOMEM;
