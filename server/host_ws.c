@@ -462,13 +462,6 @@ static int do_ws_accept(struct xcall *x)
         free(hs);
         return EVICORN_ENOMEM;
     }
-    int rc = request_upgrade(r, hs, k, ws_conn_attach, wc);
-    free(hs);
-    if (rc < 0) {
-        ws_conn_discard(wc);
-        free(s);
-        return rc == -EINVAL ? EVICORN_EINVAL : rc == -EPIPE ? EVICORN_EPIPE : EVICORN_ENOMEM;
-    }
     *s = (struct ws_session){
         .c = c,
         .wc = wc,
@@ -478,9 +471,21 @@ static int do_ws_accept(struct xcall *x)
         .ud = o->ud,
         .sync = c->re->kind == EVICORN_SYNC,
     };
+    /* Ready before the upgrade: the connection may be handed over (or
+     * found gone) within request_upgrade. */
     c->ws = s;
     c->holds++; /* released when the close event has run */
     session_link(h, s);
+    int rc = request_upgrade(r, hs, k, ws_conn_attach, wc);
+    free(hs);
+    if (rc < 0) {
+        session_unlink(h, s);
+        c->ws = NULL;
+        c->holds--;
+        ws_conn_discard(wc);
+        free(s);
+        return rc == -EINVAL ? EVICORN_EINVAL : rc == -EPIPE ? EVICORN_EPIPE : EVICORN_ENOMEM;
+    }
     return 0;
 
 invalid:

@@ -471,6 +471,12 @@ static void h1_closed(struct conn *c, enum conn_end why)
     while ((f = front(hc))) {
         conn_slot_pop(c);
         request_detach(&f->req);
+        /* An accepted handshake whose 101 never left: its taker hears
+         * that the connection is gone. */
+        void (*attach)(void *, struct conn *) = f->attach;
+        f->attach = NULL;
+        if (attach)
+            attach(f->attach_ud, NULL);
         request_release(&f->req); /* the connection's reference */
     }
     h1_free(hc);

@@ -342,6 +342,9 @@ void ws_conn_attach(void *ud, struct conn *c)
             fail(wc, WS_CLOSE_INTERNAL_ERROR);
         buf_free(&wc->early);
     }
+    /* Accepted while the server is shutting down: told at once. */
+    if (c->ctx->draining && !wc->close_sent)
+        send_close(wc, WS_CLOSE_GOING_AWAY, NULL, 0);
     if (wc->close_sent)
         conn_update(c);
     /* Frames the client sent right after its handshake were held. */

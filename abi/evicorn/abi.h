@@ -345,7 +345,7 @@ typedef struct evicorn_api {
     /* One whole message, text (valid UTF-8, else EVICORN_EINVAL) or
      * binary; the host frames (and compresses) it. */
     int (*ws_send)(evicorn_request *req, int binary, const void *data, size_t len);
-    /* Starts the closing handshake with code (1000, 1003, 1007-1014 or
+    /* Starts the closing handshake with code (1000-1003, 1007-1014 or
      * 3000-4999; else EVICORN_EINVAL) and a UTF-8 reason (cut to 123
      * bytes). on_close runs once the peer answers (or 5 s pass). Before
      * accepting: rejects the handshake with 403. */

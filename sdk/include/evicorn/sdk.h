@@ -685,7 +685,7 @@ int evicorn_ws_send_binary(evicorn_request *ws, const void *data, size_t len);
 /* value as compact JSON (as Starlette's send_json writes it), in a text
  * message. Steals value; NULL gives EVICORN_ENOMEM. */
 int evicorn_ws_send_json(evicorn_request *ws, json_t *value);
-/* Starts the closing handshake: code 1000, 1003, 1007-1014 or 3000-4999,
+/* Starts the closing handshake: code 1000-1003, 1007-1014 or 3000-4999,
  * reason NULL or NUL-terminated UTF-8. Before accepting: 403. */
 int evicorn_ws_close(evicorn_request *ws, int code, const char *reason);
 /* A number naming the connection in this worker (0 before accepting). */
