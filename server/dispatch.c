@@ -38,12 +38,12 @@ void dispatch_request(struct request *r, void *ud)
     struct router_match m;
     if (r->ws_handshake) {
         /* A WebSocket handshake goes to WebSocket routes only; with none
-         * at its path it is refused as Starlette refuses it (403). */
+         * at its path it is refused with Starlette's status (403). */
         if (router_match(t->ws_router, "GET", 3, path, plen, &m) == ROUTER_FOUND) {
             host_dispatch(d->host, r, m.target, t, &m);
             return;
         }
-        request_respond(r, 403, NULL, 0, NULL, 0);
+        request_respond_error(r, 403, "No WebSocket route at this path");
         request_finish(r, NULL);
         return;
     }

@@ -185,7 +185,9 @@ def test_weather_1000_concurrent_requests_on_one_worker_take_one_second(make_ser
         head, _, body = raw.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), raw[:200]
         assert body == weather_body("c%d" % i), raw[:300]
-    assert took < 1.5 * time_scale(), "1000 concurrent /weather requests took %.2f s" % took
+    # Waiting in turn would take 1000 s; all at once, one second plus what
+    # a shared, noisy machine adds to connecting and parsing 1000 clients.
+    assert took < 3 * time_scale(), "1000 concurrent /weather requests took %.2f s" % took
 
 
 # --------------------------------------------------------------------------
