@@ -379,8 +379,10 @@ static const struct h1_callbacks parser_callbacks = {on_begin, on_head, on_body,
 static enum conn_input h1_input(const struct conn *c)
 {
     const struct h1_conn *hc = h1_of(c);
+    /* A handshake awaiting its handler: read once, so a client that
+     * leaves is noticed; what it sends meanwhile is held for WebSocket. */
     if (hc->upgrading && !hc->reading)
-        return CONN_INPUT_PAUSED;
+        return conn_has_held_input(c) ? CONN_INPUT_PAUSED : CONN_INPUT_OPEN;
     if (hc->no_more_requests && !hc->reading)
         return CONN_INPUT_CLOSED;
     /* A full pipeline still reads once, so a client that leaves is

@@ -190,7 +190,9 @@ static size_t ws_received(struct conn *c, const char *data, size_t len)
     struct ws_conn *wc = ws_of(c);
     if (wc->failed || wc->close_received)
         return len; /* 7.1.7 / 5.5.1: nothing after a close or an error counts */
-    if (wc->paused)
+    /* Paused, frames wait; after our close, only the peer's answer is
+     * awaited (messages are dropped), so reading goes on. */
+    if (wc->paused && !wc->close_sent)
         return 0;
     wc->last_seen = now_of(wc);
     uint16_t code = 0;
@@ -206,7 +208,7 @@ static enum conn_input ws_input(const struct conn *c)
     const struct ws_conn *wc = ws_of(c);
     if (wc->failed || wc->close_received)
         return CONN_INPUT_CLOSED;
-    return wc->paused ? CONN_INPUT_PAUSED : CONN_INPUT_OPEN;
+    return wc->paused && !wc->close_sent ? CONN_INPUT_PAUSED : CONN_INPUT_OPEN;
 }
 
 static ev_tstamp ws_deadline(const struct conn *c)
@@ -255,7 +257,7 @@ static void ws_shutdown(struct conn *c)
      * has until the close timeout (or the shutdown's own) to answer. */
     if (!wc->close_sent)
         send_close(wc, WS_CLOSE_GOING_AWAY, NULL, 0);
-    conn_update(c);
+    conn_resume_input(c); /* frames held while paused may hold the answer */
 }
 
 static void ws_conn_free(struct ws_conn *wc)
@@ -372,7 +374,7 @@ int ws_conn_close(struct ws_conn *wc, uint16_t code, const char *reason, size_t 
 {
     int rc = send_close(wc, code, reason, n);
     if (rc == 0 && wc->conn)
-        conn_update(wc->conn);
+        conn_resume_input(wc->conn);
     return rc;
 }
 
