@@ -56,7 +56,7 @@ long host_pending_jobs(const struct host *h)
 
 const char *api_config(const char *name)
 {
-    static char workers[16], worker[16], threads[16];
+    static char workers[16], worker[16], threads[16], ws_max_queue[24];
     if (!name || !current)
         return NULL;
     const struct config *cfg = current->cfg;
@@ -87,6 +87,10 @@ const char *api_config(const char *name)
     if (strcmp(name, "threads") == 0) {
         snprintf(threads, sizeof threads, "%d", cfg->threads);
         return threads;
+    }
+    if (strcmp(name, "ws_max_queue") == 0) {
+        snprintf(ws_max_queue, sizeof ws_max_queue, "%ld", (long)cfg->ws_max_queue);
+        return ws_max_queue;
     }
     return NULL;
 }

@@ -310,6 +310,7 @@ static void on_ws_closed(void *ud, uint16_t code, const char *reason, size_t n)
      * end as for an HTTP client that left, before the last events. */
     c->holds++;
     call_cancel(c);
+    call_writable(c, EVICORN_ECANCELED);
     c->holds--;
     pump(s);
 }

@@ -289,9 +289,9 @@ typedef struct evicorn_api {
      * ("1"/"0"), "lifespan" ("auto"/"on"/"off"), "interface"
      * ("auto"/"asgi3"/"asgi2"/"wsgi"), "loop" ("auto"/"asyncio"/"uvloop"/
      * "none" or module:attr), "root_path", "workers", "worker" (this
-     * worker's index), "threads", "log_level". Any thread; the string lives
-     * as long as the server. Unknown names give NULL, so a plugin asks for
-     * newer ones safely. */
+     * worker's index), "threads", "log_level", and from 1.2 "ws_max_queue". Any thread; the string
+     * lives as long as the server. Unknown names give NULL, so a plugin asks for newer ones safely.
+     */
     const char *(*config)(const char *name);
 
     /* ---- added in 1.2: WebSocket ----

@@ -3,12 +3,14 @@
  * entry point when evicorn runs inside the user's interpreter.
  *
  * This file is the evicorn side: the plugin entry, the catch-all route
- * handler that runs on the worker's event loop, the queue that carries
- * requests to the Python thread, the continuations that carry the app's
- * responses back (asgi_api->call_on_loop), and the startup and shutdown
- * hooks, which take the interpreter's GIL to start and stop the Python side. pymod.c is the Python
- * side (the _evicorn module) and bridge.py the Python code that runs the asyncio loop, the lifespan
- * and each request. README.md explains the design and why.
+ * handlers (HTTP and WebSocket) that run on the worker's event loop, the
+ * queue that carries requests and WebSocket events to the Python thread,
+ * the continuations that carry the app's responses and messages back
+ * (asgi_api->call_on_loop), and the startup and shutdown hooks, which take
+ * the interpreter's GIL to start and stop the Python side. pymod.c is the
+ * Python side (the _evicorn module) and bridge.py the Python code that
+ * runs the asyncio loop, the lifespan and each request. README.md explains
+ * the design and why.
  *
  * Threads: the evicorn loop thread never takes the GIL once startup has
  * returned. It talks to the Python thread only through inq_push (a mutex
@@ -17,6 +19,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,6 +32,7 @@
 #include "bridge_py.h"
 
 const evicorn_api *asgi_api;
+int asgi_ws_max_queue = 32; /* the server's default, when it does not say */
 
 /* ---- logging ---- */
 
@@ -229,6 +233,137 @@ static void on_body(evicorn_request *req, void *ud, const char *data, size_t len
     inq_push(m);
 }
 
+/* After output that may have filled the connection: send() waits until
+ * the host says there is room again. */
+static void watch_room(struct areq *a)
+{
+    if (asgi_api->writable(a->req))
+        return;
+    atomic_store(&a->paused, 1);
+    if (a->writable_armed)
+        return;
+    a->writable_armed = 1;
+    areq_ref(a);
+    if (asgi_api->on_writable(a->req, on_room, a) < 0) {
+        a->writable_armed = 0;
+        atomic_store(&a->paused, 0);
+        areq_unref(a);
+    }
+}
+
+/* ---- WebSocket (ABI 1.2) ---- */
+
+/* The connection's end, for the Python thread: the peer's close code and
+ * reason, or 1006 when it was lost (also before the handshake). Takes a
+ * reference of its own. */
+static void ws_tell_end(struct areq *a, int code, const char *reason, size_t len)
+{
+    a->ws_ended = 1;
+    a->ws_pause_held = 0;
+    atomic_store(&a->gone, 1);
+    struct inmsg *m = inmsg_new(a, IN_WS_CLOSE, reason, len);
+    if (!m && !(m = inmsg_new(a, IN_WS_CLOSE, NULL, 0))) {
+        asgi_log(LOG_ERROR, "out of memory telling the ASGI app its WebSocket closed");
+        return;
+    }
+    m->status = code;
+    areq_ref(a);
+    inq_push(m);
+}
+
+/* A whole message from the client (loop thread). */
+static void on_ws_message(evicorn_request *req, void *ud, int binary, const char *data, size_t len)
+{
+    struct areq *a = ud;
+    if (a->ws_closing)
+        return; /* the app has closed or returned: nobody reads it */
+    struct inmsg *m = inmsg_new(a, IN_WS_MESSAGE, data, len);
+    if (!m) {
+        asgi_log(LOG_ERROR, "out of memory for a WebSocket message; closing with 1011");
+        a->ws_closing = 1;
+        asgi_api->ws_close(req, EVICORN_WS_INTERNAL_ERROR, NULL, 0);
+        return;
+    }
+    m->more = binary;
+    /* --ws-max-queue: once that many wait for the app, stop reading. The
+     * flag is set before the message is pushed, so the receive() that takes
+     * it (at the latest) sees the flag and asks to resume. */
+    int queued = atomic_fetch_add(&a->ws_queued, 1) + 1;
+    if (queued >= asgi_ws_max_queue && !a->ws_pause_held) {
+        atomic_store(&a->ws_paused, 1);
+        if (asgi_api->ws_pause(req, 1) == 0)
+            a->ws_pause_held = 1;
+        else
+            atomic_store(&a->ws_paused, 0);
+    }
+    areq_ref(a);
+    inq_push(m);
+}
+
+/* The connection's last event: the reference the session held goes to
+ * the message. */
+static void on_ws_close(evicorn_request *req, void *ud, int code, const char *reason, size_t len)
+{
+    (void)req;
+    struct areq *a = ud;
+    ws_tell_end(a, code, reason, len);
+    areq_unref(a);
+}
+
+/* The client left before the handshake was accepted (after it, the
+ * connection's close event tells). */
+static void on_ws_gone(evicorn_request *req, void *ud, int status)
+{
+    (void)req;
+    (void)status;
+    struct areq *a = ud;
+    if (a->ws_accepted || a->ws_ended)
+        return;
+    ws_tell_end(a, EVICORN_WS_ABNORMAL, NULL, 0);
+}
+
+static void ws_accept_now(struct areq *a, struct outmsg *m)
+{
+    if (a->ws_ended || atomic_load(&a->gone))
+        return; /* the app hears 1006 */
+    evicorn_ws_accept_options o = {
+        .size = sizeof o,
+        .subprotocol = m->status ? m->body : NULL,
+        .headers = m->headers,
+        .nheaders = m->nheaders,
+        .on_message = on_ws_message,
+        .on_close = on_ws_close,
+        .ud = a,
+    };
+    areq_ref(a); /* the session's, until on_close */
+    int rc = asgi_api->ws_accept(a->req, &o);
+    if (rc == 0) {
+        a->ws_accepted = 1;
+        return;
+    }
+    areq_unref(a);
+    if (rc != EVICORN_EPIPE)
+        asgi_log(LOG_ERROR, "cannot accept the WebSocket handshake (error %d)", rc);
+    /* The app believes it accepted: it hears the connection is gone. */
+    ws_tell_end(a, EVICORN_WS_ABNORMAL, NULL, 0);
+}
+
+/* The app closes (or returned): before accepting, the host answers 403. */
+static void ws_close_now(struct areq *a, int code, const char *reason, size_t len)
+{
+    a->ws_closing = 1;
+    if (a->ws_ended)
+        return;
+    /* The peer's answer to the close must be read. */
+    if (a->ws_pause_held) {
+        a->ws_pause_held = 0;
+        asgi_api->ws_pause(a->req, 0);
+    }
+    int rc = asgi_api->ws_close(a->req, code, reason, len);
+    if (rc < 0 && rc != EVICORN_EPIPE && rc != EVICORN_EALREADY)
+        asgi_log(LOG_ERROR, "cannot close the WebSocket with %d (error %d)", code, rc);
+}
+
 static const evicorn_header plain_500[] = {
     {"content-type", 12, "text/plain; charset=utf-8", 25},
     {"connection", 10, "close", 5},
@@ -243,24 +378,17 @@ static void run_out(struct outmsg *m)
     switch (m->kind) {
     case OUT_SEND:
         if (!atomic_load(&a->gone)) {
+            /* A WebSocket rejection sent whole gets a Content-Length, as
+             * uvicorn's (which buffers it); HTTP responses keep chunked. */
             if (m->status)
-                rc = asgi_api->start(req, m->status, m->headers, m->nheaders, -1);
+                rc = asgi_api->start(req, m->status, m->headers, m->nheaders,
+                                     a->ws && !m->more ? (int64_t)m->len : -1);
             if (rc == 0 && (m->len > 0 || !m->more))
                 rc = asgi_api->send(req, m->body, m->len, m->more);
             if (rc < 0 && rc != EVICORN_EPIPE)
                 asgi_log(LOG_ERROR, "cannot send the app's response (error %d)", rc);
-            if (rc == 0 && m->more && !asgi_api->writable(req)) {
-                atomic_store(&a->paused, 1);
-                if (!a->writable_armed) {
-                    a->writable_armed = 1;
-                    areq_ref(a);
-                    if (asgi_api->on_writable(req, on_room, a) < 0) {
-                        a->writable_armed = 0;
-                        atomic_store(&a->paused, 0);
-                        areq_unref(a);
-                    }
-                }
-            }
+            if (rc == 0 && m->more)
+                watch_room(a);
         }
         atomic_fetch_sub(&a->pending, (long)m->len);
         wake_writer(a);
@@ -271,10 +399,37 @@ static void run_out(struct outmsg *m)
         if (rc < 0)
             on_body(req, a, NULL, 0, 0, rc);
         break;
+    case OUT_WS_ACCEPT:
+        ws_accept_now(a, m);
+        break;
+    case OUT_WS_SEND:
+        if (a->ws_accepted && !a->ws_ended) {
+            rc = asgi_api->ws_send(req, m->more, m->body, m->len);
+            if (rc < 0 && rc != EVICORN_EPIPE)
+                asgi_log(LOG_ERROR, "cannot send the app's WebSocket message (error %d)", rc);
+            if (rc == 0)
+                watch_room(a);
+        }
+        atomic_fetch_sub(&a->pending, (long)m->len);
+        wake_writer(a);
+        break;
+    case OUT_WS_CLOSE:
+        ws_close_now(a, m->status, m->body, m->len);
+        break;
+    case OUT_WS_RESUME:
+        if (a->ws_pause_held && !a->ws_ended) {
+            a->ws_pause_held = 0;
+            /* Messages the host held meanwhile may arrive in this call. */
+            asgi_api->ws_pause(req, 0);
+        }
+        break;
     case OUT_FINISH:
         asgi_api->on_disconnect(req, NULL, NULL);
-        if (m->status && !atomic_load(&a->gone))
+        if (m->status && !atomic_load(&a->gone) && !a->ws_accepted)
             asgi_api->respond(req, m->status, plain_500, 2, "Internal Server Error", 21);
+        else if (m->code && a->ws_accepted)
+            ws_close_now(a, m->code, NULL, 0);
+        a->ws_closing = 1;
         free(m);
         /* The host keeps a request open until the continuation that
          * releases its last hold has returned (abi.h), so this is safe
@@ -396,6 +551,45 @@ static void handle(evicorn_request *req, void *data)
     inq_push(m);
 }
 
+/* The WebSocket catch-all route: every handshake no native plugin's
+ * WebSocket route took. The app runs with a websocket scope and accepts,
+ * closes (403) or answers with an HTTP response. */
+static void handle_ws(evicorn_request *req, void *data)
+{
+    (void)data;
+    if (wsgi_mode) {
+        /* WSGI has no WebSockets: refused as the server refuses a
+         * handshake at a path without a WebSocket route. */
+        static const char body[] = "{\"detail\":\"No WebSocket route at this path\"}";
+        static const evicorn_header json = {"content-type", 12, "application/json", 16};
+        asgi_api->respond(req, 403, &json, 1, body, sizeof body - 1);
+        return;
+    }
+    struct areq *a = calloc(1, sizeof *a);
+    if (!a) {
+        asgi_api->respond(req, 503, plain_500, 1, "Service Unavailable", 19);
+        return;
+    }
+    a->req = req;
+    a->ws = 1;
+    atomic_init(&a->refs, 2); /* the loop side's, and the Python Req's */
+    if (asgi_api->hold(req) < 0) {
+        free(a);
+        asgi_api->respond(req, 503, plain_500, 1, "Service Unavailable", 19);
+        return;
+    }
+    asgi_api->on_disconnect(req, on_ws_gone, a);
+    struct inmsg *m = inmsg_new(a, IN_REQUEST, NULL, 0);
+    if (!m) {
+        asgi_api->on_disconnect(req, NULL, NULL);
+        asgi_api->respond(req, 503, plain_500, 1, "Service Unavailable", 19);
+        asgi_api->release(req);
+        free(a);
+        return;
+    }
+    inq_push(m);
+}
+
 /* ---- embedding CPython ---- */
 
 /* The GIL state this (the loop) thread had before startup took it. */
@@ -436,6 +630,14 @@ static int bridge_startup(void **state, char *err, size_t errlen)
     if (!asgi_api->config("app")) {
         snprintf(err, errlen, "no APP (module:attribute) to serve");
         return -1;
+    }
+    const char *mq = asgi_api->config("ws_max_queue");
+    if (mq) {
+        char *end;
+        errno = 0;
+        long v = strtol(mq, &end, 10);
+        if (errno == 0 && end != mq && *end == '\0' && v >= 1 && v <= INT_MAX)
+            asgi_ws_max_queue = (int)v;
     }
     Q.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (Q.efd < 0) {
@@ -523,12 +725,14 @@ static void bridge_shutdown(void *state)
 
 static const evicorn_route routes[] = {
     {sizeof(evicorn_route), "*", "/{path:path}", EVICORN_ASYNC, handle, NULL},
+    {sizeof(evicorn_route), "GET", "/{path:path}", EVICORN_ASYNC | EVICORN_WEBSOCKET, handle_ws,
+     NULL},
 };
 
 static const evicorn_plugin plugin = {
     .size = sizeof(evicorn_plugin),
     .abi_major = EVICORN_ABI_MAJOR,
-    .abi_minor = 1, /* call_on_loop and config */
+    .abi_minor = 2, /* call_on_loop and config (1.1), WebSocket (1.2) */
     .name = "asgi",
     .version = "1.0.0",
     .routes = routes,
@@ -543,11 +747,15 @@ const evicorn_plugin *asgi_bridge_entry(const evicorn_host *host)
     if (!host || host->size < offsetof(evicorn_host, plugin_file) || !host->api)
         return NULL;
     const evicorn_api *a = host->api;
-    if (host->abi_major != EVICORN_ABI_MAJOR || host->abi_minor < 1 ||
-        !EVICORN_API_HAS(a, call_on_loop) || !EVICORN_API_HAS(a, config)) {
+    if (host->abi_major != EVICORN_ABI_MAJOR || host->abi_minor < 2 ||
+        !EVICORN_API_HAS(a, call_on_loop) || !EVICORN_API_HAS(a, config) ||
+        !EVICORN_API_HAS(a, ws_accept) || !EVICORN_API_HAS(a, ws_send) ||
+        !EVICORN_API_HAS(a, ws_close) || !EVICORN_API_HAS(a, ws_pause) ||
+        !EVICORN_API_HAS(a, ws_subprotocol_at)) {
         if (a->log)
             a->log(NULL, LOG_ERROR,
-                   "the ASGI bridge needs evicorn ABI 1.1 or newer (call_on_loop, config)");
+                   "the ASGI bridge needs evicorn ABI 1.2 or newer (call_on_loop, config, "
+                   "WebSocket)");
         return NULL;
     }
     asgi_api = a;

@@ -25,17 +25,29 @@ enum { LOG_CRITICAL, LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_TRACE };
 
 /* One request as both threads see it. The loop thread creates it in the
  * route handler; it is freed when the last reference goes: the loop
- * side's (until the final release), the Python Req object's, and one per
- * message or continuation in flight. */
+ * side's (until the final release), the Python Req object's, one per
+ * message or continuation in flight, and an accepted WebSocket's (until
+ * its close event). */
 struct areq {
     evicorn_request *req;
     atomic_int refs;
-    atomic_int gone;     /* the client disconnected before the response was done */
+    atomic_int gone;     /* the client disconnected before the response was done;
+                            a WebSocket: the connection ended */
     atomic_int paused;   /* the connection's output is full (loop side decides) */
     atomic_long pending; /* body bytes posted by Python, not yet handed to the host */
     atomic_int waiting;  /* Python's send() waits for pending/paused to drop */
+    int ws;              /* a WebSocket handshake (set before Python sees it) */
+    /* WebSocket flow control (--ws-max-queue): messages handed to Python
+     * that the app has not received yet, and whether the loop paused the
+     * connection for them (Python clears it when it asks to resume). */
+    atomic_int ws_queued;
+    atomic_int ws_paused;
     /* loop thread only */
     int writable_armed;
+    int ws_accepted;   /* ws_accept succeeded: on_close will come */
+    int ws_ended;      /* the connection ended (or never opened): nothing more goes out */
+    int ws_closing;    /* the app closed or returned: messages have no reader */
+    int ws_pause_held; /* ws_pause(req, 1) is in force */
     /* Python thread only */
     PyObject *py; /* the Req object, borrowed; NULL once it is gone */
 };
@@ -48,10 +60,13 @@ static inline void areq_ref(struct areq *a)
 
 /* Messages from the loop thread to the Python thread. */
 enum in_kind {
-    IN_REQUEST,    /* a new request; may carry the first body chunk */
+    IN_REQUEST,    /* a new request (a->ws: a WebSocket handshake); may carry the
+                      first body chunk */
     IN_BODY,       /* a body chunk (or the end of the body, or an error) */
     IN_DISCONNECT, /* the client has gone */
-    IN_WRITABLE    /* send() may go on */
+    IN_WRITABLE,   /* send() may go on */
+    IN_WS_MESSAGE, /* a whole WebSocket message: data, more = binary */
+    IN_WS_CLOSE    /* the WebSocket ended: status = close code, data = reason */
 };
 
 struct inmsg {
@@ -73,9 +88,15 @@ struct inmsg *inmsg_new(struct areq *a, int kind, const char *data, size_t len) 
 
 /* Messages from the Python thread to the loop thread (api->call_on_loop). */
 enum out_kind {
-    OUT_SEND,    /* optional start, then body bytes */
-    OUT_RECEIVE, /* ask the host for the next body chunk */
-    OUT_FINISH   /* the app returned: optional 500, then release the request */
+    OUT_SEND,      /* optional start, then body bytes */
+    OUT_RECEIVE,   /* ask the host for the next body chunk */
+    OUT_FINISH,    /* the app returned: optional 500 or WebSocket close, then
+                      release the request */
+    OUT_WS_ACCEPT, /* accept the handshake: headers, body = subprotocol (NUL-ended)
+                      when status != 0 */
+    OUT_WS_SEND,   /* one message: body, more = binary */
+    OUT_WS_CLOSE,  /* status = close code, body = reason (before accept: 403) */
+    OUT_WS_RESUME  /* the app has received enough: unpause the connection */
 };
 
 struct outmsg {
@@ -84,6 +105,7 @@ struct outmsg {
     int kind;
     int status; /* OUT_SEND: response status when it starts the response, else 0;
                    OUT_FINISH: 500 to answer it, else 0 */
+    int code;   /* OUT_FINISH of an accepted WebSocket: the close code, or 0 */
     int more;
     size_t nheaders;
     evicorn_header *headers;
@@ -98,6 +120,9 @@ int outmsg_post_batch(struct outmsg *first) ASGI_HIDDEN;
 
 /* The host's table (set once by the entry point). */
 extern const evicorn_api *asgi_api ASGI_HIDDEN;
+/* --ws-max-queue: WebSocket messages the app has not received yet above
+ * which the connection pauses. */
+extern int asgi_ws_max_queue ASGI_HIDDEN;
 
 /* Logging to the server's log, any thread, printf style. */
 void asgi_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3))) ASGI_HIDDEN;

@@ -106,7 +106,7 @@ def make_runner(app):
         try:
             await app(req.scope(), req.receive, req.send)
         except BaseException as exc:  # noqa: B902 - the server reports everything
-            if req.finish(True) and not isinstance(exc, asyncio.CancelledError):
+            if req.finish(exc) and not isinstance(exc, asyncio.CancelledError):
                 log(ERROR, "Exception in ASGI application\n" + format_exception(exc))
         else:
             req.finish(False)

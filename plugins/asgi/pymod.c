@@ -8,8 +8,10 @@
  * the request is held) and implements receive() and send() in C: send()
  * validates the message as uvicorn does, copies it and posts it to
  * evicorn's loop with asgi_api->call_on_loop, and returns an already-completed
- * awaitable unless the client is slow (backpressure). Everything here runs
- * with the GIL, on the asyncio thread. */
+ * awaitable unless the client is slow (backpressure). A Req for a
+ * WebSocket handshake speaks ASGI's websocket messages instead (see "----
+ * WebSocket ----"). Everything here runs with the GIL, on the asyncio
+ * thread. */
 #include "bridge.h"
 
 #include <errno.h>
@@ -38,6 +40,10 @@ static PyObject *s_type, *s_status, *s_headers, *s_body, *s_more_body, *s_traile
     *s_http_version, *s_method, *s_scheme, *s_path, *s_raw_path, *s_query_string, *s_root_path,
     *s_client, *s_server, *s_state, *s_extensions, *s_http, *s_https, *s_v11, *s_v10,
     *s_http_request, *s_http_disconnect, *s_set_result, *s_set_exception, *s_done;
+/* WebSocket */
+static PyObject *s_websocket, *s_ws, *s_wss, *s_subprotocols, *s_subprotocol, *s_code, *s_reason,
+    *s_text, *s_bytes, *s_ws_connect, *s_ws_receive, *s_ws_disconnect, *s_ws_http_response,
+    *s_future_blocking;
 static PyObject *m_get, *m_post, *m_head, *m_put, *m_delete, *m_patch, *m_options;
 
 /* ---- an already-completed awaitable ---- */
@@ -146,9 +152,10 @@ enum { R_NONE, R_START_PENDING, R_STARTED, R_DONE };
 
 typedef struct {
     PyObject_HEAD struct areq *a;
-    PyObject *pending; /* list: received messages no receive() has taken yet */
-    PyObject *waiter;  /* receive()'s future */
-    PyObject *drain;   /* send()'s future while output is full */
+    PyObject *pending;        /* list: received messages no receive() has taken yet */
+    Py_ssize_t pending_first; /* WebSocket: pending's first message not yet taken */
+    PyObject *waiter;         /* receive()'s future */
+    PyObject *drain;          /* send()'s future while output is full */
     /* the response start, until it is posted */
     int start_status;
     size_t start_n;
@@ -163,6 +170,14 @@ typedef struct {
     unsigned char gone;        /* the client disconnected */
     unsigned char finished;    /* OUT_FINISH posted: the request is no longer ours */
     unsigned char is_head;     /* a HEAD request */
+    /* WebSocket: the states of uvicorn's websockets implementation */
+    unsigned char is_ws;
+    unsigned char ws_connect_sent; /* receive() has returned websocket.connect */
+    unsigned char ws_started;      /* accept, close or a response was sent */
+    unsigned char ws_accepted;
+    unsigned char ws_rejected; /* close before accept (403), or websocket.http.response */
+    unsigned char ws_closed;   /* the app sent close, or received the disconnect */
+    unsigned char ws_lost;     /* the connection ended before the app accepted */
 } ReqObject;
 
 static PyTypeObject ReqType;
@@ -391,6 +406,23 @@ static PyObject *pair(PyObject *host, int port)
     return t;
 }
 
+/* The subprotocols the client offered, in order. */
+static PyObject *subprotocols(evicorn_request *req)
+{
+    PyObject *list = PyList_New(0);
+    evicorn_str v;
+    for (size_t i = 0; list && asgi_api->ws_subprotocol_at(req, i, &v) == 0; i++) {
+        PyObject *p = str_latin1(v);
+        if (!p || PyList_Append(list, p) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(p);
+    }
+    return list;
+}
+
+/* The HTTP scope, or the websocket scope for a WebSocket handshake (no
+ * method; scheme ws or wss; subprotocols; the websocket.http.response
+ * extension). */
 static PyObject *Req_scope(ReqObject *self, PyObject *unused)
 {
     (void)unused;
@@ -399,19 +431,21 @@ static PyObject *Req_scope(ReqObject *self, PyObject *unused)
         return NULL;
     }
     evicorn_request *req = self->a->req;
-    PyObject *d = _PyDict_NewPresized(14); /* no resizing on the way */
+    int ws = self->is_ws;
+    PyObject *d = _PyDict_NewPresized(15); /* no resizing on the way */
     if (!d)
         return NULL;
-    if (PyDict_SetItem(d, s_type, s_http) < 0 || set_steal(d, s_asgi, PyDict_Copy(g_asgi)) < 0)
+    if (PyDict_SetItem(d, s_type, ws ? s_websocket : s_http) < 0 ||
+        set_steal(d, s_asgi, PyDict_Copy(g_asgi)) < 0)
         goto fail;
     evicorn_str v = asgi_api->http_version(req);
     if (PyDict_SetItem(d, s_http_version, v.len == 3 && v.ptr[2] == '0' ? s_v10 : s_v11) < 0)
         goto fail;
-    if (set_steal(d, s_method, method_str(asgi_api->method(req))) < 0)
+    if (!ws && set_steal(d, s_method, method_str(asgi_api->method(req))) < 0)
         goto fail;
     v = asgi_api->scheme(req);
-    if (PyDict_SetItem(d, s_scheme,
-                       v.len == 5 && memcmp(v.ptr, "https", 5) == 0 ? s_https : s_http) < 0)
+    int tls = v.len == 5 && memcmp(v.ptr, "https", 5) == 0;
+    if (PyDict_SetItem(d, s_scheme, ws ? (tls ? s_wss : s_ws) : (tls ? s_https : s_http)) < 0)
         goto fail;
     v = asgi_api->path(req);
     if (set_steal(d, s_path, PyUnicode_DecodeUTF8(v.ptr, (Py_ssize_t)v.len, "replace")) < 0)
@@ -452,8 +486,13 @@ static PyObject *Req_scope(ReqObject *self, PyObject *unused)
         goto fail;
     if (set_steal(d, s_state, g_state ? PyDict_Copy(g_state) : PyDict_New()) < 0)
         goto fail;
-    if (set_steal(d, s_extensions, PyDict_New()) < 0)
+    if (ws) {
+        if (set_steal(d, s_subprotocols, subprotocols(req)) < 0 ||
+            set_steal(d, s_extensions, Py_BuildValue("{O:{}}", s_ws_http_response)) < 0)
+            goto fail;
+    } else if (set_steal(d, s_extensions, PyDict_New()) < 0) {
         goto fail;
+    }
     return d;
 fail:
     Py_DECREF(d);
@@ -482,9 +521,13 @@ static PyObject *waiting_future(PyObject **slot)
 
 /* ---- receive ---- */
 
+static PyObject *ws_receive(ReqObject *self);
+
 static PyObject *Req_receive(ReqObject *self, PyObject *unused)
 {
     (void)unused;
+    if (self->is_ws)
+        return ws_receive(self);
     /* As uvicorn: once the response is complete (or the client gone),
      * only the disconnect is left, even if body was never read. */
     if (is_gone(self) || self->finished || self->resp == R_DONE)
@@ -554,25 +597,17 @@ static void release_views(struct hdr_view *v, size_t n)
     }
 }
 
-static int parse_start(ReqObject *self, PyObject *msg)
+/* An app's headers, checked as uvicorn checks them and copied: n pairs
+ * of lengths, then the names (lower-cased, as uvicorn writes them) and
+ * values. *length: the Content-Length among them, or -1. */
+struct hdrs {
+    char *buf;
+    size_t n, bytes;
+    long long length;
+};
+
+static int parse_headers(PyObject *headers, struct hdrs *out)
 {
-    PyObject *status = PyDict_GetItemWithError(msg, s_status);
-    if (!status) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_KeyError, "status");
-        return -1;
-    }
-    long code = PyLong_AsLong(status);
-    if (code == -1 && PyErr_Occurred())
-        return -1;
-    if (code < 200 || code > 999) {
-        PyErr_Format(PyExc_RuntimeError, "Invalid HTTP status code %ld in 'http.response.start'.",
-                     code);
-        return -1;
-    }
-    PyObject *headers = PyDict_GetItemWithError(msg, s_headers);
-    if (!headers && PyErr_Occurred())
-        return -1;
     PyObject *seq = headers ? PySequence_Fast(headers, "'headers' must be an iterable") : NULL;
     if (headers && !seq)
         return -1;
@@ -629,8 +664,6 @@ static int parse_start(ReqObject *self, PyObject *msg)
         }
         bytes += (size_t)nl + (size_t)vl;
     }
-    /* Stored as n pairs of lengths, then names and values; names
-     * lower-cased, as uvicorn writes them. */
     char *buf = malloc(n * 2 * sizeof(size_t) + bytes + 1);
     if (!buf) {
         PyErr_NoMemory();
@@ -649,12 +682,7 @@ static int parse_start(ReqObject *self, PyObject *msg)
         memcpy(dst, views[i].value.buf, vl);
         dst += vl;
     }
-    free(self->start_buf);
-    self->start_buf = buf;
-    self->start_n = n;
-    self->start_bytes = bytes;
-    self->start_status = (int)code;
-    self->length = length;
+    *out = (struct hdrs){buf, n, bytes, length};
     rc = 0;
 out:
     release_views(views, n);
@@ -662,6 +690,54 @@ out:
         PyMem_Free(views);
     Py_XDECREF(seq);
     return rc;
+}
+
+/* Lays parsed headers out as evicorn_header entries at h, their bytes at
+ * p; returns the end of the bytes. */
+static char *place_headers(const struct hdrs *hs, evicorn_header *h, char *p)
+{
+    const size_t *lens = (const size_t *)hs->buf;
+    memcpy(p, hs->buf + hs->n * 2 * sizeof(size_t), hs->bytes);
+    for (size_t i = 0; i < hs->n; i++) {
+        h[i].name = p;
+        h[i].name_len = lens[2 * i];
+        p += lens[2 * i];
+        h[i].value = p;
+        h[i].value_len = lens[2 * i + 1];
+        p += lens[2 * i + 1];
+    }
+    return p;
+}
+
+static int parse_start(ReqObject *self, PyObject *msg)
+{
+    PyObject *status = PyDict_GetItemWithError(msg, s_status);
+    if (!status) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "status");
+        return -1;
+    }
+    long code = PyLong_AsLong(status);
+    if (code == -1 && PyErr_Occurred())
+        return -1;
+    if (code < 200 || code > 999) {
+        PyErr_Format(PyExc_RuntimeError, "Invalid HTTP status code %ld in 'http.response.start'.",
+                     code);
+        return -1;
+    }
+    PyObject *headers = PyDict_GetItemWithError(msg, s_headers);
+    if (!headers && PyErr_Occurred())
+        return -1;
+    struct hdrs hs;
+    if (parse_headers(headers, &hs) < 0)
+        return -1;
+    free(self->start_buf);
+    self->start_buf = hs.buf;
+    self->start_n = hs.n;
+    self->start_bytes = hs.bytes;
+    self->start_status = (int)code;
+    self->length = hs.length;
+    return 0;
 }
 
 /* An OUT_SEND carrying the pending start (if any) and body bytes. */
@@ -675,16 +751,8 @@ static struct outmsg *build_send(ReqObject *self, const char *body, size_t len, 
     evicorn_header *h = (evicorn_header *)m->blob;
     char *p = m->blob + hn * sizeof(evicorn_header);
     if (with_start) {
-        const size_t *lens = (const size_t *)self->start_buf;
-        memcpy(p, self->start_buf + hn * 2 * sizeof(size_t), hb);
-        for (size_t i = 0; i < hn; i++) {
-            h[i].name = p;
-            h[i].name_len = lens[2 * i];
-            p += lens[2 * i];
-            h[i].value = p;
-            h[i].value_len = lens[2 * i + 1];
-            p += lens[2 * i + 1];
-        }
+        struct hdrs hs = {self->start_buf, hn, hb, -1};
+        p = place_headers(&hs, h, p);
         m->status = self->start_status;
         m->headers = h;
         m->nheaders = hn;
@@ -753,6 +821,21 @@ static int schedule_start(ReqObject *self)
     return PyList_Append(g_starts, (PyObject *)self);
 }
 
+/* What send() returns after posting output: done, unless the connection's
+ * output is full or too much is still on its way to the loop; then a
+ * future that the loop's writable event resolves. */
+static PyObject *backpressure(ReqObject *self)
+{
+    struct areq *a = self->a;
+    if (!atomic_load(&a->paused) && atomic_load(&a->pending) <= ASGI_SEND_HIGH)
+        return ready_nothing();
+    atomic_store(&a->waiting, 1);
+    if (!atomic_load(&a->gone) && !atomic_load(&a->paused) &&
+        atomic_load(&a->pending) <= ASGI_SEND_LOW && atomic_exchange(&a->waiting, 0))
+        return ready_nothing();
+    return waiting_future(&self->drain);
+}
+
 static PyObject *send_body(ReqObject *self, PyObject *msg)
 {
     PyObject *body = PyDict_GetItemWithError(msg, s_body);
@@ -803,19 +886,523 @@ static PyObject *send_body(ReqObject *self, PyObject *msg)
     self->sent += (long long)len;
     if (!more) {
         self->resp = R_DONE;
-        if (wake_disconnect_waiter(self) < 0)
+        if (!self->is_ws && wake_disconnect_waiter(self) < 0)
             return NULL;
         return ready_nothing();
     }
-    /* Backpressure: wait while the connection's output is full or too
-     * much is still on its way to the loop. */
-    if (!atomic_load(&a->paused) && atomic_load(&a->pending) <= ASGI_SEND_HIGH)
+    return backpressure(self);
+}
+
+/* A send() waiting for room learns that the client has gone. */
+static void fail_drain(ReqObject *r)
+{
+    if (!r->drain)
+        return;
+    PyObject *d = r->drain;
+    r->drain = NULL;
+    PyObject *exc = PyObject_CallFunction(ClientDisconnected, "s", "the client has disconnected");
+    if (!exc || resolve(d, s_set_exception, exc) < 0)
+        PyErr_WriteUnraisable((PyObject *)r);
+    Py_XDECREF(exc);
+    Py_DECREF(d);
+}
+
+/* ---- WebSocket ----
+ *
+ * A Req for a WebSocket handshake runs the app with the websocket scope
+ * and follows the states of uvicorn's websockets implementation:
+ * receive() gives websocket.connect, then (once accepted) each message,
+ * then websocket.disconnect; send() takes websocket.accept, close (before
+ * accepting: 403) or the websocket.http.response extension's messages
+ * first, then websocket.send and websocket.close. Messages wait in
+ * `pending` until the app receives them; with --ws-max-queue of them
+ * waiting, the loop pauses the connection (asgi.c), and receive() asks it
+ * to resume. */
+
+static int type_is(PyObject *type, const char *name)
+{
+    return PyUnicode_CompareWithASCIIString(type, name) == 0;
+}
+
+/* {"type": type} */
+static PyObject *typed(PyObject *type)
+{
+    PyObject *d = PyDict_New();
+    if (d && PyDict_SetItem(d, s_type, type) < 0)
+        Py_CLEAR(d);
+    return d;
+}
+
+/* websocket.disconnect with code, and reason unless NULL. */
+static PyObject *ws_disconnect(int code, PyObject *reason)
+{
+    PyObject *d = typed(s_ws_disconnect);
+    if (!d)
+        return NULL;
+    if (set_steal(d, s_code, PyLong_FromLong(code)) < 0 ||
+        (reason && PyDict_SetItem(d, s_reason, reason) < 0))
+        Py_CLEAR(d);
+    return d;
+}
+
+/* Wakes a receive() waiting for the next event (it takes it itself). */
+static int ws_wake(ReqObject *self)
+{
+    if (!self->waiter)
+        return 0;
+    PyObject *w = self->waiter;
+    self->waiter = NULL;
+    int rc = resolve(w, s_set_result, Py_None);
+    Py_DECREF(w);
+    return rc < 0 ? -1 : 0;
+}
+
+/* The app took a message: below --ws-max-queue again, a paused
+ * connection resumes (asgi.c pauses it; whoever clears ws_paused posts). */
+static int ws_consumed(ReqObject *self, int may_resume)
+{
+    struct areq *a = self->a;
+    int left = atomic_fetch_sub(&a->ws_queued, 1) - 1;
+    if (!may_resume || self->finished || left >= asgi_ws_max_queue || !atomic_load(&a->ws_paused) ||
+        !atomic_exchange(&a->ws_paused, 0))
+        return 0;
+    struct outmsg *m = outmsg_alloc(self, OUT_WS_RESUME, 0);
+    return m ? post(m) : -1;
+}
+
+/* The next event for receive(): 1 with *out set, 0 when it must wait,
+ * -1 on error. As uvicorn: after a refused handshake or a connection lost
+ * before it, 1006; after the app closed or received the disconnect, 1005. */
+static int ws_take(ReqObject *self, PyObject **out)
+{
+    if (!self->ws_connect_sent) {
+        self->ws_connect_sent = 1;
+        *out = typed(s_ws_connect);
+        return *out ? 1 : -1;
+    }
+    if (self->ws_rejected || self->ws_lost || self->ws_closed) {
+        *out = ws_disconnect(self->ws_closed && !self->ws_rejected && !self->ws_lost ? 1005 : 1006,
+                             NULL);
+        return *out ? 1 : -1;
+    }
+    if (!self->pending || self->pending_first >= PyList_GET_SIZE(self->pending))
+        return 0;
+    PyObject *msg = PyList_GET_ITEM(self->pending, self->pending_first);
+    Py_INCREF(msg);
+    Py_INCREF(Py_None);
+    PyList_SET_ITEM(self->pending, self->pending_first, Py_None);
+    self->pending_first++;
+    /* Drop what was taken once it is most of the list. */
+    if (self->pending_first == PyList_GET_SIZE(self->pending) ||
+        (self->pending_first >= 64 && self->pending_first * 2 >= PyList_GET_SIZE(self->pending))) {
+        if (PyList_SetSlice(self->pending, 0, self->pending_first, NULL) < 0) {
+            Py_DECREF(msg);
+            return -1;
+        }
+        self->pending_first = 0;
+    }
+    if (PyDict_GetItemWithError(msg, s_type) == s_ws_disconnect) {
+        self->ws_closed = 1;
+    } else if (ws_consumed(self, 1) < 0) {
+        Py_DECREF(msg);
+        return -1;
+    }
+    *out = msg;
+    return 1;
+}
+
+static int ws_queue(ReqObject *self, PyObject *msg)
+{
+    if (!msg)
+        return -1;
+    if (!self->pending && !(self->pending = PyList_New(0))) {
+        Py_DECREF(msg);
+        return -1;
+    }
+    int rc = PyList_Append(self->pending, msg);
+    Py_DECREF(msg);
+    return rc < 0 ? -1 : ws_wake(self);
+}
+
+/* receive()'s awaitable: it takes the next event when the await
+ * completes, not when the event arrives, so an event is never lost to a
+ * receive() cancelled meanwhile (asyncio.wait_for, anyio's cancel
+ * scopes): the future it suspends on only wakes it. */
+typedef struct {
+    PyObject_HEAD ReqObject *req;
+} TakeObject;
+
+static void Take_dealloc(TakeObject *self)
+{
+    Py_XDECREF(self->req);
+    PyObject_Free(self);
+}
+
+static PyObject *Take_await(PyObject *self)
+{
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *Take_next(TakeObject *self)
+{
+    PyObject *msg;
+    int rc = ws_take(self->req, &msg);
+    if (rc < 0)
+        return NULL;
+    if (rc > 0) {
+        PyErr_SetObject(PyExc_StopIteration, msg); /* a dict: no wrapping needed */
+        Py_DECREF(msg);
+        return NULL;
+    }
+    /* Suspend on a future, as asyncio.Future.__await__ does. */
+    PyObject *fut = waiting_future(&self->req->waiter);
+    if (fut && PyObject_SetAttr(fut, s_future_blocking, Py_True) < 0)
+        Py_CLEAR(fut);
+    return fut;
+}
+
+static PyAsyncMethods Take_async = {.am_await = Take_await};
+
+static PyTypeObject TakeType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_evicorn.WebSocketReceive",
+    .tp_basicsize = sizeof(TakeObject),
+    .tp_dealloc = (destructor)Take_dealloc,
+    .tp_as_async = &Take_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Take_next,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The next WebSocket event, taken when the await completes.",
+};
+
+/* Nothing is taken until the await: a receive() never awaited has no
+ * effect, as a coroutine's. */
+static PyObject *ws_receive(ReqObject *self)
+{
+    TakeObject *t = PyObject_New(TakeObject, &TakeType);
+    if (!t)
+        return NULL;
+    Py_INCREF(self);
+    t->req = self;
+    return (PyObject *)t;
+}
+
+/* websocket.accept: the subprotocol must be one the client offered (the
+ * host refuses others; uvicorn would send it and the client fail). */
+static PyObject *ws_accept(ReqObject *self, PyObject *msg)
+{
+    evicorn_request *req = self->a->req;
+    PyObject *sp = PyDict_GetItemWithError(msg, s_subprotocol);
+    if (!sp && PyErr_Occurred())
+        return NULL;
+    const char *sp_utf8 = NULL;
+    Py_ssize_t sp_len = 0;
+    if (sp && sp != Py_None) {
+        if (!PyUnicode_Check(sp)) {
+            PyErr_Format(PyExc_TypeError, "'subprotocol' must be a str or None, not %.100s",
+                         Py_TYPE(sp)->tp_name);
+            return NULL;
+        }
+        if (!(sp_utf8 = PyUnicode_AsUTF8AndSize(sp, &sp_len)))
+            return NULL;
+        evicorn_str v;
+        size_t i = 0;
+        for (; asgi_api->ws_subprotocol_at(req, i, &v) == 0; i++)
+            if (v.len == (size_t)sp_len && memcmp(v.ptr, sp_utf8, v.len) == 0)
+                break;
+        if (asgi_api->ws_subprotocol_at(req, i, &v) != 0) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "Subprotocol '%U' in 'websocket.accept' was not offered by the client.",
+                         sp);
+            return NULL;
+        }
+    }
+    PyObject *headers = PyDict_GetItemWithError(msg, s_headers);
+    if (!headers && PyErr_Occurred())
+        return NULL;
+    struct hdrs hs = {NULL, 0, 0, -1};
+    if (headers && headers != Py_None && parse_headers(headers, &hs) < 0)
+        return NULL;
+    self->ws_started = 1;
+    self->ws_accepted = 1;
+    /* Lost already: uvicorn accepts all the same, and the app hears 1006. */
+    if (is_gone(self)) {
+        free(hs.buf);
         return ready_nothing();
-    atomic_store(&a->waiting, 1);
-    if (!atomic_load(&a->gone) && !atomic_load(&a->paused) &&
-        atomic_load(&a->pending) <= ASGI_SEND_LOW && atomic_exchange(&a->waiting, 0))
+    }
+    size_t extra = hs.n * sizeof(evicorn_header) + hs.bytes + (size_t)sp_len + 1;
+    struct outmsg *m = outmsg_alloc(self, OUT_WS_ACCEPT, extra);
+    if (!m) {
+        free(hs.buf);
+        return NULL;
+    }
+    evicorn_header *h = (evicorn_header *)m->blob;
+    char *p = m->blob + hs.n * sizeof(evicorn_header);
+    if (hs.n)
+        p = place_headers(&hs, h, p);
+    free(hs.buf);
+    m->headers = h;
+    m->nheaders = hs.n;
+    if (sp_utf8) {
+        memcpy(p, sp_utf8, (size_t)sp_len);
+        p[sp_len] = '\0';
+        m->body = p;
+        m->status = 1;
+    }
+    if (post(m) < 0)
+        return NULL;
+    return ready_nothing();
+}
+
+/* websocket.send: exactly one of bytes and text. */
+static PyObject *ws_send_message(ReqObject *self, PyObject *msg)
+{
+    PyObject *bytes = PyDict_GetItemWithError(msg, s_bytes);
+    if (!bytes && PyErr_Occurred())
+        return NULL;
+    PyObject *text = bytes && bytes != Py_None ? NULL : PyDict_GetItemWithError(msg, s_text);
+    if (!text && PyErr_Occurred())
+        return NULL;
+    Py_buffer view = {.obj = NULL};
+    const char *data;
+    Py_ssize_t len;
+    int binary = bytes && bytes != Py_None;
+    if (binary) {
+        if (get_bytes(bytes, &view, "'bytes'") < 0)
+            return NULL;
+        data = view.buf;
+        len = view.len;
+    } else if (text && text != Py_None) {
+        if (!PyUnicode_Check(text)) {
+            PyErr_Format(PyExc_TypeError, "'text' must be a str, not %.100s",
+                         Py_TYPE(text)->tp_name);
+            return NULL;
+        }
+        if (!(data = PyUnicode_AsUTF8AndSize(text, &len)))
+            return NULL;
+    } else {
+        PyErr_SetString(PyExc_TypeError,
+                        "'websocket.send' needs a 'bytes' or a 'text' value, not None.");
+        return NULL;
+    }
+    struct outmsg *m = outmsg_alloc(self, OUT_WS_SEND, (size_t)len);
+    if (m) {
+        memcpy(m->blob, data, (size_t)len);
+        m->body = m->blob;
+        m->len = (size_t)len;
+        m->more = binary;
+    }
+    if (view.obj)
+        PyBuffer_Release(&view);
+    if (!m)
+        return NULL;
+    struct areq *a = self->a;
+    atomic_fetch_add(&a->pending, (long)len);
+    if (post(m) < 0) {
+        atomic_fetch_sub(&a->pending, (long)len);
+        return NULL;
+    }
+    return backpressure(self);
+}
+
+/* The codes an endpoint may send (RFC 6455 7.4, as websockets checks). */
+static int close_code_valid(long code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* websocket.close: code (default 1000) and reason (default ""). Before
+ * accepting, the host answers 403: both are ignored, unchecked (FastAPI
+ * closes a refused handshake with its validation errors, a list, as the
+ * reason). */
+static PyObject *ws_close(ReqObject *self, PyObject *msg)
+{
+    if (!self->ws_started) {
+        struct outmsg *m = outmsg_alloc(self, OUT_WS_CLOSE, 0);
+        if (!m)
+            return NULL;
+        m->status = 1000;
+        if (post(m) < 0)
+            return NULL;
+        self->ws_started = self->ws_rejected = self->ws_closed = 1;
+        if (ws_wake(self) < 0)
+            return NULL;
         return ready_nothing();
-    return waiting_future(&self->drain);
+    }
+    PyObject *code_o = PyDict_GetItemWithError(msg, s_code);
+    if (!code_o && PyErr_Occurred())
+        return NULL;
+    long code = 1000;
+    if (code_o && code_o != Py_None) {
+        code = PyLong_AsLong(code_o);
+        if (code == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    PyObject *reason = PyDict_GetItemWithError(msg, s_reason);
+    if (!reason && PyErr_Occurred())
+        return NULL;
+    const char *r = "";
+    Py_ssize_t rlen = 0;
+    if (reason && reason != Py_None) {
+        if (!PyUnicode_Check(reason)) {
+            PyErr_Format(PyExc_TypeError, "'reason' must be a str, not %.100s",
+                         Py_TYPE(reason)->tp_name);
+            return NULL;
+        }
+        if (!(r = PyUnicode_AsUTF8AndSize(reason, &rlen)))
+            return NULL;
+    }
+    if (!close_code_valid(code)) {
+        PyErr_Format(PyExc_RuntimeError, "Invalid WebSocket close code %ld in 'websocket.close'.",
+                     code);
+        return NULL;
+    }
+    struct outmsg *m = outmsg_alloc(self, OUT_WS_CLOSE, (size_t)rlen);
+    if (!m)
+        return NULL;
+    memcpy(m->blob, r, (size_t)rlen);
+    m->body = m->blob;
+    m->len = (size_t)rlen;
+    m->status = (int)code;
+    if (post(m) < 0)
+        return NULL;
+    self->ws_closed = 1;
+    return ready_nothing();
+}
+
+static PyObject *ws_send(ReqObject *self, PyObject *msg, PyObject *type)
+{
+    if (!self->ws_started) {
+        if (type_is(type, "websocket.accept"))
+            return ws_accept(self, msg);
+        if (type_is(type, "websocket.close"))
+            return ws_close(self, msg);
+        if (type_is(type, "websocket.http.response.start")) {
+            if (parse_start(self, msg) < 0 || schedule_start(self) < 0)
+                return NULL;
+            self->resp = R_START_PENDING;
+            self->ws_started = 1;
+            self->ws_rejected = 1;
+            if (ws_wake(self) < 0)
+                return NULL;
+            return ready_nothing();
+        }
+        PyErr_Format(PyExc_RuntimeError,
+                     "Expected ASGI message 'websocket.accept', 'websocket.close', or "
+                     "'websocket.http.response.start' but got '%U'.",
+                     type);
+        return NULL;
+    }
+    if (self->ws_rejected) {
+        if (!type_is(type, "websocket.http.response.body")) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "Expected ASGI message 'websocket.http.response.body' but got '%U'.",
+                         type);
+            return NULL;
+        }
+        /* After the 403, or the response's end: nothing more goes out. */
+        if (self->resp == R_NONE || self->resp == R_DONE)
+            return ready_nothing();
+        return send_body(self, msg);
+    }
+    int is_send = type_is(type, "websocket.send");
+    if (!is_send && !type_is(type, "websocket.close")) {
+        if (self->ws_closed)
+            PyErr_Format(PyExc_RuntimeError,
+                         "Unexpected ASGI message '%U', after sending 'websocket.close' or "
+                         "response already completed.",
+                         type);
+        else
+            PyErr_Format(PyExc_RuntimeError,
+                         "Expected ASGI message 'websocket.send' or 'websocket.close', but got "
+                         "'%U'.",
+                         type);
+        return NULL;
+    }
+    /* ASGI 2.4: on a closed connection, an OSError. */
+    if (self->ws_closed || is_gone(self)) {
+        PyErr_SetString(ClientDisconnected, "the WebSocket is closed");
+        return NULL;
+    }
+    return is_send ? ws_send_message(self, msg) : ws_close(self, msg);
+}
+
+/* The app returned (failed: its exception). As uvicorn: 500 when it never
+ * answered the handshake; a response it began is completed. Once
+ * accepted, the connection is closed with 1000 (1011 after an exception),
+ * where uvicorn drops it without a close frame. */
+static PyObject *ws_finish(ReqObject *self, PyObject *failed_o)
+{
+    int failed = PyExceptionInstance_Check(failed_o) || failed_o == Py_True;
+    int quiet = PyExceptionInstance_Check(failed_o) &&
+                PyObject_IsInstance(failed_o, ClientDisconnected) == 1;
+    if (PyErr_Occurred())
+        return NULL;
+    if (self->ws_rejected && (self->resp == R_START_PENDING || self->resp == R_STARTED)) {
+        struct outmsg *end = build_send(self, NULL, 0, 0);
+        if (!end || post(end) < 0)
+            return NULL;
+        self->resp = R_DONE;
+    }
+    struct outmsg *m = outmsg_alloc(self, OUT_FINISH, 0);
+    if (!m)
+        return NULL;
+    if (!self->ws_started) {
+        m->status = 500;
+        if (!failed)
+            asgi_log(LOG_ERROR, "ASGI callable returned without sending handshake.");
+    } else if (self->ws_accepted && !self->ws_closed && !is_gone(self)) {
+        m->code = failed && !quiet ? 1011 : 1000;
+    }
+    if (post(m) < 0)
+        return NULL;
+    self->finished = 1;
+    /* The request is no longer ours: what other tasks still send fails or
+     * is dropped as on a closed connection, and receive() ends as uvicorn's
+     * (1006 without a handshake, 1005 after one). */
+    if (!self->ws_started)
+        self->ws_started = self->ws_rejected = 1;
+    else if (!self->ws_rejected)
+        self->ws_closed = 1;
+    if (ws_wake(self) < 0)
+        PyErr_Clear();
+    return PyBool_FromLong(failed && !quiet);
+}
+
+/* A message from the client, or the connection's end (drain). */
+static void ws_message_arrived(ReqObject *r, struct inmsg *m)
+{
+    if (r->ws_closed) {
+        ws_consumed(r, 0); /* the app closed: nobody receives it */
+        return;
+    }
+    /* The host hands over valid UTF-8 for text. */
+    PyObject *data = m->more ? PyBytes_FromStringAndSize(m->data, (Py_ssize_t)m->len)
+                             : PyUnicode_DecodeUTF8(m->data, (Py_ssize_t)m->len, "replace");
+    PyObject *msg = data ? typed(s_ws_receive) : NULL;
+    if (msg && PyDict_SetItem(msg, m->more ? s_bytes : s_text, data) < 0)
+        Py_CLEAR(msg);
+    Py_XDECREF(data);
+    if (ws_queue(r, msg) < 0)
+        PyErr_WriteUnraisable((PyObject *)r);
+}
+
+static void ws_ended(ReqObject *r, struct inmsg *m)
+{
+    r->gone = 1;
+    if (!r->ws_accepted && !r->ws_rejected) {
+        r->ws_lost = 1;
+        if (ws_wake(r) < 0)
+            PyErr_WriteUnraisable((PyObject *)r);
+    } else if (r->ws_accepted) {
+        PyObject *reason = PyUnicode_DecodeUTF8(m->data, (Py_ssize_t)m->len, "replace");
+        PyObject *msg = reason ? ws_disconnect(m->status, reason) : NULL;
+        Py_XDECREF(reason);
+        if (ws_queue(r, msg) < 0)
+            PyErr_WriteUnraisable((PyObject *)r);
+    }
+    fail_drain(r);
 }
 
 static PyObject *Req_send(ReqObject *self, PyObject *msg)
@@ -837,6 +1424,10 @@ static PyObject *Req_send(ReqObject *self, PyObject *msg)
     }
     if (!PyUnicode_Check(type)) {
         PyErr_SetString(PyExc_TypeError, "ASGI message 'type' must be a str");
+        goto out;
+    }
+    if (self->is_ws) {
+        result = ws_send(self, msg, type);
         goto out;
     }
     int is_start = PyUnicode_CompareWithASCIIString(type, "http.response.start") == 0;
@@ -894,8 +1485,10 @@ static PyObject *Req_finish(ReqObject *self, PyObject *failed_o)
 {
     if (self->finished)
         Py_RETURN_FALSE;
-    int failed = PyObject_IsTrue(failed_o);
-    if (failed < 0)
+    if (self->is_ws)
+        return ws_finish(self, failed_o);
+    int failed = PyExceptionInstance_Check(failed_o) || PyObject_IsTrue(failed_o) == 1;
+    if (PyErr_Occurred())
         return NULL;
     int gone = is_gone(self);
     int want500 = 0;
@@ -947,7 +1540,8 @@ static PyMethodDef Req_methods[] = {
     {"receive", (PyCFunction)Req_receive, METH_NOARGS, "ASGI receive()."},
     {"send", (PyCFunction)Req_send, METH_O, "ASGI send(message)."},
     {"finish", (PyCFunction)Req_finish, METH_O,
-     "finish(failed): the app returned; True when its exception should be logged."},
+     "finish(exc): the app returned (exc: its exception, or False); True when the exception "
+     "should be logged."},
     {"gone", (PyCFunction)Req_gone, METH_NOARGS, "Whether the client has disconnected."},
     {NULL, NULL, 0, NULL},
 };
@@ -972,6 +1566,7 @@ static int start_request(struct inmsg *m)
     r->a = a; /* takes the message's reference */
     m->a = NULL;
     r->pending = r->waiter = r->drain = NULL;
+    r->pending_first = 0;
     r->start_status = 0;
     r->start_n = r->start_bytes = 0;
     r->start_buf = NULL;
@@ -982,6 +1577,9 @@ static int start_request(struct inmsg *m)
     r->receiving = r->waiter_body = 0;
     r->gone = 0;
     r->finished = 0;
+    r->is_ws = (unsigned char)a->ws;
+    r->ws_connect_sent = r->ws_started = r->ws_accepted = r->ws_rejected = 0;
+    r->ws_closed = r->ws_lost = 0;
     evicorn_str method = asgi_api->method(a->req);
     r->is_head = method.len == 4 && memcmp(method.ptr, "HEAD", 4) == 0;
     a->py = (PyObject *)r;
@@ -1038,28 +1636,22 @@ static void disconnected(ReqObject *r)
     r->gone = 1;
     if (wake_disconnect_waiter(r) < 0)
         PyErr_WriteUnraisable((PyObject *)r);
-    if (r->drain) {
-        PyObject *d = r->drain;
-        r->drain = NULL;
-        PyObject *exc =
-            PyObject_CallFunction(ClientDisconnected, "s", "the client has disconnected");
-        if (!exc || resolve(d, s_set_exception, exc) < 0)
-            PyErr_WriteUnraisable((PyObject *)r);
-        Py_XDECREF(exc);
-        Py_DECREF(d);
-    }
+    fail_drain(r);
 }
 
 static void writable(ReqObject *r)
 {
     if (r->drain) {
-        PyObject *d = r->drain;
-        r->drain = NULL;
         if (is_gone(r)) {
-            r->drain = d;
-            disconnected(r);
+            /* A WebSocket's end comes with its close code (ws_ended). */
+            if (r->is_ws)
+                fail_drain(r);
+            else
+                disconnected(r);
             return;
         }
+        PyObject *d = r->drain;
+        r->drain = NULL;
         if (resolve(d, s_set_result, Py_None) < 0)
             PyErr_WriteUnraisable((PyObject *)r);
         Py_DECREF(d);
@@ -1091,6 +1683,10 @@ static PyObject *mod_drain(PyObject *mod, PyObject *unused)
                     disconnected(r);
                 else if (m->kind == IN_WRITABLE)
                     writable(r);
+                else if (m->kind == IN_WS_MESSAGE)
+                    ws_message_arrived(r, m);
+                else if (m->kind == IN_WS_CLOSE)
+                    ws_ended(r, m);
                 Py_DECREF(r);
             }
         }
@@ -1220,6 +1816,20 @@ static int intern_all(void)
         {&m_delete, "DELETE"},
         {&m_patch, "PATCH"},
         {&m_options, "OPTIONS"},
+        {&s_websocket, "websocket"},
+        {&s_ws, "ws"},
+        {&s_wss, "wss"},
+        {&s_subprotocols, "subprotocols"},
+        {&s_subprotocol, "subprotocol"},
+        {&s_code, "code"},
+        {&s_reason, "reason"},
+        {&s_text, "text"},
+        {&s_bytes, "bytes"},
+        {&s_ws_connect, "websocket.connect"},
+        {&s_ws_receive, "websocket.receive"},
+        {&s_ws_disconnect, "websocket.disconnect"},
+        {&s_ws_http_response, "websocket.http.response"},
+        {&s_future_blocking, "_asyncio_future_blocking"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!(*t[i].slot = PyUnicode_InternFromString(t[i].s)))
@@ -1229,7 +1839,8 @@ static int intern_all(void)
 
 PyObject *asgi_pymod_init(void)
 {
-    if (PyType_Ready(&ReadyType) < 0 || PyType_Ready(&ReqType) < 0 || intern_all() < 0)
+    if (PyType_Ready(&ReadyType) < 0 || PyType_Ready(&ReqType) < 0 || PyType_Ready(&TakeType) < 0 ||
+        intern_all() < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m)

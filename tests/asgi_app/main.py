@@ -10,6 +10,12 @@ Environment knobs (all optional):
                             uvicorn 0.17 predates lifespan state, and
                             Starlette refuses to start without it
   ASGI_APP_BACKGROUND_LOG   where background tasks append their lines
+  ASGI_APP_RESULTS_FILE     lifespan shutdown writes `results` there (JSON)
+
+WebSocket routes: FastAPI's tutorial (/ws, /items/{item_id}/ws, the chat
+at /ws/{client_id}) and a raw ASGI app at /wsraw for what FastAPI hides
+(misbehaving apps, close codes, backpressure); what it saw is read back
+at /result/{key}.
 """
 import asyncio
 import hashlib
@@ -20,16 +26,18 @@ import time
 from contextlib import asynccontextmanager
 from typing import Dict, List, Optional
 
-from fastapi import BackgroundTasks, Cookie, FastAPI, Header, HTTPException, Query, Request
+from fastapi import (BackgroundTasks, Cookie, Depends, FastAPI, Header, HTTPException, Query,
+                     Request, WebSocket, WebSocketDisconnect, WebSocketException, status)
 from fastapi.responses import (JSONResponse, PlainTextResponse, RedirectResponse, Response,
                                StreamingResponse)
 from pydantic import BaseModel, Field
 
 MARKER = os.environ.get("ASGI_APP_SHUTDOWN_MARKER")
+RESULTS_FILE = os.environ.get("ASGI_APP_RESULTS_FILE")
 BACKGROUND_LOG = os.environ.get("ASGI_APP_BACKGROUND_LOG")
 
 # Results of requests that outlive their response, read back by later ones.
-results: Dict[str, str] = {}
+results: Dict[str, object] = {}
 hits = {"plaintext": 0}
 
 
@@ -47,6 +55,9 @@ async def lifespan(app):
     if MARKER:
         with open(MARKER, "a") as f:
             f.write("%d\n" % os.getpid())
+    if RESULTS_FILE:
+        with open(RESULTS_FILE, "w") as f:
+            json.dump(results, f)
 
 
 app = FastAPI()
@@ -417,3 +428,268 @@ async def raw_app(scope, receive, send):
 
 
 app.mount("/raw", raw_app)
+
+# ---- WebSockets: FastAPI's tutorial (fastapi.tiangolo.com/advanced/websockets) ----
+# Written without Annotated, which FastAPI 0.92 lacks.
+
+
+@app.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket):
+    await websocket.accept()
+    while True:
+        data = await websocket.receive_text()
+        await websocket.send_text(f"Message text was: {data}")
+
+
+async def get_cookie_or_token(
+    websocket: WebSocket,
+    session: Optional[str] = Cookie(default=None),
+    token: Optional[str] = Query(default=None),
+):
+    if session is None and token is None:
+        raise WebSocketException(code=status.WS_1008_POLICY_VIOLATION)
+    return session or token
+
+
+@app.websocket("/items/{item_id}/ws")
+async def websocket_item(
+    *,
+    websocket: WebSocket,
+    item_id: str,
+    q: Optional[int] = None,
+    cookie_or_token: str = Depends(get_cookie_or_token),
+):
+    await websocket.accept()
+    while True:
+        data = await websocket.receive_text()
+        await websocket.send_text(f"Session cookie or query token value is: {cookie_or_token}")
+        if q is not None:
+            await websocket.send_text(f"Query parameter q is: {q}")
+        await websocket.send_text(f"Message text was: {data}, for item ID: {item_id}")
+
+
+class ConnectionManager:
+    def __init__(self):
+        self.active_connections: List[WebSocket] = []
+
+    async def connect(self, websocket: WebSocket):
+        await websocket.accept()
+        self.active_connections.append(websocket)
+
+    def disconnect(self, websocket: WebSocket):
+        self.active_connections.remove(websocket)
+
+    async def send_personal_message(self, message: str, websocket: WebSocket):
+        await websocket.send_text(message)
+
+    async def broadcast(self, message: str):
+        for connection in self.active_connections:
+            await connection.send_text(message)
+
+
+manager = ConnectionManager()
+
+
+@app.websocket("/ws/{client_id}")
+async def websocket_chat(websocket: WebSocket, client_id: int):
+    await manager.connect(websocket)
+    try:
+        while True:
+            data = await websocket.receive_text()
+            await manager.send_personal_message(f"You wrote: {data}", websocket)
+            await manager.broadcast(f"Client #{client_id} says: {data}")
+    except WebSocketDisconnect:
+        manager.disconnect(websocket)
+        await manager.broadcast(f"Client #{client_id} left the chat")
+
+
+@app.websocket("/ws-state")
+async def websocket_state(websocket: WebSocket):
+    """The lifespan's state, as the websocket scope carries it."""
+    await websocket.accept()
+    counter = getattr(websocket.state, "counter", None)
+    await websocket.send_json({"greeting": getattr(websocket.state, "greeting", None),
+                               "counter": counter[0] if counter is not None else None,
+                               "started": websocket.app.state.started})
+    await websocket.close()
+
+
+# ---- WebSockets, raw ASGI, for what FastAPI never does ------------------------------
+
+gates: Dict[str, asyncio.Event] = {}
+
+
+def gate(key: str) -> asyncio.Event:
+    if key not in gates:
+        gates[key] = asyncio.Event()
+    return gates[key]
+
+
+def describe(exc: BaseException) -> str:
+    return "%s%s: %s" % (type(exc).__name__, " (OSError)" if isinstance(exc, OSError) else "",
+                         exc)
+
+
+async def try_send(send, message) -> str:
+    try:
+        await send(message)
+        return "sent"
+    except Exception as exc:  # what the server raises is the point
+        return describe(exc)
+
+
+async def try_receive(receive) -> object:
+    try:
+        return await asyncio.wait_for(receive(), 5)
+    except Exception as exc:
+        return describe(exc)
+
+
+def query_args(scope) -> Dict[str, str]:
+    return {k: v for k, v in
+            (p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)}
+
+
+async def ws_raw_app(scope, receive, send):
+    """Mounted at /wsraw. WebSocket paths:
+      /echo      accept (?sub= a subprotocol, ?hdr=1 extra headers), echo text and
+                 bytes; "close CODE REASON" closes, "raise" raises, "return"
+                 returns; results[key] gets the disconnect, and what send() and
+                 receive() did after it
+      /close-before /raise-before /return-before /reject (?status=)  no handshake
+      /misuse    sends in the wrong order, reports what each raised (then, in
+                 results, what a close with code 1005 raised)
+      /scope     the scope, as JSON
+      /late      accepts after ?delay= seconds (the client may be gone by then)
+      /hold      accepts, waits for the gate, then receives everything
+      /flood     sends 64 KiB messages until send() raises
+    HTTP: /release?key= opens the gate of /hold."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root):]
+    args = query_args(scope)
+    key = args.get("key", path)
+    if scope["type"] == "http":
+        if path == "/release":
+            gate(key).set()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    first = await receive()
+    results[key + ":connect"] = first["type"]
+    if path == "/close-before":
+        await send({"type": "websocket.close", "code": 4000, "reason": "not you"})
+        results[key] = await try_receive(receive)
+        results[key + ":send"] = await try_send(send, {"type": "websocket.send", "text": "x"})
+        return
+    if path == "/raise-before":
+        raise RuntimeError("raised before accepting")
+    if path == "/return-before":
+        return
+    if path == "/reject":
+        code = int(args.get("status", "401"))
+        await send({"type": "websocket.http.response.start", "status": code,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"x-reason", b"no token"), (b"content-length", b"14")]})
+        await send({"type": "websocket.http.response.body", "body": b"no token, ",
+                    "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"bye!"})
+        results[key] = await try_receive(receive)
+        results[key + ":send"] = await try_send(send, {"type": "websocket.send", "text": "x"})
+        return
+    if path == "/misuse":
+        report = [await try_send(send, {"type": "websocket.send", "text": "too early"})]
+        await send({"type": "websocket.accept"})
+        report.append(await try_send(send, {"type": "websocket.accept"}))
+        report.append(await try_send(send, {"type": "websocket.http.response.start",
+                                            "status": 200}))
+        await send({"type": "websocket.send", "text": json.dumps(report)})
+        # A code no endpoint may send (uvicorn's connection does not survive it).
+        results[key + ":bad-close"] = await try_send(send, {"type": "websocket.close",
+                                                            "code": 1005})
+        results[key] = await try_send(send, {"type": "websocket.close"})
+        return
+    if path == "/scope":
+        await send({"type": "websocket.accept"})
+        info = {k: scope[k] for k in ("type", "asgi", "http_version", "scheme", "path",
+                                      "root_path", "subprotocols", "extensions")}
+        info.update({
+            "raw_path": scope["raw_path"].decode("latin-1"),
+            "query_string": scope["query_string"].decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+            "client": list(scope["client"]) if scope.get("client") else None,
+            "server": list(scope["server"]) if scope.get("server") else None,
+            "state": sorted(scope.get("state", {})), "has_method": "method" in scope,
+        })
+        await send({"type": "websocket.send", "text": json.dumps(info)})
+        await send({"type": "websocket.close"})
+        return
+    if path == "/late":
+        await asyncio.sleep(float(args.get("delay", "0.5")))
+        await send({"type": "websocket.accept"})
+        results[key] = await try_receive(receive)
+        results[key + ":send"] = await try_send(send, {"type": "websocket.send", "text": "x"})
+        return
+    if path == "/hold":
+        await send({"type": "websocket.accept"})
+        await asyncio.wait_for(gate(key).wait(), 60)
+        got = []
+        while True:
+            msg = await receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            data = msg.get("bytes") or msg.get("text", "").encode()
+            got.append([len(data), hashlib.sha256(data).hexdigest()[:16]])
+            if msg.get("text") == "done":
+                break
+        results[key] = got
+        await send({"type": "websocket.send", "text": "got %d" % len(got)})
+        await send({"type": "websocket.close"})
+        return
+    if path == "/flood":
+        await send({"type": "websocket.accept"})
+        n = 0
+        chunk = b"f" * 65536
+        while True:
+            outcome = await try_send(send, {"type": "websocket.send", "bytes": chunk})
+            if outcome != "sent":
+                results[key] = {"sent": n, "error": outcome}
+                return
+            n += 1
+            results[key + ":sent"] = n
+    if path != "/echo":
+        await send({"type": "websocket.close", "code": 4404})
+        return
+    accept = {"type": "websocket.accept"}
+    if "sub" in args:
+        accept["subprotocol"] = args["sub"]
+    if args.get("hdr"):
+        accept["headers"] = [(b"x-ws-extra", b"yes"), (b"Set-Cookie", b"ws=1; Path=/")]
+    await send(accept)
+    while True:
+        msg = await receive()
+        if msg["type"] == "websocket.disconnect":
+            results[key] = msg
+            results[key + ":send"] = await try_send(send, {"type": "websocket.send", "text": "x"})
+            results[key + ":again"] = await try_receive(receive)
+            return
+        text = msg.get("text")
+        if text is not None and text.startswith("close "):
+            _, code, reason = (text + " ").split(" ", 2)
+            await send({"type": "websocket.close", "code": int(code), "reason": reason.strip()})
+            results[key + ":send"] = await try_send(send, {"type": "websocket.send", "text": "x"})
+            results[key + ":again"] = await try_receive(receive)
+            return
+        if text == "raise":
+            raise RuntimeError("raised after accepting")
+        if text == "return":
+            return
+        if text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": msg["bytes"]})
+
+
+app.mount("/wsraw", ws_raw_app)
+

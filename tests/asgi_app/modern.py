@@ -1,7 +1,8 @@
 """A FastAPI app written the way current FastAPI apps are (FastAPI 0.100+,
 pydantic 2): `Annotated` dependencies, a lifespan yielding state, pydantic 2
 models, streaming and server-sent events, uploads, files, CORS and GZip
-middleware, background tasks, exception handlers, response models. Served
+middleware, background tasks, exception handlers, response models, and
+FastAPI's WebSocket tutorial (/ws, /items/{item_id}/ws, /ws/{client_id}). Served
 unmodified by evicorn (`evicorn modern:app --app-dir tests/asgi_app`) and by
 uvicorn (`python -m uvicorn modern:app --app-dir tests/asgi_app`).
 
@@ -18,7 +19,8 @@ from enum import Enum
 from typing import Annotated, AsyncIterator, Dict, List, Optional
 
 from fastapi import (BackgroundTasks, Cookie, Depends, FastAPI, File, Form, Header,
-                     HTTPException, Path, Query, Request, Response, UploadFile)
+                     HTTPException, Path, Query, Request, Response, UploadFile, WebSocket,
+                     WebSocketDisconnect, WebSocketException, status)
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -505,6 +507,79 @@ async def download(name: Annotated[str, Path(pattern=r"^[a-z0-9_-]+\.[a-z]+$")],
 
 
 app.mount("/static", StaticFiles(directory=FILES_DIR, check_dir=False), name="static")
+
+
+# ---- WebSockets, as FastAPI's tutorial writes them ------------------------------------
+
+
+@app.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket):
+    await websocket.accept()
+    while True:
+        data = await websocket.receive_text()
+        await websocket.send_text(f"Message text was: {data}")
+
+
+async def get_cookie_or_token(
+    websocket: WebSocket,
+    session: Annotated[str | None, Cookie()] = None,
+    token: Annotated[str | None, Query()] = None,
+):
+    if session is None and token is None:
+        raise WebSocketException(code=status.WS_1008_POLICY_VIOLATION)
+    return session or token
+
+
+@app.websocket("/items/{item_id}/ws")
+async def websocket_item(
+    *,
+    websocket: WebSocket,
+    item_id: str,
+    q: int | None = None,
+    cookie_or_token: Annotated[str, Depends(get_cookie_or_token)],
+):
+    await websocket.accept()
+    while True:
+        data = await websocket.receive_text()
+        await websocket.send_text(f"Session cookie or query token value is: {cookie_or_token}")
+        if q is not None:
+            await websocket.send_text(f"Query parameter q is: {q}")
+        await websocket.send_text(f"Message text was: {data}, for item ID: {item_id}")
+
+
+class ConnectionManager:
+    def __init__(self):
+        self.active_connections: list[WebSocket] = []
+
+    async def connect(self, websocket: WebSocket):
+        await websocket.accept()
+        self.active_connections.append(websocket)
+
+    def disconnect(self, websocket: WebSocket):
+        self.active_connections.remove(websocket)
+
+    async def send_personal_message(self, message: str, websocket: WebSocket):
+        await websocket.send_text(message)
+
+    async def broadcast(self, message: str):
+        for connection in self.active_connections:
+            await connection.send_text(message)
+
+
+manager = ConnectionManager()
+
+
+@app.websocket("/ws/{client_id}")
+async def websocket_chat(websocket: WebSocket, client_id: int):
+    await manager.connect(websocket)
+    try:
+        while True:
+            data = await websocket.receive_text()
+            await manager.send_personal_message(f"You wrote: {data}", websocket)
+            await manager.broadcast(f"Client #{client_id} says: {data}")
+    except WebSocketDisconnect:
+        manager.disconnect(websocket)
+        await manager.broadcast(f"Client #{client_id} left the chat")
 
 
 # ---- a sub-application, with its own docs, under /v2 ----------------------------------
