@@ -987,8 +987,9 @@ static int ws_take(ReqObject *self, PyObject **out)
     }
     if (!self->pending || self->pending_first >= PyList_GET_SIZE(self->pending))
         return 0;
+    /* Take the list's reference: PyList_SET_ITEM does not release the
+     * item it overwrites. */
     PyObject *msg = PyList_GET_ITEM(self->pending, self->pending_first);
-    Py_INCREF(msg);
     Py_INCREF(Py_None);
     PyList_SET_ITEM(self->pending, self->pending_first, Py_None);
     self->pending_first++;

@@ -119,6 +119,35 @@ def test_tutorial_echo(app_server):
     assert closes(ws)
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+@pytest.mark.skipif("ASAN_OPTIONS" in os.environ,
+                    reason="AddressSanitizer's quarantine keeps freed memory resident")
+def test_messages_do_not_stay_in_memory(app_server):
+    """96 MiB of messages through an echo: the worker's memory does not
+    grow with them (each message is freed once the app has taken it)."""
+    [worker] = app_server.worker_pids()
+    ws = connect(app_server, "/ws")
+    msg = "m" * 32768
+    for _ in range(50):  # warm up: buffers and caches reach their size
+        ws.send_text(msg)
+        text(ws)
+    before = rss_kib(worker)
+    for _ in range(3000):
+        ws.send_text(msg)
+        assert text(ws) == "Message text was: " + msg
+    grown = rss_kib(worker) - before
+    assert grown < 24 * 1024, "the worker grew by %d KiB for 96 MiB of messages" % grown
+    ws.close(1000)
+    assert close_frame(ws) == (1000, "")
+
+
 def test_tutorial_dependencies_on_a_cookie_or_a_token(app_server):
     ws = connect(app_server, "/items/foo/ws?token=some-token&q=3")
     ws.send_text("hi")
