@@ -2,6 +2,8 @@
  * utf8.h. */
 #include "utf8.h"
 
+#include <string.h>
+
 /* A lead byte: how many continuation bytes follow, and the range the first
  * of them must be in (the later ones are always 80..BF). */
 static int lead(struct utf8_state *s, uint8_t b)
@@ -34,9 +36,29 @@ static int lead(struct utf8_state *s, uint8_t b)
     return 1;
 }
 
+/* Eight bytes at a time while they are all ASCII (no high bit), which most
+ * text is: the state machine is only needed around other bytes. */
+static size_t ascii_run(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (w & 0x8080808080808080ull)
+            break;
+        i += 8;
+    }
+    return i;
+}
+
 enum utf8_result utf8_feed(struct utf8_state *s, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        if (s->need == 0 && p[i] < 0x80) {
+            i += ascii_run(p + i, n - i);
+            if (i == n)
+                break;
+        }
         uint8_t b = p[i];
         if (s->need == 0) {
             if (!lead(s, b))

@@ -123,11 +123,11 @@ static void fail(struct ws_conn *wc, uint16_t code)
 
 /* ---- the reader's events ---- */
 
-static int on_message(void *ud, bool text, bool compressed, struct buf *msg)
+static int on_message(void *ud, bool text, bool compressed, const uint8_t *data, size_t len)
 {
     struct ws_conn *wc = ud;
-    const char *p = buf_start(msg);
-    size_t n = buf_size(msg);
+    const char *p = (const char *)data;
+    size_t n = len;
     struct ws_compression *z = wc->z;
     if (compressed) {
         uint16_t code = 0;
@@ -147,8 +147,6 @@ static int on_message(void *ud, bool text, bool compressed, struct buf *msg)
     /* After our close, the peer's messages have nobody to go to. */
     if (!wc->close_sent)
         wc->ev->message(wc->ud, !text, p, n);
-    if (msg->cap > KEEP_MESSAGE_BUFFER)
-        buf_free(msg);
     if (z && z->inflated.cap > KEEP_MESSAGE_BUFFER)
         buf_free(&z->inflated);
     return 0;

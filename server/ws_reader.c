@@ -3,6 +3,9 @@
 
 #include <string.h>
 
+/* A message buffer larger than this is freed after its message. */
+#define KEEP_MESSAGE_BUFFER (4 * 1024)
+
 void ws_reader_init(struct ws_reader *r, const struct ws_reader_events *ev, void *ud,
                     uint64_t max_size)
 {
@@ -82,8 +85,13 @@ static int end_frame(struct ws_reader *r, uint16_t *close_code)
         if (r->text && !r->compressed && r->utf8.need)
             return fail(close_code, WS_CLOSE_INVALID_DATA); /* ends inside a character */
         r->in_message = false;
-        rc = r->ev->message(r->ud, r->text, r->compressed, &r->msg);
-        buf_clear(&r->msg);
+        rc = r->ev->message(r->ud, r->text, r->compressed, (const uint8_t *)buf_start(&r->msg),
+                            buf_size(&r->msg));
+        /* An idle connection keeps no buffer sized for its largest message. */
+        if (r->msg.cap > KEEP_MESSAGE_BUFFER)
+            buf_free(&r->msg);
+        else
+            buf_clear(&r->msg);
     }
     return rc < 0 ? fail(close_code, 0) : 0;
 }
@@ -121,6 +129,20 @@ int ws_reader_feed(struct ws_reader *r, uint8_t *p, size_t n, uint16_t *close_co
         uint64_t left = r->h.len - r->frame_got;
         size_t take = n < left ? n : (size_t)left;
         ws_unmask(p, take, r->h.mask, r->frame_got);
+        if (take == r->h.len && r->h.fin && !is_control(r->h.opcode) && buf_size(&r->msg) == 0) {
+            /* A whole message in one frame, all at hand: delivered from
+             * the input itself. */
+            if (r->text && !r->compressed && utf8_feed(&r->utf8, p, take) != UTF8_COMPLETE)
+                return fail(close_code, WS_CLOSE_INVALID_DATA);
+            r->in_frame = false;
+            r->in_message = false;
+            int rc = r->ev->message(r->ud, r->text, r->compressed, p, take);
+            if (rc < 0)
+                return fail(close_code, 0);
+            p += take;
+            n -= take;
+            continue;
+        }
         if (is_control(r->h.opcode)) {
             memcpy(r->control + r->frame_got, p, take);
         } else {

@@ -22,11 +22,12 @@
 /* Each returns 0 to go on, or -1 to stop: ws_reader_feed then returns -1
  * with close code 0. */
 struct ws_reader_events {
-    /* A whole message; msg is the reader's and is emptied after the call
-     * (buf_move it away to keep it). compressed: its first frame had RSV1
-     * (permessage-deflate): msg is still compressed, and text in it is
-     * checked for UTF-8 only once inflated, by the receiver. */
-    int (*message)(void *ud, bool text, bool compressed, struct buf *msg);
+    /* A whole message, p[0..n) valid only during the call (it may be the
+     * caller's own input: a message in one frame is not copied).
+     * compressed: its first frame had RSV1 (permessage-deflate): it is
+     * still compressed, and text in it is checked for UTF-8 only once
+     * inflated, by the receiver. */
+    int (*message)(void *ud, bool text, bool compressed, const uint8_t *p, size_t n);
     /* A ping or a pong (opcode) and its payload (at most 125 bytes). */
     int (*control)(void *ud, uint8_t opcode, const uint8_t *p, size_t n);
     /* A valid close frame: its code (1005 for none) and reason. */
@@ -47,7 +48,7 @@ struct ws_reader {
     bool deflate;    /* permessage-deflate was negotiated: RSV1 may start a message */
     bool compressed; /* the message being read had RSV1 */
     struct utf8_state utf8;
-    struct buf msg;
+    struct buf msg; /* a fragmented message, or a frame that came in pieces */
     uint8_t control[125];
     bool closed; /* a close frame was read: nothing more is */
 };

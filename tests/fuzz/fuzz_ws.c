@@ -71,17 +71,16 @@ static void check_inflate(const uint8_t *p, size_t n)
     buf_free(&back);
 }
 
-static int on_message(void *ud, bool text, bool compressed, struct buf *msg)
+static int on_message(void *ud, bool text, bool compressed, const uint8_t *p, size_t n)
 {
     struct run *r = ud;
-    const uint8_t *p = (const uint8_t *)buf_start(msg);
     if (compressed != r->inflate && compressed)
         abort(); /* RSV1 passed without permessage-deflate */
-    if (text && !compressed && !utf8_valid(p, buf_size(msg)))
+    if (text && !compressed && !utf8_valid(p, n))
         abort();
     if (compressed && r->check)
-        check_inflate(p, buf_size(msg));
-    note(r, compressed ? (text ? 't' : 'b') : (text ? 'T' : 'B'), p, buf_size(msg));
+        check_inflate(p, n);
+    note(r, compressed ? (text ? 't' : 'b') : (text ? 'T' : 'B'), p, n);
     return 0;
 }
 

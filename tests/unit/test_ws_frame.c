@@ -113,6 +113,70 @@ TEST(utf8_gives_the_same_answer_for_every_split_of_the_input)
     }
 }
 
+/* Table 3-7 one byte at a time, with no shortcut: what the validator's
+ * eight-bytes-at-a-time ASCII path must agree with. */
+static int reference_valid(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t b = p[i];
+        size_t need;
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (b < 0x80) {
+            i++;
+            continue;
+        } else if (b >= 0xC2 && b <= 0xDF) {
+            need = 1;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            need = 2;
+            lo = b == 0xE0 ? 0xA0 : 0x80;
+            hi = b == 0xED ? 0x9F : 0xBF;
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            need = 3;
+            lo = b == 0xF0 ? 0x90 : 0x80;
+            hi = b == 0xF4 ? 0x8F : 0xBF;
+        } else {
+            return 0;
+        }
+        if (i + need >= n)
+            return 0; /* cut short */
+        if (p[i + 1] < lo || p[i + 1] > hi)
+            return 0;
+        for (size_t k = 2; k <= need; k++)
+            if (p[i + k] < 0x80 || p[i + k] > 0xBF)
+                return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+TEST(utf8_long_ascii_runs_around_other_bytes_are_judged_byte_by_byte)
+{
+    /* Runs of ASCII of every length up to 40 with one valid or invalid
+     * sequence placed at every offset, whole and split at every point. */
+    static const char *inserts[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                    "\x80",     "\xc3",         "\xed\xa0\x80",
+                                    "\xff",     "\xf4\x90"};
+    uint8_t buf[64];
+    for (size_t len = 0; len <= 40; len++)
+        for (size_t at = 0; at <= len; at++)
+            for (size_t k = 0; k < sizeof inserts / sizeof *inserts; k++) {
+                size_t m = strlen(inserts[k]);
+                memset(buf, 'a', len + m);
+                memcpy(buf + at, inserts[k], m);
+                size_t n = len + m;
+                int want = reference_valid(buf, n);
+                CHECK_EQ_INT(utf8_valid(buf, n), want);
+                for (size_t cut = 0; cut <= n; cut += 3) {
+                    struct utf8_state s;
+                    utf8_init(&s);
+                    enum utf8_result a = utf8_feed(&s, buf, cut);
+                    enum utf8_result r = a == UTF8_INVALID ? a : utf8_feed(&s, buf + cut, n - cut);
+                    CHECK_EQ_INT(r == UTF8_COMPLETE, want);
+                }
+            }
+}
+
 /* ---- frame heads ---- */
 
 static int parse(const uint8_t *p, size_t n, struct ws_frame_head *h, uint16_t *code)

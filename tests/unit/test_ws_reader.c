@@ -27,9 +27,9 @@ static int stop_now(struct seen *s)
     return ++s->events == s->stop_after ? -1 : 0;
 }
 
-static int on_message(void *ud, bool text, bool compressed, struct buf *msg)
+static int on_message(void *ud, bool text, bool compressed, const uint8_t *p, size_t n)
 {
-    add(ud, compressed ? (text ? "zT" : "zB") : (text ? "T" : "B"), buf_start(msg), buf_size(msg));
+    add(ud, compressed ? (text ? "zT" : "zB") : (text ? "T" : "B"), p, n);
     return stop_now(ud);
 }
 
