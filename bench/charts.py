@@ -14,6 +14,13 @@ COLOR = {"evicorn": "#d62728", "nginx": "#2ca02c", "kore": "#9467bd", "h2o": "#8
          "granian": "#17becf", "gunicorn": "#7f7f7f"}
 # The servers of bench/pyservers/run.py, in the order its chart shows them.
 PYSERVERS_ORDER = ["evicorn", "uvicorn", "granian", "hypercorn", "gunicorn"]
+# bench/ws/run.py's servers, their titles and colours.
+WS_ORDER = ["evicorn", "kore", "uvicorn", "granian", "bridge", "evicorn-http"]
+WS_TITLE = {"evicorn": "evicorn (native)", "kore": "Kore", "uvicorn": "uvicorn",
+            "granian": "Granian", "bridge": "evicorn ASGI bridge",
+            "evicorn-http": "evicorn, HTTP keep-alive"}
+WS_COLOR = {"evicorn": COLOR["evicorn"], "kore": COLOR["kore"], "uvicorn": COLOR["uvicorn"],
+            "granian": COLOR["granian"], "bridge": "#ff9896", "evicorn-http": "#7f7f7f"}
 
 
 def _plt():
@@ -204,10 +211,100 @@ def pyservers(plt, summary, path):
     plt.close(fig)
 
 
+def websockets(plt, summary, outdir):
+    """bench/ws/run.py's summary.json: ws_echo.png (median echo round trips
+    per second and per server CPU-second, per message kind and connection
+    count) and ws_broadcast_idle.png (the broadcast's last receiver, RSS per
+    idle connection). Returns the file names drawn."""
+    import numpy as np
+
+    drawn = []
+    echo = summary.get("echo") or {}
+    a = summary["args"]
+    if echo:
+        scens = list(echo)
+        fig, axes = plt.subplots(2, len(scens), figsize=(3.6 * len(scens) + 1, 6.4),
+                                 squeeze=False)
+        names = [n for n in WS_ORDER if any(
+            c["servers"].get(n, {}).get("rate_median") for d in echo.values()
+            for c in d["by_conns"].values())]
+        for col, scen in enumerate(scens):
+            d = echo[scen]
+            conns = list(d["by_conns"])
+            w = 0.8 / max(1, len(names))
+            for row, key, ylabel in ((0, "rate_median", "round trips/s"),
+                                     (1, "rt_per_server_cpu_s_median",
+                                      "round trips per server CPU-s")):
+                ax = axes[row][col]
+                for i, n in enumerate(names):
+                    vals = [d["by_conns"][c]["servers"].get(n, {}).get(key) or 0 for c in conns]
+                    bars = ax.bar(np.arange(len(conns)) + (i - (len(names) - 1) / 2) * w, vals,
+                                  w, color=WS_COLOR[n], label=WS_TITLE[n])
+                    for b, c in zip(bars, conns):
+                        st = d["by_conns"][c]["servers"].get(n, {}).get("status")
+                        if st in ("n/a", "pending"):
+                            ax.annotate(st, (b.get_x() + b.get_width() / 2, 0), ha="center",
+                                        va="bottom", fontsize=6, rotation=90)
+                ax.yaxis.set_major_formatter(plt.FuncFormatter(
+                    lambda v, _: f"{v / 1000:.0f}k" if v >= 1000 or v == 0 else f"{v:.0f}"))
+                ax.set_xticks(np.arange(len(conns)), ["%s conn." % c for c in conns],
+                              fontsize=8)
+                if col == 0:
+                    ax.set_ylabel(ylabel)
+                if row == 0:
+                    ax.set_title(d["title"], fontsize=9)
+                ax.grid(True, axis="y", alpha=0.3)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=WS_COLOR[n]) for n in names]
+        fig.legend(handles, [WS_TITLE[n] for n in names], loc="lower center",
+                   ncol=len(names), fontsize=8, frameon=False)
+        fig.suptitle("WebSocket echo, one server core (CPU %d), wsload on CPU %d; medians of "
+                     "%d runs" % (a["server_cpu"], a["client_cpu"], a["runs"]), fontsize=9)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        fig.savefig(os.path.join(outdir, "ws_echo.png"))
+        plt.close(fig)
+        drawn.append("ws_echo.png")
+    bc = summary.get("broadcast")
+    idle = summary.get("idle")
+    if bc or idle:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        if bc:
+            names = [n for n in WS_ORDER if bc["servers"].get(n, {}).get("all_ms_median")]
+            vals = [bc["servers"][n]["all_ms_median"] for n in names]
+            bars = axes[0].bar([WS_TITLE[n] for n in names], vals,
+                               color=[WS_COLOR[n] for n in names])
+            for b, v in zip(bars, vals):
+                axes[0].annotate("%.0f" % v, (b.get_x() + b.get_width() / 2, v), ha="center",
+                                 va="bottom", fontsize=8)
+            axes[0].set_ylabel("ms until the last receiver has it")
+            axes[0].set_title("One message to {:,} connections".format(bc["n"]), fontsize=9)
+            axes[0].tick_params(axis="x", labelsize=7)
+        if idle:
+            names = [n for n in WS_ORDER
+                     if idle["servers"].get(n, {}).get("rss_per_conn_kib_median") is not None]
+            vals = [idle["servers"][n]["rss_per_conn_kib_median"] for n in names]
+            bars = axes[1].bar([WS_TITLE[n] for n in names], vals,
+                               color=[WS_COLOR[n] for n in names])
+            for b, v in zip(bars, vals):
+                axes[1].annotate("%.2f" % v, (b.get_x() + b.get_width() / 2, v), ha="center",
+                                 va="bottom", fontsize=8)
+            axes[1].axhline(4.0, color="grey", lw=0.8, ls="--")
+            axes[1].set_ylabel("KiB of RSS per connection")
+            axes[1].set_title("{:,} idle connections (dashed: 4 KiB)".format(idle["n"]),
+                              fontsize=9)
+            axes[1].tick_params(axis="x", labelsize=7)
+        for ax in axes:
+            plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+        fig.tight_layout()
+        fig.savefig(os.path.join(outdir, "ws_broadcast_idle.png"))
+        plt.close(fig)
+        drawn.append("ws_broadcast_idle.png")
+    return drawn
+
+
 def make(parts, outdir):
     """parts: {"wrk": ..., "stalled": ..., "latency": ..., "sleep": ..., "idle": ...,
-    "sync": ..., "pyservers": ...}, any missing. Returns {name: file name} of the charts
-    drawn."""
+    "sync": ..., "pyservers": ..., "ws": ...}, any missing. Returns {name: file name} of the
+    charts drawn."""
     try:
         plt = _plt()
     except ImportError:
@@ -232,4 +329,7 @@ def make(parts, outdir):
             continue
         draw(os.path.join(outdir, fname))
         drawn[name] = fname
+    if parts.get("ws"):  # bench/ws/run.py's two charts
+        for fname in websockets(plt, parts["ws"], outdir):
+            drawn[fname[:-4]] = fname
     return drawn

@@ -130,7 +130,8 @@ def summarise_run(run_dir):
                       ("signing", "plugin_signing.json"),
                       ("loadgen_check", "loadgen_check.json"),
                       ("sync", "sync_pool.json"), ("asgi_json", "asgi/summary.json"),
-                      ("pyservers_json", "pyservers/summary.json")):
+                      ("pyservers_json", "pyservers/summary.json"),
+                      ("ws_json", "ws/summary.json")):
         p = os.path.join(run_dir, name)
         if os.path.exists(p):
             with open(p) as f:
@@ -138,7 +139,7 @@ def summarise_run(run_dir):
                     s[key] = json.load(f)
                 except ValueError:
                     pass
-    for key in ("asgi", "pyservers"):
+    for key in ("asgi", "pyservers", "ws"):
         p = os.path.join(run_dir, key, "summary.md")
         if os.path.exists(p):
             with open(p) as f:
@@ -303,18 +304,19 @@ def pick_runs(summaries):
         "idle": newest_with(summaries, lambda s: "idle" in s),
         "asgi": newest_with(summaries, lambda s: "asgi" in s),
         "pyservers": newest_with(summaries, lambda s: "pyservers" in s),
+        "ws": newest_with(summaries, lambda s: "ws" in s),
     }
     runs["used"] = [s for s in summaries
                     if s in list(by_scen.values()) + [runs[k] for k in (
                         "sleep", "reload", "signing", "latency", "sync", "idle", "asgi",
-                        "pyservers")]]
+                        "pyservers", "ws")]]
     return runs
 
 
 def draw_charts(runs, img_dir):
     import charts as charts_mod
     by_scen, latr, sleep = runs["by_scen"], runs["latency"], runs["sleep"]
-    idle, sync, pys = runs["idle"], runs["sync"], runs["pyservers"]
+    idle, sync, pys, ws = runs["idle"], runs["sync"], runs["pyservers"], runs["ws"]
     wrk_parts = {k: v["wrk"][k] for k, v in by_scen.items() if v}
     stalled = {k: v["stalled"].get(k, {}) for k, v in by_scen.items() if v}
     return charts_mod.make({
@@ -323,7 +325,8 @@ def draw_charts(runs, img_dir):
         "sleep": sleep["sleep"]["servers"] if sleep else None,
         "idle": idle["idle"] if idle else None,
         "sync": sync["sync"] if sync else None,
-        "pyservers": pys.get("pyservers_json") if pys else None}, img_dir)
+        "pyservers": pys.get("pyservers_json") if pys else None,
+        "ws": ws.get("ws_json") if ws else None}, img_dir)
 
 
 def intro_section(doc, used):
@@ -383,7 +386,7 @@ def how_to_run_section(doc, used, by_scen):
         "bench/run                       # everything (about 40 minutes)",
         "bench/run --quick               # short runs, one each: checks the suite end to end",
         "bench/run plaintext json        # a subset: plaintext json pipeline latency sleep sync "
-        "idle reload signing asgi pyservers",
+        "idle reload signing asgi pyservers ws",
         "DURATION=5 RUNS=3 bench/run --servers nginx,kore pipeline"])
     add("`bench/run` builds a Release evicorn (and `bench/loadgen`) if needed, starts every "
         "server pinned to CPU 0 (each on its own port on 127.0.0.1, all up for the whole wrk "
@@ -404,7 +407,7 @@ def how_to_run_section(doc, used, by_scen):
         add("")
         code_block(doc, [shown(cmds[name], "$REPO/") for name in SERVERS if name in cmds])
     py_cmds = [shown(cmds[k]) for k in ("sleep", "sync", "idle", "reload", "signing", "asgi",
-                                        "pyservers") if k in cmds]
+                                        "pyservers", "ws") if k in cmds]
     if py_cmds:
         add("The other benchmarks (each starts and stops its own servers, except "
             "`idle_conns.py`, run against each server started as above, shown for evicorn; "
@@ -944,6 +947,36 @@ def pyservers_section(doc, pys):
         doc.add("")
 
 
+def ws_section(doc, ws):
+    # bench/ws/run.py writes its own section; bench/run copies it into its
+    # results folder. Its image lines are replaced by the charts drawn here,
+    # and bench/ws/notes.md (the hand-written verdicts) follows it.
+    if not ws:
+        return
+    skip_blank = False
+    for line in ws["ws"].rstrip("\n").split("\n"):
+        m = re.match(r"!\[(.*)\]\(img/(ws_\w+)\.png\)$", line)
+        if m:
+            doc.chart(m.group(2), m.group(1))
+            skip_blank = True  # chart() adds its own empty line
+            continue
+        if not (skip_blank and line == ""):
+            doc.add(line)
+        skip_blank = False
+    doc.add("")
+    cmd = ws["commands"].get("ws")
+    if cmd:
+        doc.add("Run by `bench/run` as:")
+        doc.add("")
+        code_block(doc, [shown(cmd)])
+    notes = os.path.join(BENCH, "ws", "notes.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            for line in f.read().rstrip("\n").split("\n"):
+                doc.add(line)
+        doc.add("")
+
+
 def render(summaries, img_dir=None, img_rel="img"):
     runs = pick_runs(summaries)
     used, by_scen = runs["used"], runs["by_scen"]
@@ -972,6 +1005,7 @@ def render(summaries, img_dir=None, img_rel="img"):
     notes_section(doc)
     asgi_section(doc, runs["asgi"])
     pyservers_section(doc, runs["pyservers"])
+    ws_section(doc, runs["ws"])
     return "\n".join(doc.lines)
 
 
