@@ -2,6 +2,7 @@
 
 Everything here has a timeout: no helper can block a test forever.
 """
+import contextlib
 import glob
 import os
 import re
@@ -666,3 +667,23 @@ def wait_http_ready(port, proc, path, timeout=20.0, log=None):
             tail = "\n" + f.read()[-4000:]
     raise AssertionError("server on port %d not ready (exit %s)%s" % (port, proc.poll(), tail))
 
+
+
+@contextlib.contextmanager
+def serving_plugin_copy(plugin_path, prefix):
+    """A Server on a private copy of one plugin file, once it is loaded;
+    stopped and cleaned up after, and failing if a sanitizer reported."""
+    plugins = tempfile.mkdtemp(prefix=prefix)
+    shutil.copy(plugin_path, plugins)
+    name = re.escape(os.path.basename(plugin_path))
+    srv = Server(plugins=plugins)
+    try:
+        srv.start()
+        assert srv.wait_for_log(r"plugin %s: loaded" % name, 10), srv.output()
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(plugins, ignore_errors=True)
+    reports = [line for line in srv.stderr.snapshot()
+               if "Sanitizer" in line or "runtime error:" in line]
+    assert not reports, srv.output()

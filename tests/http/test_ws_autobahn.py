@@ -32,17 +32,15 @@ tests/http/ws_autobahn_report.py prints the per-group table.
 """
 import os
 import random
-import shutil
 import socket
 import struct
-import tempfile
 import time
 import zlib
 
 import pytest
 
 import ws_raw
-from evicorn_harness import Server, time_scale
+from evicorn_harness import serving_plugin_copy, time_scale
 from ws_raw import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1140,19 +1138,8 @@ case("12.6.20", "Compressed messages of 16 B .. 1 MiB, text and binary, in frame
 
 @pytest.fixture(scope="module")
 def echo_server():
-    plugins = tempfile.mkdtemp(prefix="evicorn-ws-conformance-")
-    shutil.copy(os.path.join(PLUGINS, "chat.so"), plugins)
-    srv = Server(plugins=plugins)
-    try:
-        srv.start()
-        assert srv.wait_for_log(r"plugin chat\.so: loaded", 10), srv.output()
+    with serving_plugin_copy(os.path.join(PLUGINS, "chat.so"), "evicorn-ws-conformance-") as srv:
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(plugins, ignore_errors=True)
-    reports = [line for line in srv.stderr.snapshot()
-               if "Sanitizer" in line or "runtime error:" in line]
-    assert not reports, srv.output()
 
 
 def params():

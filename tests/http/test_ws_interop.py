@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from evicorn_harness import Server, time_scale
+from evicorn_harness import serving_plugin_copy, time_scale
 
 websockets = pytest.importorskip("websockets", reason="needs the websockets library (PyPI venv)")
 from websockets.exceptions import ConnectionClosedError  # noqa: E402
@@ -58,19 +58,8 @@ def binary_of(n):
 
 @pytest.fixture(scope="module")
 def echo_server():
-    plugins = tempfile.mkdtemp(prefix="evicorn-ws-interop-")
-    shutil.copy(os.path.join(PLUGINS, "chat.so"), plugins)
-    srv = Server(plugins=plugins)
-    try:
-        srv.start()
-        assert srv.wait_for_log(r"plugin chat\.so: loaded", 10), srv.output()
+    with serving_plugin_copy(os.path.join(PLUGINS, "chat.so"), "evicorn-ws-interop-") as srv:
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(plugins, ignore_errors=True)
-    reports = [line for line in srv.stderr.snapshot()
-               if "Sanitizer" in line or "runtime error:" in line]
-    assert not reports, srv.output()
 
 
 def url(srv):
