@@ -15,11 +15,12 @@
 #include "config.h"
 #include "host_internal.h"
 #include "log.h"
+#include "plugins.h"
 
 /* api->config takes no request, so it reaches the worker's host through
  * this one pointer: a process runs one worker, and the host outlives every
  * plugin that could call it. */
-static const struct host *current;
+static struct host *current;
 
 struct host *host_new(const struct host_params *p)
 {
@@ -39,6 +40,7 @@ struct host *host_new(const struct host_params *p)
         .ws = p->ws,
     };
     current = h;
+    plugins_on_unload(host_watch_unloading);
     return h;
 }
 
@@ -47,6 +49,11 @@ void host_free(struct host *h)
     if (current == h)
         current = NULL;
     free(h);
+}
+
+struct host *host_current(void)
+{
+    return current;
 }
 
 long host_pending_jobs(const struct host *h)
@@ -142,6 +149,9 @@ static const evicorn_api api_table = {
     .ws_subprotocol_at = api_ws_subprotocol_at,
     .ws_extension_at = api_ws_extension_at,
     .ws_id = api_ws_id,
+    .watch = api_watch,
+    .watch_set = api_watch_set,
+    .watch_cancel = api_watch_cancel,
 };
 
 const evicorn_api *host_api(void)

@@ -96,7 +96,9 @@ void call_maybe_finish(struct call *c)
 void call_run(struct call *c, void (*fn)(void *), void *arg)
 {
     c->holds++;
+    struct generation *prev = generation_enter(c->gen);
     plugin_run(c->host->site, &c->re->watch, 0, fn, arg);
+    generation_leave(prev);
     c->holds--;
     call_maybe_finish(c);
 }
@@ -334,6 +336,8 @@ void call_cancel(struct call *c)
         }
         o = next;
     }
+    if (c->watches)
+        host_watch_cancel_call(c);
     if (c->disconnect_fn) {
         evicorn_event_fn fn = c->disconnect_fn;
         c->disconnect_fn = NULL;

@@ -27,6 +27,7 @@ struct host {
     struct ws_session *ws_sessions;
     uint64_t ws_next_id;
     ev_timer ws_drain_timer;
+    struct evicorn_watch *plugin_watches; /* watches owned by plugin versions */
 };
 
 struct op;
@@ -51,7 +52,8 @@ struct call {
     void *disconnect_ud;
     struct defer disconnect_defer;
     struct pool_job sync_job;
-    struct ws_session *ws; /* once a WebSocket handshake was accepted */
+    struct ws_session *ws;         /* once a WebSocket handshake was accepted */
+    struct evicorn_watch *watches; /* bound to this request */
     struct defer ws_writable_defer;
     /* The route's path parameters, as many as matched (a call can live as
      * long as a WebSocket connection: it holds no more than it needs). */
@@ -181,8 +183,22 @@ void host_ws_want_writable(struct call *c);
 /* A sync handler that accepted has returned: its events may start. */
 void host_ws_handler_returned(struct call *c);
 
+/* ---- host_watch.c ---- */
+
+int api_watch(evicorn_request *req, int fd, evicorn_watch_fn fn, void *ud, evicorn_watch **out);
+int api_watch_set(evicorn_watch *w, unsigned events, double timeout);
+void api_watch_cancel(evicorn_watch *w);
+/* The client left: each of the call's watches gets its ECANCELED call. */
+void host_watch_cancel_call(struct call *c);
+/* g is about to be unmapped: its watches still live are logged and
+ * stopped (plugins_on_unload's hook). */
+void host_watch_unloading(struct generation *g);
+
 /* ---- host.c ---- */
 
 const char *api_config(const char *name);
+/* The worker's host (a process runs one), for calls that take no
+ * request; NULL before host_new and after host_free. */
+struct host *host_current(void);
 
 #endif

@@ -175,10 +175,44 @@ static void unlink_retired(struct generation *g)
         }
 }
 
+/* Loop thread only, like everything here. */
+static struct generation *running;
+static void (*unload_hook)(struct generation *g);
+
+struct generation *generation_enter(struct generation *g)
+{
+    struct generation *prev = running;
+    running = g;
+    return prev;
+}
+
+void generation_leave(struct generation *prev)
+{
+    running = prev;
+}
+
+struct generation *generation_running(void)
+{
+    return running;
+}
+
+void plugins_on_unload(void (*fn)(struct generation *g))
+{
+    unload_hook = fn;
+}
+
+static void unloading(struct generation *g)
+{
+    if (unload_hook)
+        unload_hook(g);
+}
+
 static void run_shutdown(void *arg)
 {
     struct generation *g = arg;
+    struct generation *prev = generation_enter(g);
     g->desc.shutdown(g->state);
+    generation_leave(prev);
 }
 
 void generation_release(struct generation *g)
@@ -200,6 +234,7 @@ void generation_release(struct generation *g)
         ev_ref(P->loop); /* balances the unref in retire() */
         ev_timer_stop(P->loop, &g->drain_timer);
     }
+    unloading(g);
     unlink_retired(g);
     if (!g->dl)
         log_info("plugin %s: generation %u unloaded", g->file, g->id);
@@ -461,7 +496,9 @@ static void run_entry(void *arg)
 {
     struct entry_call *e = arg;
     if (e->builtin) {
+        struct generation *prev = generation_enter(e->g);
         e->desc = e->builtin(e->host);
+        generation_leave(prev);
         if (!e->desc)
             snprintf(e->why, e->whylen, "its entry point returned no descriptor");
         return;
@@ -484,7 +521,9 @@ static void run_entry(void *arg)
         snprintf(e->why, e->whylen, "no %s symbol: not an evicorn plugin", EVICORN_PLUGIN_ENTRY);
         return;
     }
+    struct generation *prev = generation_enter(e->g);
     e->desc = entry(e->host);
+    generation_leave(prev);
     if (!e->desc)
         snprintf(e->why, e->whylen, "%s returned no descriptor", EVICORN_PLUGIN_ENTRY);
 }
@@ -507,6 +546,7 @@ static struct watch_task loading_task(const struct load *l)
 static void unload_unstarted(struct load *l)
 {
     struct generation *g = l->g;
+    unloading(g);
     if (g->dl) {
         struct watch_task task = loading_task(l);
         struct plugin_site site = site_of(g);
@@ -678,7 +718,9 @@ struct startup_call {
 static void run_startup(void *arg)
 {
     struct startup_call *s = arg;
+    struct generation *prev = generation_enter(s->g);
     s->rc = s->g->desc.startup(&s->g->state, s->err, sizeof s->err);
+    generation_leave(prev);
 }
 
 /* Phase 2: the startup hook. On failure undoes phase 1 too. */

@@ -72,6 +72,18 @@ bool generation_retired(const struct generation *g, double *since);
 void generation_release(struct generation *g);
 void *generation_state(const struct generation *g);
 const char *generation_name(const struct generation *g);
+/* The generation whose code the loop thread is running (a handler, a
+ * continuation, a watch callback, loading, startup or shutdown), for what
+ * a plugin creates without naming a request (its own watches). enter
+ * returns what it interrupted, for leave. NULL outside plugin code. */
+struct generation *generation_enter(struct generation *g);
+void generation_leave(struct generation *prev);
+struct generation *generation_running(void);
+/* fn(g) runs when g's code is about to be unmapped, after its shutdown
+ * hook (or after a refused load): the host stops what g left behind. One
+ * hook per process, set before any plugin loads. */
+void plugins_on_unload(void (*fn)(struct generation *g));
+
 /* Counts a request in flight on the generation (for the status page). */
 void generation_request_started(struct generation *g);
 void generation_request_ended(struct generation *g);

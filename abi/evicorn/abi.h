@@ -59,7 +59,7 @@ extern "C" {
 #endif
 
 #define EVICORN_ABI_MAJOR 1
-#define EVICORN_ABI_MINOR 2
+#define EVICORN_ABI_MINOR 3
 
 /* The one symbol a plugin exports. */
 #define EVICORN_PLUGIN_ENTRY "evicorn_plugin_entry"
@@ -132,6 +132,23 @@ typedef void (*evicorn_ws_message_fn)(evicorn_request *ws, void *ud, int binary,
  * reason is valid only during the call. */
 typedef void (*evicorn_ws_close_fn)(evicorn_request *ws, void *ud, int code, const char *reason,
                                     size_t len);
+
+/* ---- file descriptors and timers (1.3) ---- */
+
+/* A watch: interest in one file descriptor's readiness and/or a timer,
+ * owned either by a request or by the plugin itself. Opaque. */
+typedef struct evicorn_watch evicorn_watch;
+
+/* What a watch waits for, and what its callback reports. */
+#define EVICORN_READABLE 0x1u
+#define EVICORN_WRITABLE 0x2u
+#define EVICORN_TIMEOUT  0x4u /* the watch's timer expired (reported only) */
+
+/* A watch's callback: events says what is ready (EVICORN_READABLE,
+ * EVICORN_WRITABLE and/or EVICORN_TIMEOUT) with status 0; or status is
+ * EVICORN_ECANCELED (events 0) when the request it is bound to lost its
+ * client: the watch is gone after that call. */
+typedef void (*evicorn_watch_fn)(evicorn_watch *w, void *ud, unsigned events, int status);
 
 /* ---- outbound HTTP ---- */
 
@@ -362,6 +379,48 @@ typedef struct evicorn_api {
     int (*ws_extension_at)(evicorn_request *req, size_t i, evicorn_str *out);
     /* A number naming the connection, unique in this worker. */
     uint64_t (*ws_id)(evicorn_request *req);
+
+    /* ---- added in 1.3: file descriptors and timers ----
+     *
+     * A watch lets async code continue when a file descriptor it owns
+     * becomes readable or writable, or when a timer expires: enough to
+     * run any non-blocking client library on the loop (libpq, hiredis,
+     * c-ares, libcurl's multi interface). Loop thread only (EVICORN_EPERM
+     * elsewhere, *out untouched).
+     *
+     * Unlike other continuations, a watch's callback runs each time what
+     * it waits for is ready, until the watch is cancelled; it never runs
+     * inside the call that armed it. Readiness is level-triggered (as
+     * poll(2)): a callback that does not drain the fd is called again.
+     * The host never reads, writes or closes the fd.
+     *
+     * Owner, chosen at creation:
+     *  - a request (req != NULL): the watch keeps the request open (like
+     *    a hold) until cancelled. When the client disconnects, the
+     *    callback runs once more with EVICORN_ECANCELED and the watch is
+     *    gone: cancel there what was in flight (e.g. the query).
+     *  - the plugin (req == NULL), for what outlives requests: pools of
+     *    connections, reconnect back-off, maintenance timers. It belongs
+     *    to the plugin version whose code made the call (a handler, a
+     *    continuation, a watch callback or the startup hook), and keeps
+     *    that version's code mapped while it lives; it does not keep the
+     *    version from draining, so its shutdown hook is where such
+     *    watches are cancelled. Watches still live after shutdown are a
+     *    plugin bug: the host logs them (by plugin and fd), stops them and
+     *    closes nothing.
+     * A timer alone is a watch on fd -1. */
+
+    /* Creates a watch on fd (or -1), idle until watch_set arms it. */
+    int (*watch)(evicorn_request *req, int fd, evicorn_watch_fn fn, void *ud, evicorn_watch **out);
+    /* Sets what the watch waits for: events (EVICORN_READABLE |
+     * EVICORN_WRITABLE, or 0 for nothing) replaces the previous interest;
+     * timeout > 0 (re)starts the timer to fire once after that many
+     * seconds, 0 stops it, < 0 leaves it as it is. EVICORN_EINVAL for
+     * fd events on a watch of fd -1. */
+    int (*watch_set)(evicorn_watch *w, unsigned events, double timeout);
+    /* Stops and frees the watch: its callback does not run again (also
+     * when called from that callback). */
+    void (*watch_cancel)(evicorn_watch *w);
 } evicorn_api;
 
 /* True when the host's table has function `fn` (added in some minor). */

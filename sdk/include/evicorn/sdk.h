@@ -708,6 +708,35 @@ size_t evicorn_ws_group_size(evicorn_ws_group *g);
  * whose connection is closing are skipped). */
 size_t evicorn_ws_group_broadcast(evicorn_ws_group *g, int binary, const void *data, size_t len);
 
+/* ======================================================================
+ * File descriptors and timers (ABI 1.3)
+ * ====================================================================== */
+
+/* Watches (abi.h): fn runs each time fd is ready for what watch_set asked,
+ * or the timer fires, until evicorn_watch_cancel. req != NULL binds the
+ * watch to the request (keeps it open; fn gets EVICORN_ECANCELED once if
+ * the client leaves, and the watch is gone); req == NULL binds it to the
+ * plugin (cancel it by the shutdown hook). fd -1 makes a pure timer.
+ * Loop thread only. EVICORN_ENOSYS on a host older than 1.3; a plugin
+ * that needs them defines EVICORN_PLUGIN_MIN_ABI_MINOR 3. */
+static inline int evicorn_watch_new(evicorn_request *req, int fd, evicorn_watch_fn fn, void *ud,
+                                    evicorn_watch **out)
+{
+    if (!EVICORN_HAS(watch))
+        return EVICORN_ENOSYS;
+    return evicorn_sdk_api_->watch(req, fd, fn, ud, out);
+}
+/* events: EVICORN_READABLE | EVICORN_WRITABLE, or 0; timeout > 0 (re)arms
+ * the one-shot timer, 0 stops it, < 0 leaves it. */
+static inline int evicorn_watch_set(evicorn_watch *w, unsigned events, double timeout)
+{
+    return evicorn_sdk_api_->watch_set(w, events, timeout);
+}
+static inline void evicorn_watch_cancel(evicorn_watch *w)
+{
+    evicorn_sdk_api_->watch_cancel(w);
+}
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif
