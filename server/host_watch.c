@@ -85,13 +85,20 @@ static void io_start(struct evicorn_watch *w)
         ev_unref(w->host->loop);
 }
 
+/* A one-shot timer that expired is no longer active but may still be
+ * pending (its callback not run yet in this loop iteration): cancelling
+ * it must clear that too, or the callback would run on a freed watch. */
 static void timer_stop(struct evicorn_watch *w)
 {
-    if (!ev_is_active(&w->timer))
-        return;
-    if (!w->c)
-        ev_ref(w->host->loop);
-    ev_timer_stop(w->host->loop, &w->timer);
+    if (ev_is_active(&w->timer)) {
+        if (!w->c)
+            ev_ref(w->host->loop);
+        ev_timer_stop(w->host->loop, &w->timer);
+    } else if (ev_is_pending(&w->timer)) {
+        ev_clear_pending(w->host->loop, &w->timer);
+        if (!w->c)
+            ev_ref(w->host->loop); /* as on_timer would have */
+    }
 }
 
 static void timer_start(struct evicorn_watch *w, double seconds)

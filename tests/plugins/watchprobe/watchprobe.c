@@ -17,6 +17,8 @@
  *                               (counted as "cancelled" in /watch/stats)
  *   GET /watch/self_cancel      a timer watch that cancels itself in its
  *                               callback, then answers from a second one
+ *   GET /watch/cancel_due       two timers due at once; the first cancels
+ *                               the other, which must not run
  *   GET /watch/errors           the results of calls that must fail
  *   GET /watch/errors_sync      watch from a pool thread: EPERM
  *   GET /watch/stats            counters, the version and the open fds
@@ -284,6 +286,44 @@ static void self_cancel_route(evicorn_request *req, void *data)
     evicorn_watch_set(w, 0, 0.01);
 }
 
+/* ---- /watch/cancel_due ---- */
+
+/* Two timers due in the same loop iteration: the first to run cancels
+ * the other, whose callback is then pending and must never run. */
+struct due {
+    evicorn_request *req;
+    evicorn_watch *w[2];
+    int fired;
+};
+
+static void due_fired(evicorn_watch *w, void *ud, unsigned events, int status)
+{
+    struct due *d = ud;
+    (void)events;
+    if (status != 0)
+        return; /* not taken: the request ends by the response below */
+    d->fired++;
+    evicorn_watch *other = d->w[0] == w ? d->w[1] : d->w[0];
+    evicorn_watch_cancel(other);
+    evicorn_watch_cancel(w);
+    evicorn_respond_json(d->req, 200, json_pack("{s:i}", "fired", d->fired));
+    free(d);
+}
+
+static void cancel_due_route(evicorn_request *req, void *data)
+{
+    (void)data;
+    struct due *d = calloc(1, sizeof *d);
+    if (!d || evicorn_watch_new(req, -1, due_fired, d, &d->w[0]) != 0 ||
+        evicorn_watch_new(req, -1, due_fired, d, &d->w[1]) != 0) {
+        evicorn_respond_error(req, 500, "cannot watch"); /* not taken by the tests */
+        return;
+    }
+    d->req = req;
+    evicorn_watch_set(d->w[0], 0, 0.02);
+    evicorn_watch_set(d->w[1], 0, 0.02);
+}
+
 /* ---- /watch/errors ---- */
 
 static void never(evicorn_watch *w, void *ud, unsigned events, int status)
@@ -350,6 +390,7 @@ static const evicorn_route routes[] = {
     EVICORN_GET("/watch/pipe", pipe_route),
     EVICORN_GET("/watch/hang", hang_route),
     EVICORN_GET("/watch/self_cancel", self_cancel_route),
+    EVICORN_GET("/watch/cancel_due", cancel_due_route),
     EVICORN_GET("/watch/errors", errors_route),
     EVICORN_GET_SYNC("/watch/errors_sync", errors_sync_route),
     EVICORN_GET("/watch/stats", stats_route),
