@@ -35,3 +35,28 @@ def make_server():
 def server(make_server):
     """A default server: one worker, no plugins."""
     return make_server()
+
+
+# --------------------------------------------------------------------------
+# Databases: real servers from Debian (db_harness.py), one per test module.
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """PostgreSQL with the examples' schema and data (scripts/db-load), on a
+    free 127.0.0.1 port; pg.url, pg.psql(sql), pg.restart(). Stopped and
+    removed when the module's tests are done, pass or fail."""
+    from db_harness import PgServer
+
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    """redis-server on a free 127.0.0.1 port (redis_server.url,
+    redis_server.command(...)); stopped when the module's tests are done."""
+    from db_harness import RedisServer
+
+    with RedisServer() as server:
+        yield server
