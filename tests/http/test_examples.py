@@ -12,6 +12,7 @@ import concurrent.futures
 import json
 import os
 import random
+import re
 import resource
 import socket
 import threading
@@ -47,6 +48,19 @@ def raise_fd_limit(want=8192):
 
 
 raise_fd_limit()
+
+# The database examples (techempower, todo) serve only with a database
+# configured; here none is, so each is skipped with one log line while the
+# others serve (test_database_examples_skipped_with_one_line).
+for _var in ("DATABASE_URL", "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE"):
+    os.environ.pop(_var, None)
+NO_DATABASE_RE = re.compile(r"plugin \S+/(techempower|todo)\.so refused: startup failed: "
+                            r"no database configured")
+
+
+def unexpected_errors(srv):
+    return [l for l in srv.stderr.snapshot()
+            if ("ERROR" in l or "CRITICAL" in l) and not NO_DATABASE_RE.search(l)]
 
 
 def start(make_server, *args, plugins=PLUGINS, names=EXAMPLES):
@@ -144,6 +158,20 @@ def test_weather_utf8_city_through_an_ordinary_client(examples):
     assert r.content == weather_body("Zürich")
 
 
+def test_database_examples_skipped_with_one_line(examples):
+    """Without a database the PostgreSQL examples are refused with one line
+    each saying what to set, and everything else serves."""
+    for name in ("techempower", "todo"):
+        assert examples.wait_for_log(r"plugin \S+/%s\.so refused" % name, 5.0), examples.output()
+    lines = [l for l in examples.stderr.snapshot() if NO_DATABASE_RE.search(l)]
+    assert sorted(NO_DATABASE_RE.search(l).group(1) for l in lines) == ["techempower", "todo"], \
+        examples.output()
+    assert all("set DATABASE_URL" in l for l in lines)
+    with examples.connect() as c:
+        assert c.request(get("/json")).body == HELLO_JSON
+        assert c.request(get("/db")).status == 404
+
+
 def test_weather_client_leaving_early_is_harmless(examples):
     for _ in range(20):
         s = socket.create_connection(("127.0.0.1", examples.port), timeout=2)
@@ -153,8 +181,7 @@ def test_weather_client_leaving_early_is_harmless(examples):
     with examples.connect() as c:
         r = c.request(get("/json"))
     assert r.body == HELLO_JSON
-    assert not [l for l in examples.stderr.snapshot()
-                if "ERROR" in l or "CRITICAL" in l], examples.output()
+    assert not unexpected_errors(examples), examples.output()
 
 
 async def one_weather(port, city):
