@@ -8,14 +8,16 @@ that persist. hello.so is served beside it for /json and /plaintext.
 """
 import concurrent.futures
 import json
+import os
 import re
 import time
 
 import httpx
 import pytest
 
-from db_harness import NO_DATABASE, serving_plugins
-from evicorn_harness import get, time_scale
+import plugin_util
+from db_harness import NO_DATABASE, PLUGINS, serving_plugins
+from evicorn_harness import KeepAliveLoad, get, time_scale
 
 JSON_CT = re.compile(r"^application/json(; ?charset=(UTF|utf)-8)?$")
 PLAIN_CT = re.compile(r"^text/plain(; ?charset=(UTF|utf)-8)?$")
@@ -330,6 +332,52 @@ def test_database_restart_is_survived(client, pg):
         time.sleep(0.2)
     assert r.status_code == 200, r.text
     assert client.get("/fortunes").content == FORTUNES_PAGE
+
+
+# --------------------------------------------------------------------------
+# hot reload under database load
+
+
+def evicorn_sessions(pg):
+    return int(pg.scalar("SELECT count(*) FROM pg_stat_activity "
+                         "WHERE application_name = 'evicorn'"))
+
+
+def wait_sessions(pg, n, timeout):
+    deadline = time.monotonic() + timeout * time_scale()
+    while evicorn_sessions(pg) != n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return evicorn_sessions(pg)
+
+
+def test_hot_reload_under_database_load_fails_nothing(pg):
+    """A new techempower.so replaces the old one while clients hammer the
+    database routes: no request fails, and once the old generation drains
+    its pool's connections are closed (only the new pool's remain)."""
+    with serving_plugins(["techempower"], {"DATABASE_URL": pg.url, "EVICORN_PG_POOL_SIZE": "3"},
+                         [r"plugin techempower\.so: loaded"]) as srv:
+        assert wait_sessions(pg, 3, 5.0) == 3
+        loads = [KeepAliveLoad(srv, get(path), conns=2, seconds=30, scale=time_scale())
+                 for path in ("/db", "/queries?queries=5", "/fortunes", "/updates?queries=3")]
+        for load in loads:
+            load.__enter__()
+        try:
+            time.sleep(0.5)
+            mark = len(srv.stderr.snapshot())
+            # The same build again: a new file is a new generation.
+            plugin_util.deploy(srv, os.path.join(PLUGINS, "techempower.so"), "techempower.so")
+            assert srv.wait_for_log(r"plugin techempower\.so: replaced", 10.0, start=mark), \
+                srv.output()
+            assert srv.wait_for_log(r"plugin techempower\.so: generation \d+ unloaded", 10.0,
+                                    start=mark), srv.output()
+            time.sleep(0.5)
+        finally:
+            for load in loads:
+                load.__exit__(None, None, None)
+        for load in loads:
+            assert not load.failures, load.failures[:3]
+            assert len(load.successes) > 10
+        assert wait_sessions(pg, 3, 5.0) == 3
 
 
 # --------------------------------------------------------------------------
