@@ -159,6 +159,8 @@ enum {
  * this returns, exactly once, on the loop). The request stays open until
  * fn has run. A client that disconnects meanwhile has its statement
  * cancelled on the server, and fn gets EVICORN_ECANCELED.
+ * The statements, their SQL and their values are copied before this
+ * returns: the caller's arrays need not outlive the call.
  * Returns 0, or EVICORN_EINVAL / EVICORN_EPERM / EVICORN_ENOMEM, or
  * EVICORN_EPIPE when the client is already gone (then fn never runs). */
 int evicorn_pg_run(evicorn_request *req, evicorn_pg_pool *pool, const evicorn_pg_query *queries,
