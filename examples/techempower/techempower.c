@@ -506,32 +506,19 @@ static void cached_queries(evicorn_request *req, void *data)
 
 /* ---- lifespan ---- */
 
-static int database_configured(void)
-{
-    static const char *const vars[] = {"DATABASE_URL", "PGHOST", "PGDATABASE", "PGSERVICE"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v)
-            return 1;
-    }
-    return 0;
-}
-
 static int plugin_startup(void **state, char *err, size_t errlen)
 {
-    if (!database_configured()) {
-        snprintf(err, errlen,
-                 "no database configured: set DATABASE_URL (postgresql://user@host:port/dbname) "
-                 "or PGHOST/PGDATABASE, and load the tables with scripts/db-load");
-        return -1;
-    }
     struct te *te = calloc(1, sizeof *te);
     if (!te) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     evicorn_pg_options opts = {.size = sizeof opts};
-    if (evicorn_pg_pool_new(&opts, &te->pool, err, errlen) != 0) {
+    int rc = evicorn_pg_pool_new(&opts, &te->pool, err, errlen);
+    if (rc == EVICORN_ENOENT) /* no database: say what else to do */
+        snprintf(err + strlen(err), errlen - strlen(err), ", and %s with scripts/db-load",
+                 "load the tables");
+    if (rc != 0) {
         free(te);
         return -1;
     }
@@ -548,8 +535,8 @@ static int plugin_startup(void **state, char *err, size_t errlen)
          2},
     };
     for (size_t i = 0; i < sizeof statements / sizeof statements[0]; i++) {
-        int rc = evicorn_pg_prepare(te->pool, statements[i].name, statements[i].sql,
-                                    statements[i].nparams);
+        rc = evicorn_pg_prepare(te->pool, statements[i].name, statements[i].sql,
+                                statements[i].nparams);
         if (rc != 0) {
             snprintf(err, errlen, "cannot register statement %s (%d)", statements[i].name, rc);
             evicorn_pg_pool_free(te->pool);

@@ -437,28 +437,15 @@ static void patch_todo(evicorn_request *req, void *data)
 
 /* ---- lifespan: one pool per worker ---- */
 
-static int database_configured(void)
-{
-    static const char *const vars[] = {"DATABASE_URL", "PGHOST", "PGDATABASE", "PGSERVICE"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v)
-            return 1;
-    }
-    return 0;
-}
-
 static int plugin_startup(void **state, char *err, size_t errlen)
 {
-    if (!database_configured()) {
-        snprintf(err, errlen,
-                 "no database configured: set DATABASE_URL (postgresql://user@host:port/dbname) "
-                 "or PGHOST/PGDATABASE, and create the table with scripts/db-load");
-        return -1;
-    }
     evicorn_pg_options opts = {.size = sizeof opts};
     evicorn_pg_pool *pool;
-    if (evicorn_pg_pool_new(&opts, &pool, err, errlen) != 0)
+    int rc = evicorn_pg_pool_new(&opts, &pool, err, errlen);
+    if (rc == EVICORN_ENOENT) /* no database: say what else to do */
+        snprintf(err + strlen(err), errlen - strlen(err), ", and %s with scripts/db-load",
+                 "create the table");
+    if (rc != 0)
         return -1;
     *state = pool;
     return 0;

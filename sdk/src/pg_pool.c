@@ -645,9 +645,12 @@ int evicorn_pg_pool_new(const evicorn_pg_options *opts, evicorn_pg_pool **out, c
         conninfo = getenv("DATABASE_URL");
     if (conninfo && !*conninfo)
         conninfo = NULL;
-    if (!conninfo && !getenv("PGHOST") && !getenv("PGDATABASE") && !getenv("PGPORT")) {
-        set_err(err, errlen, "no database configured: set DATABASE_URL or PGHOST/PGDATABASE");
-        return EVICORN_EINVAL;
+    if (!conninfo && !getenv("PGHOST") && !getenv("PGHOSTADDR") && !getenv("PGDATABASE") &&
+        !getenv("PGPORT") && !getenv("PGSERVICE")) {
+        set_err(err, errlen,
+                "no database configured: set DATABASE_URL (postgresql://user@host:port/dbname) "
+                "or PGHOST/PGDATABASE");
+        return EVICORN_ENOENT;
     }
     int size = o.pool_size;
     if (size <= 0) {

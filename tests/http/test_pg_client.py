@@ -419,7 +419,7 @@ def test_a_pool_without_a_database_refuses_to_load():
     try:
         mark = len(srv.stderr.snapshot())
         plugin_util.deploy(srv, plugin_util.plugin_path("pgprobe"), "pgprobe.so")
-        assert srv.wait_for_log(r"no database configured: set DATABASE_URL or PGHOST/PGDATABASE",
+        assert srv.wait_for_log(r"no database configured: set DATABASE_URL \(postgresql://user@host:port/dbname\) or PGHOST/PGDATABASE",
                                 10.0, start=mark), srv.output()
     finally:
         finish(srv)

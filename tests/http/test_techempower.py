@@ -339,8 +339,9 @@ def test_database_restart_is_survived(client, pg):
 
 
 def evicorn_sessions(pg):
+    # This server's sessions only: it names them with libpq's PGAPPNAME.
     return int(pg.scalar("SELECT count(*) FROM pg_stat_activity "
-                         "WHERE application_name = 'evicorn'"))
+                         "WHERE application_name = 'te-reload'"))
 
 
 def wait_sessions(pg, n, timeout):
@@ -354,7 +355,8 @@ def test_hot_reload_under_database_load_fails_nothing(pg):
     """A new techempower.so replaces the old one while clients hammer the
     database routes: no request fails, and once the old generation drains
     its pool's connections are closed (only the new pool's remain)."""
-    with serving_plugins(["techempower"], {"DATABASE_URL": pg.url, "EVICORN_PG_POOL_SIZE": "3"},
+    with serving_plugins(["techempower"], {"DATABASE_URL": pg.url, "EVICORN_PG_POOL_SIZE": "3",
+                                            "PGAPPNAME": "te-reload"},
                          [r"plugin techempower\.so: loaded"]) as srv:
         assert wait_sessions(pg, 3, 5.0) == 3
         loads = [KeepAliveLoad(srv, get(path), conns=2, seconds=30, scale=time_scale())

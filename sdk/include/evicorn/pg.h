@@ -83,10 +83,12 @@ typedef struct evicorn_pg_options {
 
 /* Creates the pool and starts opening its connections (in the
  * background: a query issued before one is ready waits in the queue).
- * Call it from the startup hook. Returns 0; or EVICORN_EINVAL with a
- * reason in err (a conninfo libpq cannot parse, no database configured:
- * neither conninfo, DATABASE_URL nor PGHOST/PGDATABASE/PGPORT set, a bad
- * $EVICORN_PG_POOL_SIZE); EVICORN_ENOSYS on a host older than ABI 1.3
+ * Call it from the startup hook. Returns 0; or, with a reason in err:
+ * EVICORN_ENOENT when no database is configured (neither conninfo,
+ * DATABASE_URL nor PGHOST, PGHOSTADDR, PGDATABASE, PGPORT or PGSERVICE
+ * set: a plugin may then refuse to load, or serve without a database);
+ * EVICORN_EINVAL for a conninfo libpq cannot parse or a bad
+ * $EVICORN_PG_POOL_SIZE; EVICORN_ENOSYS on a host older than ABI 1.3
  * (a plugin using this defines EVICORN_PLUGIN_MIN_ABI_MINOR 3). */
 int evicorn_pg_pool_new(const evicorn_pg_options *opts, evicorn_pg_pool **out, char *err,
                         size_t errlen);
