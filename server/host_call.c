@@ -544,7 +544,8 @@ int api_sleep(evicorn_request *req, double seconds, evicorn_event_fn fn, void *u
     if (!o)
         return EVICORN_ENOMEM;
     o->event_fn = fn;
-    ev_timer_init(&o->timer, on_sleep_timer, seconds, 0);
+    /* From now, not from the loop's cached time (see host_watch.c). */
+    ev_timer_init(&o->timer, on_sleep_timer, seconds + (ev_time() - ev_now(c->host->loop)), 0);
     o->timer.data = o;
     ev_timer_start(c->host->loop, &o->timer);
     return 0;

@@ -103,7 +103,10 @@ static void timer_stop(struct evicorn_watch *w)
 
 static void timer_start(struct evicorn_watch *w, double seconds)
 {
-    ev_timer_set(&w->timer, seconds, 0);
+    /* libev counts from the loop's cached time, which lags the clock by
+     * however long this iteration's callbacks have run: add the lag, so
+     * the timer fires `seconds` from now, not earlier. */
+    ev_timer_set(&w->timer, seconds + (ev_time() - ev_now(w->host->loop)), 0);
     ev_timer_start(w->host->loop, &w->timer);
     if (!w->c)
         ev_unref(w->host->loop);
