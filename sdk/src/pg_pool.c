@@ -1,8 +1,10 @@
 /* pg_pool: a worker's pool of PostgreSQL connections, and the operations
  * (a run, an acquire) waiting for one.
  *
- * An operation first looks for an available connection; failing that it
- * waits in a bounded FIFO queue, with its request watch's timer set to
+ * An operation first looks for a connection that can take it: an idle
+ * one, else the least loaded one running fewer than pipeline_depth
+ * operations (pipelined: pg_internal.h); failing that it waits in a
+ * bounded FIFO queue, with its request watch's timer set to
  * acquire_timeout. A connection that finishes an operation (or is
  * released, or opens) takes the head of the queue. When the server cannot
  * be reached at all (a connect attempt failed and no connection is open),
@@ -18,8 +20,9 @@
  * A request whose client disconnects has its watch called with
  * EVICORN_ECANCELED: a waiting operation leaves the queue; a running one
  * gets a cancel request sent to the server by a short-lived thread (libpq
- * 15's PQcancel blocks), and its connection drains the remaining results
- * before it serves anyone else. The threads are joined at the latest in
+ * 15's PQcancel blocks) when no other operation's statement can be hit by
+ * it (the rule in pg_internal.h), and its connection drops its remaining
+ * results as they come. The threads are joined at the latest in
  * evicorn_pg_pool_free, so none outlives the plugin's code.
  */
 #include <signal.h>
@@ -354,20 +357,31 @@ bool pg_pool_any_ready(const evicorn_pg_pool *p)
     return false;
 }
 
-static evicorn_pg_conn *find_available(evicorn_pg_pool *p)
+/* The connection op goes to: an idle one, else the least loaded one that
+ * can take it (below its pipeline depth); NULL when none can. */
+static evicorn_pg_conn *find_available(evicorn_pg_pool *p, const struct pg_op *op)
 {
-    for (int i = 0; i < p->size; i++)
-        if (pg_conn_available(&p->conns[i]))
-            return &p->conns[i];
-    return NULL;
+    evicorn_pg_conn *best = NULL;
+    for (int i = 0; i < p->size; i++) {
+        evicorn_pg_conn *c = &p->conns[i];
+        if (!pg_conn_can_take(c, op))
+            continue;
+        if (c->nops == 0)
+            return c;
+        if (!best || c->nops < best->nops)
+            best = c;
+    }
+    return best;
 }
 
 void pg_pool_dispatch(evicorn_pg_pool *p)
 {
     if (p->freeing)
         return;
+    /* In order: an op that must wait for an idle connection holds back
+     * the ones behind it, so that it is not overtaken for ever. */
     while (p->wait_head) {
-        evicorn_pg_conn *c = find_available(p);
+        evicorn_pg_conn *c = find_available(p, p->wait_head);
         if (!c)
             break;
         struct pg_op *op = p->wait_head;
@@ -477,14 +491,17 @@ static void op_client_gone(struct pg_op *op)
         if (!op->sent) {
             /* Only the idle check is in flight: the connection finishes it
              * and goes back to the pool. */
-            op->conn->op = NULL;
+            pg_conn_unlink(op->conn, op);
             pg_op_fail(op, EVICORN_ECANCELED, 0, "the client disconnected");
             break;
         }
-        /* The statements run: cancel them on the server; the connection
-         * keeps the op to drain its results, and frees it. */
+        /* The statements run or wait their turn on the connection, which
+         * keeps the op to drain its results, and frees it. Cancelled on
+         * the server if it still runs a moment later at the head of the
+         * FIFO (the rule in pg_internal.h). */
         op->gone = true;
-        pg_pool_cancel_query(p, op->conn);
+        if (op == op->conn->ops_head)
+            pg_conn_cancel_later(op->conn);
         evicorn_pg_reply r = canceled_reply();
         evicorn_pg_fn fn = op->fn;
         op->fn = NULL;
@@ -526,7 +543,7 @@ static void op_watch_cb(evicorn_watch *w, void *ud, unsigned events, int status)
         queue_unlink(p, op);
         int busy = 0;
         for (int i = 0; i < p->size; i++)
-            busy += p->conns[i].state == C_READY && !pg_conn_available(&p->conns[i]);
+            busy += p->conns[i].state == C_READY && !pg_conn_idle(&p->conns[i]);
         pg_op_fail(op, EVICORN_ETIMEDOUT, 503,
                    "no connection to %s within %g s (%d of %d connections busy, %d requests "
                    "waiting)",
@@ -548,7 +565,7 @@ static int submit(evicorn_pg_pool *p, struct pg_op *op)
     if (p->outage && !pg_pool_any_ready(p)) {
         pg_op_fail(op, EVICORN_ECONNREFUSED, 503, "cannot connect to %s: %s", p->label,
                    p->last_error);
-    } else if (!p->wait_head && (c = find_available(p)) != NULL) {
+    } else if (!p->wait_head && (c = find_available(p, op)) != NULL) {
         pg_conn_assign(c, op);
     } else if (p->nwaiting >= p->max_waiting) {
         pg_op_fail(op, EVICORN_EBUSY, 503,
@@ -574,6 +591,25 @@ static int env_pool_size(int *out, char *err, size_t errlen)
     if (*end != '\0' || v < 1 || v > 10000) {
         set_err(err, errlen, "EVICORN_PG_POOL_SIZE=%s: expected a number of connections, 1-10000",
                 s);
+        return EVICORN_EINVAL;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int env_pipeline_depth(int *out, char *err, size_t errlen)
+{
+    const char *s = getenv("EVICORN_PG_PIPELINE_DEPTH");
+    *out = PG_PIPELINE_DEPTH_DEFAULT;
+    if (!s || !*s)
+        return 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end != '\0' || v < 1 || v > PG_PIPELINE_DEPTH_MAX) {
+        set_err(err, errlen,
+                "EVICORN_PG_PIPELINE_DEPTH=%s: expected a number of operations per connection, "
+                "1-%d",
+                s, PG_PIPELINE_DEPTH_MAX);
         return EVICORN_EINVAL;
     }
     *out = (int)v;
@@ -658,15 +694,28 @@ int evicorn_pg_pool_new(const evicorn_pg_options *opts, evicorn_pg_pool **out, c
         if (rc)
             return rc;
     }
-    if (o.max_waiting < 0 || o.acquire_timeout < 0 || o.connect_timeout < 0 || o.idle_check < 0) {
+    if (o.max_waiting < 0 || o.acquire_timeout < 0 || o.connect_timeout < 0 || o.idle_check < 0 ||
+        o.pipeline_depth < 0) {
         set_err(err, errlen, "negative pool option");
         return EVICORN_EINVAL;
+    }
+    if (o.pipeline_depth > PG_PIPELINE_DEPTH_MAX) {
+        set_err(err, errlen, "pipeline_depth %d: at most %d", o.pipeline_depth,
+                PG_PIPELINE_DEPTH_MAX);
+        return EVICORN_EINVAL;
+    }
+    int depth = o.pipeline_depth;
+    if (depth == 0) {
+        int rc = env_pipeline_depth(&depth, err, errlen);
+        if (rc)
+            return rc;
     }
 
     evicorn_pg_pool *p = calloc(1, sizeof *p);
     if (!p)
         goto nomem;
     p->size = size;
+    p->pipeline_depth = depth;
     p->max_waiting = o.max_waiting ? o.max_waiting : 1024;
     p->acquire_timeout = o.acquire_timeout > 0 ? o.acquire_timeout : 5;
     p->connect_timeout = o.connect_timeout > 0 ? o.connect_timeout : 5;
@@ -726,10 +775,12 @@ void evicorn_pg_pool_free(evicorn_pg_pool *p)
     }
     for (int i = 0; i < p->size; i++) {
         evicorn_pg_conn *c = &p->conns[i];
-        struct pg_op *op = c->op;
-        if (op && !op->gone) {
-            c->op = NULL;
-            pg_op_fail(op, EVICORN_ECANCELED, 0, "the pool was closed");
+        for (struct pg_op *op = c->ops_head, *next; op; op = next) {
+            next = op->cnext;
+            if (!op->gone) {
+                pg_conn_unlink(c, op);
+                pg_op_fail(op, EVICORN_ECANCELED, 0, "the pool was closed");
+            }
         }
         pg_conn_close(c);
     }
@@ -836,7 +887,7 @@ int evicorn_pg_conn_run(evicorn_pg_conn *c, const evicorn_pg_query *queries, siz
 {
     if (!c || !fn || !c->leased || c->release_pending || c->pool->freeing)
         return EVICORN_EINVAL;
-    if (c->op)
+    if (c->ops_head)
         return EVICORN_EBUSY;
     evicorn_pg_pool *p = c->pool;
     int rc = check_queries(p, queries, n);
@@ -882,7 +933,7 @@ void evicorn_pg_pool_stats(const evicorn_pg_pool *p, evicorn_pg_stats *out)
         const evicorn_pg_conn *c = &p->conns[i];
         if (c->state == C_READY) {
             out->open++;
-            if (c->op || c->leased || c->rolling_back)
+            if (!pg_conn_idle(c))
                 out->busy++;
         } else if (c->state == C_CONNECTING) {
             out->connecting++;

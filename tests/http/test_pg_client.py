@@ -257,6 +257,209 @@ def test_a_query_past_its_statement_timeout_is_504_with_a_detail(pg, servers):
 
 
 # --------------------------------------------------------------------------
+# Pipelining: several requests' statements in flight on one connection
+
+
+def concurrently(srv, paths, timeout=T):
+    """fetch() of every path at once, one thread each; the answers in the
+    order of paths."""
+    answers = [None] * len(paths)
+
+    def one(i, path):
+        answers[i] = fetch(srv, path, timeout)
+
+    threads = [threading.Thread(target=one, args=(i, p), daemon=True)
+               for i, p in enumerate(paths)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(3 * timeout)
+    assert not any(t.is_alive() for t in threads), "a request hung"
+    return answers
+
+
+def hold_connection(srv, pg, seconds, tag):
+    """Starts /pg/sleep on a thread and waits until it runs on the server;
+    returns the thread and the list its answer goes to."""
+    answer = []
+    t = threading.Thread(target=lambda: answer.append(
+        fetch(srv, "/pg/sleep?s=%g&tag=%s" % (seconds, tag))), daemon=True)
+    t.start()
+    wait_until(lambda: active(pg, tag), 5.0, "the query never ran")
+    return t, answer
+
+
+@pytest.mark.parametrize("pool,depth", [(1, 8), (2, 4)])
+def test_many_requests_on_a_pipelined_pool_each_get_their_own_results(pg, servers, pool,
+                                                                      depth):
+    srv = servers(pg, pool=pool, pipeline_depth=depth)
+    before = stats(srv)
+    paths, expected, statements = [], [], 0
+    for i in range(48):
+        if i % 3 == 0:
+            paths.append("/pg/param?a=%d&b=%d" % (i, 1000 * i))
+            expected.append({"sum": 1001 * i, "a": str(i)})
+            statements += 1
+        elif i % 3 == 1:
+            paths.append("/pg/prepared?id=%d" % i)
+            expected.append({"id": i, "label": "row %d" % i})
+            statements += 1
+        else:
+            n = 1 + i % 7
+            paths.append("/pg/pipeline?n=%d%s" % (n, "&atomic=1" if i % 2 else ""))
+            expected.append(list(range(n)))
+            statements += n
+    for _ in range(3):
+        answers = concurrently(srv, paths)
+        for path, want, (status, body, _) in zip(paths, expected, answers):
+            assert (status, body) == (200, want), (path, status, body)
+    after = stats(srv)
+    assert after["queries"] - before["queries"] == 3 * statements
+    assert after["errors"] == before["errors"]
+    assert after["busy"] == 0 and after["waiting"] == 0 and after["open"] == pool
+
+
+def test_requests_wait_on_the_connection_up_to_the_depth_then_in_the_queue(pg, servers):
+    srv = servers(pg, pool=1, pipeline_depth=4)
+    tag = "head_" + uuid.uuid4().hex[:8]
+    holder, held = hold_connection(srv, pg, 1.5, tag)
+    answers = []
+    threads = []
+    for i in range(5):
+        t = threading.Thread(target=lambda i=i: answers.append(
+            (i, fetch(srv, "/pg/param?a=%d&b=1" % i))), daemon=True)
+        t.start()
+        threads.append(t)
+    # The sleep and 3 more in flight on the one connection, 2 queued.
+    wait_until(lambda: stats(srv)["waiting"] == 2, 5.0, "the requests did not queue")
+    s = stats(srv)
+    assert s["busy"] == 1 and s["open"] == 1, s
+    assert active(pg, tag)
+    for t in threads + [holder]:
+        t.join(3 * T)
+    assert held[0][:2] == (200, {"slept": True}), held
+    assert len(answers) == 5
+    for i, (status, body, _) in answers:
+        assert (status, body) == (200, {"sum": i + 1, "a": str(i)}), (i, status, body)
+    assert stats(srv)["busy"] == 0
+
+
+def test_a_failing_statement_does_not_fail_the_requests_pipelined_with_it(pg, servers):
+    srv = servers(pg, pool=1, pipeline_depth=16)
+    before = stats(srv)
+    tag = "err_" + uuid.uuid4().hex[:8]
+    # The connection is busy: what follows piles up behind the sleep, in
+    # one pipeline, good requests between failing ones.
+    holder, held = hold_connection(srv, pg, 0.5, tag)
+    cases = [
+        ("/pg/param?a=1&b=2", 200, {"sum": 3, "a": "1"}),
+        ("/pg/pipeline?n=5&fail=2", 500, "22012"),
+        ("/pg/prepared?id=4", 200, {"id": 4, "label": "row 4"}),
+        ("/pg/pipeline?n=4&fail=3&atomic=1", 500, "22012"),
+        ("/pg/pipeline?n=3", 200, [0, 1, 2]),
+        ("/pg/error", 500, "22012"),
+        ("/pg/pipeline?n=4&atomic=1", 200, [0, 1, 2, 3]),
+        ("/pg/param?a=5&b=6", 200, {"sum": 11, "a": "5"}),
+    ] * 2
+    answers = concurrently(srv, [c[0] for c in cases])
+    holder.join(3 * T)
+    assert held[0][:2] == (200, {"slept": True}), held
+    for (path, want_status, want), (status, body, _) in zip(cases, answers):
+        assert status == want_status, (path, status, body)
+        if want_status == 200:
+            assert body == want, (path, body)
+        else:
+            assert want in body["detail"], (path, body)
+    after = stats(srv)
+    assert after["errors"] - before["errors"] == 6
+    assert after["busy"] == 0 and after["waiting"] == 0
+    # The session is clean: no transaction left open, the default timeout.
+    assert ok(srv, "/pg/pipeline?n=2&atomic=1") == [0, 1]
+
+
+def test_statement_timeouts_stay_per_query_on_a_pipelined_connection(pg, servers):
+    srv = servers(pg, pool=1, pipeline_depth=8, statement_timeout=0.5)
+    cases = [
+        ("/pg/sleep?s=0.1", 200),
+        ("/pg/sleep?s=0.8&timeout=3", 200),  # a SET: runs alone
+        ("/pg/sleep?s=0.8", 504),
+        ("/pg/sleep?s=0.1", 200),
+        ("/pg/sleep?s=1&timeout=0.2", 504),
+        ("/pg/sleep?s=0.6", 504),
+        ("/pg/sleep?s=0.1&timeout=-1", 200),
+    ]
+    answers = concurrently(srv, [c[0] for c in cases], timeout=3 * T)
+    for (path, want), (status, body, _) in zip(cases, answers):
+        assert status == want, (path, status, body)
+        if want == 504:
+            limit = "0.2 s" if "timeout=0.2" in path else "0.5 s"
+            assert limit in body["detail"], (path, body)
+    status, body, _ = fetch(srv, "/pg/sleep?s=0.8")
+    assert status == 504 and "0.5 s" in body["detail"], body
+
+
+def test_a_disconnect_behind_another_request_does_not_cancel_that_request(pg, servers):
+    srv = servers(pg, pool=1, pipeline_depth=4)
+    fds = quiet_fds(srv)
+    head = "head_" + uuid.uuid4().hex[:8]
+    behind = "behind_" + uuid.uuid4().hex[:8]
+    holder, held = hold_connection(srv, pg, 1.5, head)
+    c = Conn.tcp(srv.port, T)
+    c.send(get("/pg/sleep?s=30&tag=%s" % behind))
+    # Sent behind the head on the one connection, not queued.
+    wait_until(lambda: stats(srv)["queries"] >= 2, 5.0, "the second query was not sent")
+    assert stats(srv)["waiting"] == 0
+    c.close()
+    time.sleep(0.3 * SCALE)
+    # The head runs on, and ends on its own.
+    assert active(pg, head)
+    holder.join(3 * T)
+    assert held[0][:2] == (200, {"slept": True}), held
+    # The departed one reached the head and was cancelled then.
+    wait_until(lambda: not active(pg, behind), 3.0, "the departed query still runs")
+    assert ok(srv, "/pg/param?a=1&b=1") == {"sum": 2, "a": "1"}
+    s = stats(srv)
+    assert s["busy"] == 0 and s["errors"] == 0, s
+    wait_fds(srv, fds)
+
+
+def test_a_lost_connection_fails_every_request_in_flight_on_it(pg, servers):
+    srv = servers(pg, pool=1, pipeline_depth=8)
+    fds = quiet_fds(srv)
+    tag = "lost_" + uuid.uuid4().hex[:8]
+    holder, held = hold_connection(srv, pg, 30, tag)
+    paths = ["/pg/param?a=%d&b=0" % i for i in range(5)]
+    answers = []
+    threads = [threading.Thread(target=lambda p=p: answers.append(fetch(srv, p)), daemon=True)
+               for p in paths]
+    for t in threads:
+        t.start()
+    wait_until(lambda: stats(srv)["queries"] >= 6, 5.0, "the queries were not sent")
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'evicorn'")
+    for t in threads + [holder]:
+        t.join(3 * T)
+    for status, body, _ in answers + held:
+        assert status == 503, (status, body)
+        assert "127.0.0.1:%d/hello_world" % pg.port in body["detail"], body
+    wait_open(srv, 1)
+    assert ok(srv, "/pg/param?a=1&b=1") == {"sum": 2, "a": "1"}
+    wait_fds(srv, fds)
+
+
+def test_a_bad_pipeline_depth_refuses_to_load(pg):
+    env = ["env", "DATABASE_URL=" + pg.url, "EVICORN_PG_PIPELINE_DEPTH=0"]
+    srv = Server("--no-access-log", wrapper=env).start()
+    try:
+        mark = len(srv.stderr.snapshot())
+        plugin_util.deploy(srv, plugin_util.plugin_path("pgprobe"), "pgprobe.so")
+        assert srv.wait_for_log(r"EVICORN_PG_PIPELINE_DEPTH=0: expected a number of operations "
+                                r"per connection, 1-1024", 10.0, start=mark), srv.output()
+    finally:
+        finish(srv)
+
+
+# --------------------------------------------------------------------------
 # Faults
 
 

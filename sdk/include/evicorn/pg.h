@@ -79,6 +79,15 @@ typedef struct evicorn_pg_options {
     /* An idle connection unused this long is checked (a round trip)
      * before it is handed out again; 0: 30 s. */
     double idle_check;
+    /* Operations (evicorn_pg_run) in flight on one connection at once:
+     * the statements of several requests are pipelined on it, each still
+     * ending with its own sync, so the server reads several per wake-up
+     * and one request's error does not touch the others'. A waiting
+     * request goes to an idle connection, else to the least loaded one
+     * below this depth. Leases (evicorn_pg_acquire) and runs that change
+     * statement_timeout have a connection to themselves. 1: one at a
+     * time. 0: $EVICORN_PG_PIPELINE_DEPTH, else 16. At most 1024. */
+    int pipeline_depth;
 } evicorn_pg_options;
 
 /* Creates the pool and starts opening its connections (in the
@@ -88,7 +97,7 @@ typedef struct evicorn_pg_options {
  * DATABASE_URL nor PGHOST, PGHOSTADDR, PGDATABASE, PGPORT or PGSERVICE
  * set: a plugin may then refuse to load, or serve without a database);
  * EVICORN_EINVAL for a conninfo libpq cannot parse or a bad
- * $EVICORN_PG_POOL_SIZE; EVICORN_ENOSYS on a host older than ABI 1.3
+ * $EVICORN_PG_POOL_SIZE or $EVICORN_PG_PIPELINE_DEPTH; EVICORN_ENOSYS on a host older than ABI 1.3
  * (a plugin using this defines EVICORN_PLUGIN_MIN_ABI_MINOR 3). */
 int evicorn_pg_pool_new(const evicorn_pg_options *opts, evicorn_pg_pool **out, char *err,
                         size_t errlen);
@@ -160,7 +169,9 @@ enum {
  * once with their results: the continuation rule of abi.h (never before
  * this returns, exactly once, on the loop). The request stays open until
  * fn has run. A client that disconnects meanwhile has its statement
- * cancelled on the server, and fn gets EVICORN_ECANCELED.
+ * cancelled on the server (once no other request's statement runs before
+ * it on that connection; until then its results are just dropped), and fn
+ * gets EVICORN_ECANCELED.
  * The statements, their SQL and their values are copied before this
  * returns: the caller's arrays need not outlive the call.
  * Returns 0, or EVICORN_EINVAL / EVICORN_EPERM / EVICORN_ENOMEM, or

@@ -5,7 +5,8 @@
  * The pool is made in startup from the environment: DATABASE_URL (or
  * libpq's PG* variables), EVICORN_PG_POOL_SIZE, and PGPROBE_ACQUIRE_TIMEOUT,
  * PGPROBE_MAX_WAITING, PGPROBE_STATEMENT_TIMEOUT, PGPROBE_CONNECT_TIMEOUT,
- * PGPROBE_IDLE_CHECK (seconds, or a count; unset: the SDK's default).
+ * PGPROBE_IDLE_CHECK, PGPROBE_PIPELINE_DEPTH (seconds, or a count; unset:
+ * the SDK's default).
  *
  * Routes (all async; failures answer what evicorn_pg_respond_error does):
  *   GET /pg/param?a=&b=        SELECT $1::int + $2::int: {"sum":..,"a":"<a>"}
@@ -417,6 +418,7 @@ static int startup(void **state, char *err, size_t errlen)
         .statement_timeout = env_double("PGPROBE_STATEMENT_TIMEOUT"),
         .connect_timeout = env_double("PGPROBE_CONNECT_TIMEOUT"),
         .idle_check = env_double("PGPROBE_IDLE_CHECK"),
+        .pipeline_depth = (int)env_double("PGPROBE_PIPELINE_DEPTH"),
     };
     evicorn_pg_pool *pool;
     int rc = evicorn_pg_pool_new(&o, &pool, err, errlen);
