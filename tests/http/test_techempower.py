@@ -334,6 +334,21 @@ def test_database_restart_is_survived(client, pg):
     assert client.get("/fortunes").content == FORTUNES_PAGE
 
 
+def test_one_sync_mode_answers_the_same_rows_in_one_transaction(pg):
+    """TECHEMPOWER_ONE_SYNC=1 (a measurement mode, outside the rules):
+    /queries answers the same shape, its reads ending with one sync; a
+    warning says so at startup."""
+    with serving_plugins(["techempower"], {"DATABASE_URL": pg.url, "TECHEMPOWER_ONE_SYNC": "1"},
+                         [r"plugin techempower\.so: loaded"]) as srv:
+        assert srv.wait_for_log(r"TECHEMPOWER_ONE_SYNC=1: /queries sends one sync", 5.0)
+        with httpx.Client(base_url="http://127.0.0.1:%d" % srv.port, timeout=10.0) as c:
+            rows = c.get("/queries?queries=20").json()
+        assert len(rows) == 20
+        for row in rows:
+            assert_world_row(row)
+        assert world(pg, [r["id"] for r in rows]) == {r["id"]: r["randomNumber"] for r in rows}
+
+
 # --------------------------------------------------------------------------
 # hot reload under database load
 
