@@ -176,6 +176,13 @@ static void responses_done(struct h1_conn *hc)
      * interest is re-decided when the output is flushed.) */
     if (!c->closing && conn_has_held_input(c))
         conn_resume_input(c);
+    /* A response may end without a byte of output left to flush (its body
+     * went out before its end was known, as when a handler streams a body
+     * of known length and then says it is done): no flush will re-decide
+     * the connection's deadline, so do it here, or an idle keep-alive
+     * connection would never time out. */
+    else if (!c->closing)
+        conn_update(c);
 }
 
 /* ---- reading and parsing ---- */

@@ -125,6 +125,23 @@ def test_cancelling_a_watch_whose_timer_is_already_due(srv):
         assert get_json(srv, "/watch/cancel_due") == {"fired": 1}
 
 
+def test_keep_alive_timeout_after_a_response_whose_end_added_no_bytes():
+    """A response whose body went out before its end was said leaves no
+    output to flush when it ends; the idle connection must still get its
+    keep-alive timeout (it once stayed open for good)."""
+    s = Server("--no-access-log", "--timeout-keep-alive", "1").start()
+    try:
+        deploy(s, "watchprobe")
+        with s.connect(timeout=T) as c:
+            r = c.request(get("/watch/late_end"), timeout=T)
+            assert (r.status, r.body) == (200, b"hello")
+            t = time.monotonic()
+            c.assert_closed(timeout=3 * SCALE)
+            assert time.monotonic() - t < 2.5 * SCALE
+    finally:
+        s.stop()
+
+
 def test_bad_calls_are_refused(srv):
     assert get_json(srv, "/watch/errors") == {
         "created": 0, "fd_events_on_timer": EINVAL, "bad_events": EINVAL, "no_fn": EINVAL,

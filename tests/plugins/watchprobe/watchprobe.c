@@ -19,6 +19,8 @@
  *                               callback, then answers from a second one
  *   GET /watch/cancel_due       two timers due at once; the first cancels
  *                               the other, which must not run
+ *   GET /watch/late_end         "hello" with Content-Length 5, the end of
+ *                               the response said 100 ms after the body
  *   GET /watch/errors           the results of calls that must fail
  *   GET /watch/errors_sync      watch from a pool thread: EPERM
  *   GET /watch/stats            counters, the version and the open fds
@@ -324,6 +326,29 @@ static void cancel_due_route(evicorn_request *req, void *data)
     evicorn_watch_set(d->w[1], 0, 0.02);
 }
 
+/* ---- /watch/late_end ---- */
+
+/* A body of known length sent whole, its end said 100 ms later: the end
+ * adds no byte to flush. */
+static void late_end_fired(evicorn_watch *w, void *ud, unsigned events, int status)
+{
+    (void)events;
+    if (status == 0) {
+        evicorn_watch_cancel(w);
+        evicorn_send(ud, NULL, 0, 0);
+    }
+}
+
+static void late_end_route(evicorn_request *req, void *data)
+{
+    (void)data;
+    evicorn_watch *w;
+    if (evicorn_start(req, 200, NULL, 0, 5) != 0 || evicorn_send(req, "hello", 5, 1) != 0 ||
+        evicorn_watch_new(req, -1, late_end_fired, req, &w) != 0 ||
+        evicorn_watch_set(w, 0, 0.1) != 0)
+        evicorn_log(req, EVICORN_LOG_ERROR, "late_end: cannot stream");
+}
+
 /* ---- /watch/errors ---- */
 
 static void never(evicorn_watch *w, void *ud, unsigned events, int status)
@@ -391,6 +416,7 @@ static const evicorn_route routes[] = {
     EVICORN_GET("/watch/hang", hang_route),
     EVICORN_GET("/watch/self_cancel", self_cancel_route),
     EVICORN_GET("/watch/cancel_due", cancel_due_route),
+    EVICORN_GET("/watch/late_end", late_end_route),
     EVICORN_GET("/watch/errors", errors_route),
     EVICORN_GET_SYNC("/watch/errors_sync", errors_sync_route),
     EVICORN_GET("/watch/stats", stats_route),
