@@ -1,11 +1,14 @@
 """Shared helpers for the Python benchmarks in bench/: start one evicorn (or a
 uvicorn/hypercorn peer, or any server command) pinned to a CPU, find its
-worker, read its RSS, stop it by PID; free ports, medians, and wrk's output
-parsed.
+worker, read its RSS and CPU time, pin a process tree, stop it by PID; free
+ports, medians, wrk's output parsed, how a core was shared; the pinned venvs
+of the Python peers, the machine's and the build's facts for a summary, and
+a section of docs/benchmarks.md replaced in place.
 
 Only Debian's /usr/bin/python3 and its standard library are needed."""
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -422,18 +425,43 @@ def tree_rss_kib(pid):
     return total
 
 
-def tree_cpu_ticks(pid):
+def tree_cpu_ticks(pid, reaped=False):
     """utime+stime (clock ticks, all threads) of pid and its descendants that
-    are alive now; divide by os.sysconf("SC_CLK_TCK") for seconds."""
+    are alive now; divide by os.sysconf("SC_CLK_TCK") for seconds. With
+    reaped, pid's cutime+cstime too: the time of the children it has waited
+    for, so a process that forks short-lived children (PostgreSQL's
+    postmaster and its backends) is counted whole across a before/after
+    pair even when children exit in between."""
     total = 0
     for p in tree_pids(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
+            if reaped and p == pid:
+                total += int(fields[13]) + int(fields[14])
         except (OSError, IndexError, ValueError):
             pass
     return total
+
+
+def pin_tree(pid, cpus):
+    """Sets the CPU affinity of every thread of pid and its descendants to
+    cpus (a set); children they fork later inherit it. Returns the number
+    of threads set."""
+    n = 0
+    for p in tree_pids(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                os.sched_setaffinity(int(t), cpus)
+                n += 1
+            except OSError:
+                pass
+    return n
 
 
 def tree_affinity(pid):
@@ -470,8 +498,26 @@ def cpu_times(cpu):
     return dict.fromkeys(keys, 0)
 
 
+def core_shares(c0, c1, own_ticks):
+    """How one core was shared between two cpu_times() readings: its
+    owner's share (own_ticks: the CPU time of the process that core was
+    given to), what other processes took (user+nice+system that was not the
+    owner's), interrupts (irq+softirq: mostly loopback traffic), what the
+    hypervisor took (steal) and idle, each a fraction of the core's time."""
+    d = {k: c1[k] - c0[k] for k in c0}
+    total = sum(d.values())
+
+    def share(ticks):
+        return round(max(0.0, ticks / total), 4) if total else None
+    return {"owner": share(own_ticks),
+            "other": share(d["user"] + d["nice"] + d["system"] - own_ticks),
+            "irq": share(d["irq"] + d["softirq"]), "steal": share(d["steal"]),
+            "idle": share(d["idle"] + d["iowait"])}
+
+
 def other_benchmarks(patterns=("bench/run", "bench/asgi/run.py", "bench/pyservers/run.py",
-                               "hot_reload.py", "async_sleep.py")):
+                               "bench/ws/run.py", "bench/db/run.py", "hot_reload.py",
+                               "async_sleep.py")):
     """Processes of other benchmarks on this machine (a wrk, or a command line
     naming one of patterns), not this process nor its children."""
     me = os.getpid()
@@ -511,3 +557,196 @@ def wait_quiet(limit, log=sys.stderr):
             print(f"waiting up to {limit:.0f}s for other benchmarks to finish: {busy}", file=log)
             warned = True
         time.sleep(2)
+
+
+# ---- the venvs of the Python peers, and what the summaries say about the machine
+
+def rel(path):
+    """path relative to the repository when it is inside it."""
+    return os.path.relpath(path, ROOT) if os.path.isabs(path) and path.startswith(ROOT) else path
+
+
+def clean_env():
+    """os.environ without the variables that would point a Python at another
+    venv or module folder."""
+    env = dict(os.environ)
+    for k in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"):
+        env.pop(k, None)
+    return env
+
+
+def venv_python(venv):
+    return os.path.join(venv, "bin", "python")
+
+
+def base_python(prog="bench"):
+    """(the python3 first on PATH, the interpreter it really runs (a pyenv
+    shim runs another), its version); exits naming prog when there is none."""
+    py = shutil.which("python3")
+    if not py:
+        sys.exit("%s: no python3 on PATH" % prog)
+    out = subprocess.run([py, "-c", "import sys, platform; print(sys.executable); "
+                          "print(platform.python_version())"],
+                         capture_output=True, text=True, env=clean_env())
+    if out.returncode != 0:
+        sys.exit("%s: %s does not run: %s" % (prog, py, out.stderr.strip()))
+    exe, version = out.stdout.split()
+    return py, exe, version
+
+
+def requirement_files(requirements):
+    """requirements and the files it includes with -r, recursively."""
+    out, todo = [], [requirements]
+    while todo:
+        path = todo.pop(0)
+        out.append(path)
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"\s*-r\s+(\S+)", line)
+                if m:
+                    todo.append(os.path.normpath(os.path.join(os.path.dirname(path),
+                                                              m.group(1))))
+    return out
+
+
+VENV_HASH_FILE = ".bench-requirements.sha256"
+
+
+def ensure_venv(venv, requirements, imports, logpath, prog="bench", log=None):
+    """A venv at `venv` of the python3 first on PATH with `requirements`
+    pip-installed (pinned); made again only when a requirement file (or one
+    it includes with -r) or the interpreter changed (a hash file in the
+    venv), or when `imports` (a comma-separated module list) do not import.
+    Returns the venv's python; exits naming prog and the log on failure."""
+    import hashlib
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    py, exe, version = base_python(prog)
+    h = hashlib.sha256()
+    for path in requirement_files(requirements):
+        with open(path, "rb") as f:
+            h.update(f.read())
+    h.update(("\n%s %s\n" % (exe, version)).encode())
+    digest = h.hexdigest()
+    stamp = os.path.join(venv, VENV_HASH_FILE)
+    vpy = venv_python(venv)
+    try:
+        with open(stamp) as f:
+            same = f.read().strip() == digest
+    except OSError:
+        same = False
+    if same and subprocess.run([vpy, "-c", "import " + imports], env=clean_env(),
+                               capture_output=True).returncode == 0:
+        log("venv %s is up to date (Python %s, %s)" % (rel(venv), version, rel(requirements)))
+        return vpy
+    log("making %s from %s (Python %s) and pip install -r %s (log: %s)" % (
+        rel(venv), exe, version, rel(requirements), rel(logpath)))
+    with open(logpath, "ab") as logf:
+        for cmd in ([py, "-m", "venv", "--clear", venv],
+                    [vpy, "-m", "pip", "install", "--disable-pip-version-check", "-r",
+                     requirements]):
+            logf.write(("$ %s\n" % " ".join(cmd)).encode())
+            logf.flush()
+            if subprocess.run(cmd, stdout=logf, stderr=logf, env=clean_env()).returncode != 0:
+                sys.exit("%s: `%s` failed; see %s" % (prog, " ".join(cmd), rel(logpath)))
+    with open(stamp, "w") as f:
+        f.write(digest + "\n")
+    return vpy
+
+
+def kill_group_leftovers(pgid):
+    """Members of a stopped server's process group that outlived its leader
+    (a worker of a killed master): SIGTERM, then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def deb_version(pkg):
+    """The installed version of a Debian package, or None."""
+    try:
+        return subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg],
+                              capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def evicorn_build_info(build):
+    """The build type (and Python, sanitizers) of a build tree, and the
+    repository's commit (marked when the work tree has changes)."""
+    info = {}
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            for line in f:
+                m = re.match(r"(CMAKE_BUILD_TYPE|EVICORN_PYTHON|EVICORN_SANITIZE):\w+=(.*)", line)
+                if m:
+                    info[m.group(1)] = m.group(2).strip()
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--"],
+                               capture_output=True).returncode != 0
+        info["commit"] = commit + (" with uncommitted changes" if dirty else "")
+    except OSError:
+        pass
+    return info
+
+
+def machine():
+    """CPU count and model, hypervisor, kernel, OS and memory."""
+    import platform
+
+    info = {"cpus": os.cpu_count(), "kernel": platform.release()}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for key, name in (("Model name", "cpu_model"), ("Hypervisor vendor", "hypervisor")):
+            m = re.search(r"^%s:\s*(.+)$" % key, out, re.M)
+            if m:
+                info[name] = m.group(1).strip()
+    except OSError:
+        pass
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    info["os"] = line.split("=", 1)[1].strip().strip('"')
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            info["memory"] = "%.0f GiB" % (kib / 1024 / 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    return info
+
+
+def splice_section(docs, title, text):
+    """Replaces the section of the Markdown file docs whose heading line
+    starts with title (up to the next heading of the same level) with text,
+    or appends text when there is no such section."""
+    level = title.split(" ", 1)[0] + " "
+    with open(docs) as f:
+        lines = f.read().rstrip("\n").split("\n")
+    start = next((i for i, l in enumerate(lines) if l.startswith(title)), None)
+    if start is None:
+        new = lines + [""] + text.rstrip("\n").split("\n")
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(level)),
+                   len(lines))
+        new = lines[:start] + text.rstrip("\n").split("\n") + ([""] + lines[end:]
+                                                              if end < len(lines) else [])
+    with open(docs, "w") as f:
+        f.write("\n".join(new) + "\n")

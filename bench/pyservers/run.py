@@ -43,13 +43,10 @@ The script itself needs only Python 3's standard library (e.g. Debian's
 interpreter or in /usr/bin/python3 (python3-matplotlib).
 """
 import argparse
-import hashlib
 import json
 import os
-import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -63,7 +60,6 @@ import benchlib  # noqa: E402
 ROOT = benchlib.ROOT
 APPS = os.path.join(HERE, "apps")
 REQUIREMENTS = os.path.join(HERE, "requirements.txt")
-HASH_FILE = ".bench-requirements.sha256"
 HELLO = b"Hello, World!"
 
 ALL_SCENARIOS = ["fastapi-json", "fastapi-plaintext", "bare-asgi", "flask-wsgi", "reload"]
@@ -103,62 +99,20 @@ def log(msg):
 
 # ---- the venv -------------------------------------------------------------------
 
-def venv_python(venv):
-    return os.path.join(venv, "bin", "python")
-
-
-def clean_env():
-    env = dict(os.environ)
-    for k in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"):
-        env.pop(k, None)
-    return env
+venv_python = benchlib.venv_python
+clean_env = benchlib.clean_env
 
 
 def base_python():
     """The python3 first on PATH, resolved (a pyenv shim runs the real one)."""
-    py = shutil.which("python3")
-    if not py:
-        sys.exit("bench/pyservers/run.py: no python3 on PATH")
-    out = subprocess.run([py, "-c", "import sys, platform; print(sys.executable); "
-                          "print(platform.python_version())"],
-                         capture_output=True, text=True, env=clean_env())
-    if out.returncode != 0:
-        sys.exit("bench/pyservers/run.py: %s does not run: %s" % (py, out.stderr.strip()))
-    exe, version = out.stdout.split()
-    return py, exe, version
+    return benchlib.base_python("bench/pyservers/run.py")
 
 
 def ensure_venv(venv, logpath):
     """build/venv-bench with the pinned requirements; made again when
     requirements.txt or the interpreter changed. Returns the venv's python."""
-    py, exe, version = base_python()
-    with open(REQUIREMENTS, "rb") as f:
-        digest = hashlib.sha256(f.read() + ("\n%s %s\n" % (exe, version)).encode()).hexdigest()
-    stamp = os.path.join(venv, HASH_FILE)
-    vpy = venv_python(venv)
-    try:
-        with open(stamp) as f:
-            same = f.read().strip() == digest
-    except OSError:
-        same = False
-    if same and subprocess.run([vpy, "-c", "import fastapi, uvicorn, granian"],
-                               env=clean_env(), capture_output=True).returncode == 0:
-        log("venv %s is up to date (Python %s, %s)" % (rel(venv), version, rel(REQUIREMENTS)))
-        return vpy
-    log("making %s from %s (Python %s) and pip install -r %s (log: %s)" % (
-        rel(venv), exe, version, rel(REQUIREMENTS), rel(logpath)))
-    with open(logpath, "ab") as logf:
-        for cmd in ([py, "-m", "venv", "--clear", venv],
-                    [vpy, "-m", "pip", "install", "--disable-pip-version-check", "-r",
-                     REQUIREMENTS]):
-            logf.write(("$ %s\n" % " ".join(cmd)).encode())
-            logf.flush()
-            if subprocess.run(cmd, stdout=logf, stderr=logf, env=clean_env()).returncode != 0:
-                sys.exit("bench/pyservers/run.py: `%s` failed; see %s" % (" ".join(cmd),
-                                                                         rel(logpath)))
-    with open(stamp, "w") as f:
-        f.write(digest + "\n")
-    return vpy
+    return benchlib.ensure_venv(venv, REQUIREMENTS, "fastapi, uvicorn, granian", logpath,
+                                prog="bench/pyservers/run.py", log=log)
 
 
 def server_env(venv, build):
@@ -208,50 +162,10 @@ def pip_versions(vpy, env):
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
 
-def deb_version(pkg):
-    try:
-        return subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg],
-                              capture_output=True, text=True).stdout.strip() or None
-    except OSError:
-        return None
-
-
-def evicorn_build_info(build):
-    info = {}
-    try:
-        with open(os.path.join(build, "CMakeCache.txt")) as f:
-            for line in f:
-                m = re.match(r"(CMAKE_BUILD_TYPE|EVICORN_PYTHON|EVICORN_SANITIZE):\w+=(.*)", line)
-                if m:
-                    info[m.group(1)] = m.group(2).strip()
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--"],
-                               capture_output=True).returncode != 0
-        info["commit"] = commit + (" with uncommitted changes" if dirty else "")
-    except OSError:
-        pass
-    return info
-
-
-def machine():
-    info = {"cpus": os.cpu_count(), "kernel": platform.release()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for key, name in (("Model name", "cpu_model"), ("Hypervisor vendor", "hypervisor")):
-            m = re.search(r"^%s:\s*(.+)$" % key, out, re.M)
-            if m:
-                info[name] = m.group(1).strip()
-    except OSError:
-        pass
-    return info
-
-
-def rel(path):
-    return os.path.relpath(path, ROOT) if os.path.isabs(path) and path.startswith(ROOT) else path
+deb_version = benchlib.deb_version
+evicorn_build_info = benchlib.evicorn_build_info
+machine = benchlib.machine
+rel = benchlib.rel
 
 
 # ---- servers --------------------------------------------------------------------
@@ -336,25 +250,7 @@ class Server(benchlib.PinnedServer):
                 kill_group_leftovers(pgid)
 
 
-def kill_group_leftovers(pgid):
-    """Members of a stopped server's process group that outlived its leader
-    (a worker of a killed master): SIGTERM, then SIGKILL."""
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
+kill_group_leftovers = benchlib.kill_group_leftovers
 
 
 LIVE = []  # servers started and not yet stopped: stopped on any exit
@@ -499,17 +395,8 @@ def run_wrk(server, path, duration, args, out_path):
     # core, wrk on the client's), what other processes took (user+system time
     # that was not the owner's), interrupts (irq+softirq: mostly the loopback
     # traffic), what the hypervisor took (steal), idle.
-    for core, c0, c1, own in (("server_core", s0, s1, t1 - t0),
-                              ("client_core", k0, k1, wrk_ticks)):
-        d = {k: c1[k] - c0[k] for k in c0}
-        total = sum(d.values())
-
-        def share(ticks):
-            return round(max(0.0, ticks / total), 4) if total else None
-        r[core] = {"owner": share(own),
-                   "other": share(d["user"] + d["nice"] + d["system"] - own),
-                   "irq": share(d["irq"] + d["softirq"]), "steal": share(d["steal"]),
-                   "idle": share(d["idle"] + d["iowait"])}
+    r["server_core"] = benchlib.core_shares(s0, s1, t1 - t0)
+    r["client_core"] = benchlib.core_shares(k0, k1, wrk_ticks)
     r["disturbance"] = max((r[c][k] or 0) for c in ("server_core", "client_core")
                            for k in ("other", "steal"))
     r["disturbed"] = r["disturbance"] > args.disturb_limit

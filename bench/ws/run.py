@@ -58,7 +58,6 @@ The script needs only Python 3's standard library, taskset and, for Kore,
 kodev; the charts need matplotlib here or in /usr/bin/python3.
 """
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
@@ -79,7 +78,6 @@ APP_DIR = os.path.join(HERE, "apps", "fastapi_ws")
 REQUIREMENTS = os.path.join(HERE, "requirements.txt")
 KORE_DIR = os.path.join(HERE, "kore")
 NOTES = os.path.join(HERE, "notes.md")
-HASH_FILE = ".bench-requirements.sha256"
 SECTION_TITLE = "## WebSockets"
 
 
@@ -123,55 +121,11 @@ def median(xs):
 
 # ---- the venv ---------------------------------------------------------------------
 
-def requirement_files():
-    """bench/ws/requirements.txt and the files it includes with -r."""
-    out, todo = [], [REQUIREMENTS]
-    while todo:
-        path = todo.pop(0)
-        out.append(path)
-        with open(path) as f:
-            for line in f:
-                m = re.match(r"\s*-r\s+(\S+)", line)
-                if m:
-                    todo.append(os.path.normpath(os.path.join(os.path.dirname(path),
-                                                              m.group(1))))
-    return out
-
-
 def ensure_venv(venv, logpath):
     """<build>/venv-ws with the pinned requirements, made again when one of
     the requirement files or the interpreter changed. Returns its python."""
-    py, exe, version = pys.base_python()
-    h = hashlib.sha256()
-    for path in requirement_files():
-        with open(path, "rb") as f:
-            h.update(f.read())
-    h.update(("\n%s %s\n" % (exe, version)).encode())
-    digest = h.hexdigest()
-    stamp = os.path.join(venv, HASH_FILE)
-    vpy = pys.venv_python(venv)
-    try:
-        with open(stamp) as f:
-            same = f.read().strip() == digest
-    except OSError:
-        same = False
-    if same and subprocess.run([vpy, "-c", "import fastapi, uvicorn, granian, websockets"],
-                               env=pys.clean_env(), capture_output=True).returncode == 0:
-        log("venv %s is up to date (Python %s)" % (rel(venv), version))
-        return vpy
-    log("making %s from %s (Python %s) and pip install -r %s (log: %s)" % (
-        rel(venv), exe, version, rel(REQUIREMENTS), rel(logpath)))
-    with open(logpath, "ab") as logf:
-        for cmd in ([py, "-m", "venv", "--clear", venv],
-                    [vpy, "-m", "pip", "install", "--disable-pip-version-check", "-r",
-                     REQUIREMENTS]):
-            logf.write(("$ %s\n" % " ".join(cmd)).encode())
-            logf.flush()
-            if subprocess.run(cmd, stdout=logf, stderr=logf, env=pys.clean_env()).returncode:
-                sys.exit("bench/ws/run.py: `%s` failed; see %s" % (" ".join(cmd), rel(logpath)))
-    with open(stamp, "w") as f:
-        f.write(digest + "\n")
-    return vpy
+    return benchlib.ensure_venv(venv, REQUIREMENTS, "fastapi, uvicorn, granian, websockets",
+                                logpath, prog="bench/ws/run.py", log=log)
 
 
 def pip_versions(vpy, env):
@@ -186,20 +140,7 @@ def pip_versions(vpy, env):
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
 
-def machine():
-    """pyservers' machine facts, with the OS and the memory."""
-    info = pys.machine()
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    info["os"] = line.split("=", 1)[1].strip().strip('"')
-        with open("/proc/meminfo") as f:
-            kib = int(f.readline().split()[1])
-            info["memory"] = "%.0f GiB" % (kib / 1024 / 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    return info
+machine = benchlib.machine
 
 
 # ---- servers -----------------------------------------------------------------------
@@ -471,15 +412,7 @@ def window_stats(r, args):
     client_ticks = (r.get("client_cpu_s") or 0) * hz
     for core, own in (("server_core", b["server_ticks"] - a["server_ticks"]),
                       ("client_core", client_ticks)):
-        d = {k: b[core][k] - a[core][k] for k in a[core]}
-        total = sum(d.values())
-
-        def share(ticks):
-            return round(max(0.0, ticks / total), 4) if total else None
-        r[core] = {"owner": share(own),
-                   "other": share(d["user"] + d["nice"] + d["system"] - own),
-                   "irq": share(d["irq"] + d["softirq"]), "steal": share(d["steal"]),
-                   "idle": share(d["idle"] + d["iowait"])}
+        r[core] = benchlib.core_shares(a[core], b[core], own)
     r["disturbance"] = max((r[c][k] or 0) for c in ("server_core", "client_core")
                            for k in ("other", "steal"))
     r["disturbed"] = r["disturbance"] > args.disturb_limit
@@ -1122,18 +1055,7 @@ def section_text(summary_text):
 def splice_docs(docs, text):
     """Replaces docs' "## WebSockets" section (up to the next "## " heading)
     with text, or appends it."""
-    with open(docs) as f:
-        lines = f.read().rstrip("\n").split("\n")
-    start = next((i for i, l in enumerate(lines) if l.startswith(SECTION_TITLE)), None)
-    if start is None:
-        new = lines + [""] + text.rstrip("\n").split("\n")
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        new = lines[:start] + text.rstrip("\n").split("\n") + ([""] + lines[end:]
-                                                              if end < len(lines) else [])
-    with open(docs, "w") as f:
-        f.write("\n".join(new) + "\n")
+    benchlib.splice_section(docs, SECTION_TITLE, text)
 
 
 # ---- main ------------------------------------------------------------------------------
