@@ -153,6 +153,11 @@ static const struct opt opts[] = {
     {"timeout-websocket-drain", OPT_SECONDS, F(timeout_websocket_drain), 0, 0,
      "WebSocket connections of a replaced or removed plugin close with 1012 after this many "
      "seconds. [default: 60]"},
+    {"fetch-max-connections", OPT_LONG, F(fetch_max_connections), 1, 1L << 20,
+     "Outbound (fetch) connections per worker, open and kept alive together; more requests "
+     "wait. [default: 64]"},
+    {"fetch-max-host-connections", OPT_LONG, F(fetch_max_host_connections), 1, 1L << 20,
+     "Outbound (fetch) connections per worker to one host and port. [default: 16]"},
     {"header", OPT_SPECIAL, 0, 0, 0, "Add a response header NAME:VALUE; repeatable."},
     {"server-header", OPT_BOOL, F(server_header), 0, 0,
      "Enable/disable the Server header. [default: enabled]"},
@@ -534,6 +539,8 @@ static void set_defaults(struct config *cfg)
         .ws_ping_timeout = 20,
         .ws_per_message_deflate = true,
         .timeout_websocket_drain = 60,
+        .fetch_max_connections = 64,
+        .fetch_max_host_connections = 16,
         .server_header = true,
         .date_header = true,
         .root_path = "",

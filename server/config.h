@@ -108,6 +108,11 @@ struct config {
     bool ws_per_message_deflate;
     double timeout_websocket_drain; /* for connections on a replaced plugin */
 
+    /* Outbound HTTP (fetch): the worker's cache of connections, in total
+     * and per host and port (httpc.h). */
+    long fetch_max_connections;
+    long fetch_max_host_connections;
+
     /* --reload: new workers with new code when the app's files change
      * (master.c, reload_watch.h), watching reload_dirs (default: the
      * current folder) for files matching reload_includes and none of

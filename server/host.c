@@ -22,6 +22,14 @@
  * plugin that could call it. */
 static struct host *current;
 
+/* A plugin version is about to be unmapped: what the host keeps about it
+ * goes. */
+static void host_unloading(struct generation *g)
+{
+    host_watch_unloading(g);
+    host_fetch_unloading(g);
+}
+
 struct host *host_new(const struct host_params *p)
 {
     struct host *h = calloc(1, sizeof *h);
@@ -39,13 +47,20 @@ struct host *host_new(const struct host_params *p)
         .listener = p->listener,
         .ws = p->ws,
     };
+    if (host_fetch_init(h) < 0) {
+        free(h);
+        return NULL;
+    }
     current = h;
-    plugins_on_unload(host_watch_unloading);
+    plugins_on_unload(host_unloading);
     return h;
 }
 
 void host_free(struct host *h)
 {
+    if (!h)
+        return;
+    host_fetch_free(h);
     if (current == h)
         current = NULL;
     free(h);
@@ -152,6 +167,10 @@ static const evicorn_api api_table = {
     .watch = api_watch,
     .watch_set = api_watch_set,
     .watch_cancel = api_watch_cancel,
+    .fetch_start = api_fetch_start,
+    .fetch_pause = api_fetch_pause,
+    .fetch_write = api_fetch_write,
+    .fetch_cancel = api_fetch_cancel,
 };
 
 const evicorn_api *host_api(void)

@@ -6,13 +6,18 @@
  * finishes the request when the handler has returned and nothing is
  * pending, and only then drops its reference to the generation.
  *
- * The host is four files along its seams:
+ * The host is split along its seams:
  *  - host.c: the table, the host's own life, the calls that take no
  *    request (config);
  *  - host_call.c owns the life of a call (dispatched, running, waiting,
- *    finished) and of the operations it waits on (timers, offloads,
- *    fetches, body reads, writability), and call_run, the door every
- *    request-bound entry into plugin code goes through;
+ *    finished) and of the operations it waits on (timers, offloads, body
+ *    reads, writability), and call_run, the door every request-bound
+ *    entry into plugin code goes through;
+ *  - host_fetch.c: outbound HTTP (fetch, fetch_start and the streamed
+ *    exchange's calls) over the worker's httpc client, each fetch bound to
+ *    its call;
+ *  - host_ws.c: WebSocket sessions; host_watch.c: file descriptors and
+ *    timers (watches);
  *  - host_scope.c: the request-scope getters (method, path, headers, ...);
  *  - host_xcall.c: carrying a sync handler's calls from its pool thread to
  *    the loop thread. */

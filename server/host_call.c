@@ -14,13 +14,12 @@
 
 #include "container.h"
 #include "host_internal.h"
-#include "httpc.h"
 #include "log.h"
 #include "plugin_run.h"
 #include "plugins.h"
 #include "request.h"
 
-enum op_kind { OP_SLEEP, OP_OFFLOAD, OP_FETCH, OP_BODY, OP_WRITABLE };
+enum op_kind { OP_SLEEP, OP_OFFLOAD, OP_BODY, OP_WRITABLE };
 
 struct op {
     struct op *prev, *next;
@@ -28,12 +27,10 @@ struct op {
     enum op_kind kind;
     evicorn_event_fn event_fn;
     evicorn_body_fn body_fn;
-    evicorn_fetch_fn fetch_fn;
     evicorn_work_fn work;
     void *ud;
     ev_timer timer;
     struct pool_job job;
-    struct httpc_request *fetch;
     bool whole_body;
 };
 
@@ -64,7 +61,7 @@ static void background_done(struct pool_job *job)
 
 void call_maybe_finish(struct call *c)
 {
-    if (c->finished || !c->returned || c->ops || c->holds > 0)
+    if (c->finished || !c->returned || c->ops || c->fetches || c->holds > 0)
         return;
     struct host *h = c->host;
     c->finished = true;
@@ -185,71 +182,6 @@ static void offload_done(struct pool_job *job)
     op_complete(o, o->c->cancelled ? EVICORN_ECANCELED : 0);
 }
 
-static int fetch_error(int err)
-{
-    switch (err) {
-    case -ECONNREFUSED:
-        return EVICORN_ECONNREFUSED;
-    case -ETIMEDOUT:
-        return EVICORN_ETIMEDOUT;
-    case -ECANCELED:
-        return EVICORN_ECANCELED;
-    case -EMSGSIZE:
-        return EVICORN_EMSGSIZE;
-    case -EINVAL:
-    case -EPROTONOSUPPORT:
-        return EVICORN_EINVAL;
-    default:
-        return EVICORN_EIO;
-    }
-}
-
-struct fetch_run {
-    evicorn_fetch_fn fn;
-    struct call *c;
-    void *ud;
-    const evicorn_fetch_result *res;
-};
-
-static void run_fetch(void *arg)
-{
-    struct fetch_run *f = arg;
-    f->fn(handle_of(f->c), f->ud, f->res);
-}
-
-static void fetch_done(void *ud, const struct httpc_response *res)
-{
-    struct op *o = ud;
-    struct call *c = o->c;
-    evicorn_fetch_result out = {.size = sizeof out};
-    evicorn_header *hdrs = NULL;
-    if (res->error) {
-        out.error = fetch_error(res->error);
-        out.error_message = res->error_msg ? res->error_msg : "request failed";
-    } else {
-        out.status_code = res->status;
-        out.body = res->body;
-        out.body_len = res->body_len;
-        const struct h1_head *h = res->head;
-        if (h && h->nheaders) {
-            hdrs = calloc(h->nheaders, sizeof *hdrs);
-            if (hdrs) {
-                for (uint32_t i = 0; i < h->nheaders; i++)
-                    hdrs[i] = (evicorn_header){h1_header_name(h, i), h->headers[i].name_len,
-                                               h1_header_value(h, i), h->headers[i].value_len};
-                out.headers = hdrs;
-                out.nheaders = h->nheaders;
-            }
-        }
-    }
-    o->fetch = NULL;
-    op_unlink(o);
-    struct fetch_run f = {o->fetch_fn, c, o->ud, &out};
-    free(o);
-    call_run(c, run_fetch, &f);
-    free(hdrs);
-}
-
 struct body_run {
     evicorn_body_fn fn;
     struct call *c;
@@ -331,11 +263,11 @@ void call_cancel(struct call *c)
         if (o->kind == OP_SLEEP) {
             ev_timer_stop(c->host->loop, &o->timer);
             op_complete(o, EVICORN_ECANCELED);
-        } else if (o->kind == OP_FETCH && o->fetch) {
-            httpc_cancel(o->fetch); /* runs fetch_done with ECANCELED */
         }
         o = next;
     }
+    if (c->fetches)
+        host_fetch_cancel_call(c);
     if (c->watches)
         host_watch_cancel_call(c);
     if (c->disconnect_fn) {
@@ -572,45 +504,6 @@ int api_offload(evicorn_request *req, evicorn_work_fn work, evicorn_event_fn don
         op_unlink(o);
         free(o);
         return EVICORN_EIO;
-    }
-    return 0;
-}
-
-int api_fetch(evicorn_request *req, const evicorn_fetch_options *opts, evicorn_fetch_fn fn,
-              void *ud)
-{
-    struct call *c = call_of(req);
-    struct host *h = c->host;
-    if (!host_on_loop(h))
-        return EVICORN_EPERM;
-    if (!opts || !fn || opts->size < offsetof(evicorn_fetch_options, connect_timeout))
-        return EVICORN_EINVAL;
-    evicorn_fetch_options o2 = {0};
-    memcpy(&o2, opts, opts->size < sizeof o2 ? opts->size : sizeof o2);
-    if (!o2.url)
-        return EVICORN_EINVAL;
-    if (c->cancelled)
-        return EVICORN_EPIPE;
-    struct op *o = op_new(c, OP_FETCH, ud);
-    if (!o)
-        return EVICORN_ENOMEM;
-    o->fetch_fn = fn;
-    struct httpc_options ho = {
-        .method = o2.method,
-        .url = o2.url,
-        .headers = (const struct http_header *)o2.headers,
-        .nheaders = o2.nheaders,
-        .body = o2.body,
-        .body_len = o2.body_len,
-        .connect_timeout = o2.connect_timeout,
-        .timeout = o2.timeout,
-        .max_response = o2.max_response,
-    };
-    o->fetch = httpc_start(h->loop, h->pool, &ho, fetch_done, o);
-    if (!o->fetch) {
-        op_unlink(o);
-        free(o);
-        return EVICORN_ENOMEM;
     }
     return 0;
 }

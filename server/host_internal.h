@@ -28,6 +28,8 @@ struct host {
     uint64_t ws_next_id;
     ev_timer ws_drain_timer;
     struct evicorn_watch *plugin_watches; /* watches owned by plugin versions */
+    struct httpc *httpc;                  /* outbound HTTP: the worker's curl multi */
+    struct fetch_warned *insecure_warned; /* generations told about EVICORN_FETCH_INSECURE */
 };
 
 struct op;
@@ -52,8 +54,9 @@ struct call {
     void *disconnect_ud;
     struct defer disconnect_defer;
     struct pool_job sync_job;
-    struct ws_session *ws;         /* once a WebSocket handshake was accepted */
-    struct evicorn_watch *watches; /* bound to this request */
+    struct ws_session *ws;            /* once a WebSocket handshake was accepted */
+    struct evicorn_watch *watches;    /* bound to this request */
+    struct evicorn_exchange *fetches; /* outbound requests in flight */
     struct defer ws_writable_defer;
     /* The route's path parameters, as many as matched (a call can live as
      * long as a WebSocket connection: it holds no more than it needs). */
@@ -147,8 +150,6 @@ int api_disconnected(evicorn_request *req);
 int api_on_disconnect(evicorn_request *req, evicorn_event_fn fn, void *ud);
 int api_sleep(evicorn_request *req, double seconds, evicorn_event_fn fn, void *ud);
 int api_offload(evicorn_request *req, evicorn_work_fn work, evicorn_event_fn done, void *ud);
-int api_fetch(evicorn_request *req, const evicorn_fetch_options *opts, evicorn_fetch_fn fn,
-              void *ud);
 int api_hold(evicorn_request *req);
 void api_release(evicorn_request *req);
 int api_background(evicorn_request *req, evicorn_work_fn fn, void *ud);
@@ -193,6 +194,24 @@ void host_watch_cancel_call(struct call *c);
 /* g is about to be unmapped: its watches still live are logged and
  * stopped (plugins_on_unload's hook). */
 void host_watch_unloading(struct generation *g);
+
+/* ---- host_fetch.c ---- */
+
+int api_fetch(evicorn_request *req, const evicorn_fetch_options *opts, evicorn_fetch_fn fn,
+              void *ud);
+int api_fetch_start(evicorn_request *req, const evicorn_fetch_options *opts,
+                    const evicorn_fetch_events *events, void *ud, evicorn_exchange **out);
+int api_fetch_pause(evicorn_exchange *f, int paused);
+int api_fetch_write(evicorn_exchange *f, const void *data, size_t len, int more);
+void api_fetch_cancel(evicorn_exchange *f);
+/* The client left: each of the call's fetches ends now with ECANCELED. */
+void host_fetch_cancel_call(struct call *c);
+/* g is about to be unmapped: forget what was logged about it. */
+void host_fetch_unloading(struct generation *g);
+/* The worker's outbound HTTP client: started with the host, stopped once
+ * every call has ended. */
+int host_fetch_init(struct host *h);
+void host_fetch_free(struct host *h);
 
 /* ---- host.c ---- */
 

@@ -15,7 +15,6 @@ enum method_state { METHOD_IN, METHOD_ENDED, METHOD_BAD };
 struct h1_parser {
     http_parser hp;
     struct h1_guard guard;
-    enum h1_mode mode;
     struct h1_limits limits;
     const struct h1_callbacks *cb;
     void *ud;
@@ -48,7 +47,6 @@ void h1_head_reset(struct h1_head *h)
     h->method = NULL;
     h->method_len = 0;
     h->http_major = h->http_minor = 0;
-    h->status = 0;
     h->keep_alive = h->chunked = h->has_content_length = h->expect_continue = false;
     h->content_length = 0;
 }
@@ -311,39 +309,21 @@ static int on_headers_complete(http_parser *hp)
     h->chunked = (hp->flags & F_CHUNKED) != 0;
     h->has_content_length = (hp->flags & F_CONTENTLENGTH) != 0;
     h->content_length = h->has_content_length ? hp->content_length : 0;
-
-    enum h1_body_kind body;
-    if (p->mode == H1_REQUEST) {
-        h->method = http_method_str((enum http_method)hp->method);
-        h->method_len = (uint8_t)strlen(h->method);
-        if (check_request_head(p, h) < 0)
-            return -1;
-        body = h->chunked ? H1_BODY_CHUNKED : (h->content_length ? H1_BODY_LENGTH : H1_BODY_NONE);
-    } else {
-        h->status = (uint16_t)hp->status_code;
-        if (h->status < 200 || h->status == 204 || h->status == 304)
-            body = H1_BODY_NONE;
-        else if (h->chunked)
-            body = H1_BODY_CHUNKED;
-        else if (h->has_content_length)
-            body = h->content_length ? H1_BODY_LENGTH : H1_BODY_NONE;
-        else
-            body = H1_BODY_UNTIL_EOF;
-    }
+    h->method = http_method_str((enum http_method)hp->method);
+    h->method_len = (uint8_t)strlen(h->method);
+    if (check_request_head(p, h) < 0)
+        return -1;
+    enum h1_body_kind body =
+        h->chunked ? H1_BODY_CHUNKED : (h->content_length ? H1_BODY_LENGTH : H1_BODY_NONE);
 
     p->in_trailers = true;
-    int r = p->cb->head(p->ud, h);
-    if (r < 0) {
+    if (p->cb->head(p->ud, h) < 0) {
         h1_parser_fail(p, 400, "Bad Request");
         return -1;
     }
-    if (r == H1_SKIP_BODY)
-        body = H1_BODY_NONE;
     h1_guard_set_body(&p->guard, body, h->content_length);
-    /* Whenever there is no body, tell http-parser so: it would otherwise
-     * read one for a 1xx, 204 or 304 response with Content-Length or
-     * Transfer-Encoding (a 304 often states the representation's length),
-     * and the guard and the parser would disagree on where it ends. */
+    /* Whenever there is no body, tell http-parser so: the guard and the
+     * parser then agree that the message ends with its head. */
     return body == H1_BODY_NONE ? 1 : 0;
 }
 
@@ -382,13 +362,12 @@ static const http_parser_settings settings = {
     .on_message_complete = on_message_complete,
 };
 
-struct h1_parser *h1_parser_new(enum h1_mode mode, const struct h1_limits *limits,
-                                const struct h1_callbacks *cb, void *ud)
+struct h1_parser *h1_parser_new(const struct h1_limits *limits, const struct h1_callbacks *cb,
+                                void *ud)
 {
     struct h1_parser *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    p->mode = mode;
     p->limits = *limits;
     p->cb = cb;
     p->ud = ud;
@@ -398,11 +377,10 @@ struct h1_parser *h1_parser_new(enum h1_mode mode, const struct h1_limits *limit
 
 void h1_parser_reset(struct h1_parser *p)
 {
-    http_parser_init(&p->hp, p->mode == H1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE);
+    http_parser_init(&p->hp, HTTP_REQUEST);
     p->hp.data = p;
     h1_guard_init(&p->guard, p->limits.max_head, p->limits.max_line);
-    h1_guard_set_first_line(&p->guard,
-                            p->mode == H1_REQUEST ? H1_FIRST_LINE_REQUEST : H1_FIRST_LINE_STATUS);
+    h1_guard_set_first_line(&p->guard, H1_FIRST_LINE_REQUEST);
     p->head = NULL;
     p->in_value = p->in_message = p->in_trailers = false;
     p->method_pending = false;
@@ -538,7 +516,7 @@ ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len)
         }
         size_t n = http_parser_execute(&p->hp, &settings, data + total, used);
         enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
-        if (e == HPE_INVALID_METHOD && p->mode == H1_REQUEST) {
+        if (e == HPE_INVALID_METHOD) {
             /* n is where http-parser stopped: at the byte it refused. */
             p->method_state = METHOD_IN;
             scan_method(p, data + total + n, used - n);
@@ -573,14 +551,7 @@ int h1_parser_finish(struct h1_parser *p)
         return -1;
     if (!h1_parser_in_message(p))
         return 0;
-    http_parser_execute(&p->hp, &settings, NULL, 0);
-    enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
-    if (e == HPE_PAUSED) {
-        http_parser_pause(&p->hp, 0);
-        /* The body ran until the close: the guard is between messages too. */
-        h1_guard_set_body(&p->guard, H1_BODY_NONE, 0);
-        return 0;
-    }
+    /* A request's body is never delimited by the close (RFC 9112 6.3). */
     h1_parser_fail(p, 400, "message cut short by end of stream");
     return -1;
 }

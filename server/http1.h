@@ -7,11 +7,11 @@
  * header names, and stores the head where the caller says (the request
  * object), so a parsed head is never copied again.
  *
- * One parser per connection, in request mode (server) or response mode
- * (outbound client). Feeding stops after each complete message so the
- * caller decides when the next pipelined message may start. Trailer fields
- * of a chunked body are checked like header lines, then dropped: the head
- * is never changed once the head callback has seen it. */
+ * One parser per connection; it reads requests. Feeding stops after each
+ * complete message so the caller decides when the next pipelined message
+ * may start. Trailer fields of a chunked body are checked like header
+ * lines, then dropped: the head is never changed once the head callback
+ * has seen it. */
 #ifndef EVICORN_HTTP1_H
 #define EVICORN_HTTP1_H
 
@@ -21,8 +21,6 @@
 #include <sys/types.h>
 
 #include "buf.h"
-
-enum h1_mode { H1_REQUEST, H1_RESPONSE };
 
 struct h1_header {
     uint32_t name_off, name_len; /* into h1_head.store; name lower-cased */
@@ -37,10 +35,9 @@ struct h1_head {
     struct h1_header *headers;
     uint32_t nheaders, headers_cap;
     uint32_t target_off, target_len;
-    const char *method; /* static string; requests */
+    const char *method; /* static string */
     uint8_t method_len;
     uint8_t http_major, http_minor;
-    uint16_t status; /* responses */
     bool keep_alive;
     bool chunked;
     bool has_content_length;
@@ -65,15 +62,11 @@ int h1_head_find(const struct h1_head *h, const char *name, size_t name_len);
 void h1_head_reset(struct h1_head *h);
 void h1_head_free(struct h1_head *h);
 
-/* Return value of the head callback that tells a response-mode parser the
- * message has no body (the response to a HEAD request). */
-#define H1_SKIP_BODY 1
-
 struct h1_callbacks {
     /* A message starts: where to store its head; NULL fails the parse. */
     struct h1_head *(*begin)(void *ud);
-    /* The head is complete: 0, H1_SKIP_BODY, or -1 to stop (h1_parser_fail
-     * may have set the answer). */
+    /* The head is complete: 0, or -1 to stop (h1_parser_fail may have set
+     * the answer). */
     int (*head)(void *ud, struct h1_head *head);
     /* De-chunked body bytes; 0 or -1 to stop. */
     int (*body)(void *ud, const char *data, size_t len);
@@ -89,14 +82,14 @@ struct h1_limits {
 
 struct h1_parser;
 
-struct h1_parser *h1_parser_new(enum h1_mode mode, const struct h1_limits *limits,
-                                const struct h1_callbacks *cb, void *ud);
+struct h1_parser *h1_parser_new(const struct h1_limits *limits, const struct h1_callbacks *cb,
+                                void *ud);
 void h1_parser_free(struct h1_parser *p);
 /* Parses data; returns the bytes consumed, stopping just after a complete
  * message, or -1 on an error (see h1_parser_error). */
 ssize_t h1_parser_feed(struct h1_parser *p, const char *data, size_t len);
-/* The peer closed its side: completes a body delimited by the close.
- * Returns 0, or -1 when a message was cut short. */
+/* The peer closed its side: returns 0 between messages, or -1 when a
+ * message was cut short. */
 int h1_parser_finish(struct h1_parser *p);
 /* Whether part of an unfinished message has been seen. */
 bool h1_parser_in_message(const struct h1_parser *p);
@@ -104,7 +97,7 @@ bool h1_parser_in_message(const struct h1_parser *p);
 const char *h1_parser_error(const struct h1_parser *p, int *status);
 /* Lets a callback fail the parse with a status and reason. */
 void h1_parser_fail(struct h1_parser *p, int status, const char *reason);
-/* Starts over on a new connection's bytes (the client reuses parsers). */
+/* Starts over on a new connection's bytes. */
 void h1_parser_reset(struct h1_parser *p);
 
 #endif

@@ -16,7 +16,6 @@ enum {
     G_END_CR,      /* CR of the empty line ending the head */
     G_BODY_WAIT,   /* head done; waiting for h1_guard_set_body */
     G_BODY_LEN,    /* passing a Content-Length body */
-    G_BODY_EOF,    /* passing a body delimited by the connection closing */
     G_CHUNK_SIZE,  /* hex digits of a chunk size */
     G_CHUNK_EXT,   /* chunk extensions after ';' */
     G_CHUNK_QUOTE, /* quoted-string inside a chunk extension */
@@ -65,48 +64,37 @@ static int is_bad_ctl(unsigned char c)
     return (c < 0x20 && c != '\t') || c == 0x7f;
 }
 
-/* Whether s (9 bytes) matches "HTTP/d.d" with the extra byte at the start
- * (from 0) or at the end (from 1). */
+/* Whether s (8 bytes) is "HTTP/d.d". */
 static int is_version(const char *s)
 {
     return memcmp(s, "HTTP/", 5) == 0 && s[5] >= '0' && s[5] <= '9' && s[6] == '.' && s[7] >= '0' &&
            s[7] <= '9';
 }
 
-/* Checks byte c of the first line, at 1-based position pos; returns NULL or
- * why the line is refused. A request line must end in " HTTP/d.d" and hold
- * no HT and no run of SPs (which some parsers take for one separator, and
- * others for an empty target); a status line must start with "HTTP/d.d ". */
-static const char *first_line_byte(struct h1_guard *g, unsigned char c, uint32_t pos)
+/* Checks byte c of a request line, at 1-based position pos; returns NULL
+ * or why the line is refused. A request line must end in " HTTP/d.d" and
+ * hold no HT and no run of SPs (which some parsers take for one separator,
+ * and others for an empty target). */
+static const char *request_line_byte(struct h1_guard *g, unsigned char c, uint32_t pos)
 {
-    if (g->first_line == H1_FIRST_LINE_REQUEST) {
-        if (c == '\t')
-            return "Invalid HTTP request: invalid request line";
-        if (c == ' ' && (pos == 1 || g->line_tail[(pos - 2) % sizeof g->line_tail] == ' '))
-            return "Invalid HTTP request: invalid request line";
-        if (c != '\r') {
-            g->line_tail[(pos - 1) % sizeof g->line_tail] = (char)c;
-            return NULL;
-        }
-        /* pos - 1 bytes came before the CR; put the last 9 in order */
-        uint32_t n = pos - 1;
-        if (n < sizeof g->line_tail)
-            return "Invalid HTTP request: invalid HTTP version";
-        char tail[sizeof g->line_tail];
-        for (uint32_t i = 0; i < sizeof tail; i++)
-            tail[i] = g->line_tail[(n - sizeof tail + i) % sizeof tail];
-        if (tail[0] != ' ' || !is_version(tail + 1))
-            return "Invalid HTTP request: invalid HTTP version";
-        g->version_major = tail[6];
+    if (c == '\t')
+        return "Invalid HTTP request: invalid request line";
+    if (c == ' ' && (pos == 1 || g->line_tail[(pos - 2) % sizeof g->line_tail] == ' '))
+        return "Invalid HTTP request: invalid request line";
+    if (c != '\r') {
+        g->line_tail[(pos - 1) % sizeof g->line_tail] = (char)c;
         return NULL;
     }
-    if (g->first_line == H1_FIRST_LINE_STATUS && pos <= sizeof g->line_tail) {
-        g->line_tail[pos - 1] = (char)c;
-        if (pos == sizeof g->line_tail && (!is_version(g->line_tail) || c != ' '))
-            return "Invalid HTTP response: invalid status line";
-        if (c == '\r')
-            return "Invalid HTTP response: invalid status line";
-    }
+    /* pos - 1 bytes came before the CR; put the last 9 in order */
+    uint32_t n = pos - 1;
+    if (n < sizeof g->line_tail)
+        return "Invalid HTTP request: invalid HTTP version";
+    char tail[sizeof g->line_tail];
+    for (uint32_t i = 0; i < sizeof tail; i++)
+        tail[i] = g->line_tail[(n - sizeof tail + i) % sizeof tail];
+    if (tail[0] != ' ' || !is_version(tail + 1))
+        return "Invalid HTTP request: invalid HTTP version";
+    g->version_major = tail[6];
     return NULL;
 }
 
@@ -133,9 +121,6 @@ void h1_guard_set_body(struct h1_guard *g, enum h1_body_kind kind, uint64_t leng
         g->hex_digits = 0;
         g->ext_len = 0;
         g->state = G_CHUNK_SIZE;
-        break;
-    case H1_BODY_UNTIL_EOF:
-        g->state = G_BODY_EOF;
         break;
     }
 }
@@ -198,8 +183,8 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
                 res = fail(g, 431, "Request trailer fields too large");
                 goto out;
             }
-            if (g->state == G_LINE && g->in_first_line && g->first_line != H1_FIRST_LINE_ANY) {
-                const char *why = first_line_byte(g, c, g->line_len);
+            if (g->state == G_LINE && g->in_first_line && g->first_line == H1_FIRST_LINE_REQUEST) {
+                const char *why = request_line_byte(g, c, g->line_len);
                 if (why) {
                     res = fail(g, 400, why);
                     goto out;
@@ -294,9 +279,6 @@ enum h1_guard_result h1_guard_scan(struct h1_guard *g, const char *data, size_t 
             }
             continue;
         }
-        case G_BODY_EOF:
-            i = len;
-            continue;
         case G_CHUNK_SIZE: {
             int v = http_hex_digit(c);
             if (v >= 0) {

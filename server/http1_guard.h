@@ -24,7 +24,7 @@ enum h1_guard_result {
     H1_GUARD_ERROR,       /* see status and reason */
 };
 
-enum h1_body_kind { H1_BODY_NONE, H1_BODY_LENGTH, H1_BODY_CHUNKED, H1_BODY_UNTIL_EOF };
+enum h1_body_kind { H1_BODY_NONE, H1_BODY_LENGTH, H1_BODY_CHUNKED };
 
 /* What the first line of each message must be (h1_guard_set_first_line).
  * http-parser, built without HTTP_PARSER_STRICT, reads "HTXP/1.1" as
@@ -32,7 +32,6 @@ enum h1_body_kind { H1_BODY_NONE, H1_BODY_LENGTH, H1_BODY_CHUNKED, H1_BODY_UNTIL
 enum h1_first_line {
     H1_FIRST_LINE_ANY,     /* not checked (the default) */
     H1_FIRST_LINE_REQUEST, /* method SP target SP HTTP/d.d, no HT */
-    H1_FIRST_LINE_STATUS,  /* HTTP/d.d SP status... */
 };
 
 struct h1_guard {
@@ -44,7 +43,7 @@ struct h1_guard {
     char version_major; /* of the last complete request line: '1' for HTTP/1.x */
     char line_tail[9];  /* the last bytes of a request line, in a ring */
     uint32_t max_head;  /* bytes of the head (request line + headers) */
-    uint32_t max_line;  /* bytes of the request/status line */
+    uint32_t max_line;  /* bytes of the request line */
     uint32_t head_len;  /* bytes of the current head so far */
     uint32_t line_len;  /* bytes of the first line so far */
     uint32_t ext_len;   /* bytes of chunk extensions on this chunk line */

@@ -825,7 +825,7 @@ int h1_attach(struct h1_server *s, struct conn *c)
     struct h1_conn *hc = calloc(1, sizeof *hc);
     if (!hc)
         return -1;
-    hc->parser = h1_parser_new(H1_REQUEST, &s->limits, &parser_callbacks, hc);
+    hc->parser = h1_parser_new(&s->limits, &parser_callbacks, hc);
     if (!hc->parser) {
         free(hc);
         return -1;

@@ -1,145 +1,193 @@
-/* httpc: outbound HTTP/1.1 client on the worker's loop; see httpc.h.
+/* httpc: outbound HTTP on libcurl's multi interface, driven by the
+ * worker's libev loop; see httpc.h.
  *
- * One struct httpc_request owns everything an exchange needs: the socket and
- * its watchers, the serialized request (head and a copy of the body), the
- * response parser, head and body, and the resolved address list. It is
- * freed right after the done callback returns, and only there, so the caller
- * never sees a half-freed request. One TCP connection per request, closed at
- * the end (Connection: close): no connection pooling in this version.
+ * curl tells us which sockets to watch (socket callback: an ev_io per
+ * socket, owned by a struct sock that curl_multi_assign ties to the
+ * socket) and when it next needs to run (timer callback: one ev_timer).
+ * Readiness and expiry go back to curl through curl_multi_socket_action;
+ * finished transfers come out of curl_multi_info_read. This is curl's
+ * documented event-loop integration (docs/examples/evhiperfifo.c), the one
+ * Kore uses in src/curl.c.
  *
- * Name resolution is the one blocking step; it runs as a pool job that owns
- * a small struct dns_job (host, port, result). The request points to the
- * job and the job back to the request; when the request ends first
- * (cancelled or timed out) it clears the job's back pointer, and the job's
- * done callback, finding it NULL, frees the result and itself. Both pointers
- * are touched only on the loop thread; the pool thread only fills in the
- * result.
+ * The rule that keeps this file simple: curl's callbacks (header, write,
+ * read, socket, timer) only record. Heads, body pieces and room to write
+ * are stored in the exchange, which is put on the ready list; the ready
+ * list is delivered to the owner after curl_multi_socket_action has
+ * returned, or from the kick timer on the next iteration when the change
+ * came from an httpc call (httpc_pause, httpc_write). So no owner code
+ * ever runs inside curl (where curl forbids removing or adding handles),
+ * and no owner callback runs inside the httpc call that caused it.
  *
- * Errors found inside httpc_start (bad URL, a connect to a literal address
- * that fails at once) are held and reported by a zero-delay timer, so done
- * never runs inside httpc_start. */
+ * Flow control. Receiving: a body piece waits in r->in until delivered;
+ * when r->in holds IN_HIGH bytes the write callback answers
+ * CURL_WRITEFUNC_PAUSE (curl keeps that piece and stops reading the
+ * socket), and httpc_pause pauses curl's receiving outright; curl is
+ * unpaused once r->in has been delivered and the owner has not paused.
+ * Sending (HTTPC_STREAM_BODY): httpc_write appends to r->out, bounded by
+ * OUT_HIGH; the read callback answers CURL_READFUNC_PAUSE when r->out is
+ * empty and the body has not ended, and httpc_write unpauses it. curl's
+ * pause state covers both directions at once (curl_easy_pause takes the
+ * whole mask), so both are tracked here and set together.
+ *
+ * Redirects are followed here rather than by curl (CURLOPT_FOLLOWLOCATION
+ * keeps a CURLOPT_CUSTOMREQUEST method across a 303, against RFC 9110
+ * 15.4.4): a followed 3xx's body is discarded, the handle is removed,
+ * reconfigured for the next hop and added again; the connection it used
+ * goes back to the cache. */
 #include "httpc.h"
 
-#include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "addr.h"
 #include "buf.h"
 #include "container.h"
 #include "log.h"
-#include "pool.h"
 
 #define DEFAULT_CONNECT_TIMEOUT 5.0
 #define DEFAULT_TIMEOUT         30.0
 #define DEFAULT_MAX_RESPONSE    ((size_t)8 * 1024 * 1024)
-/* Response heads are small; these only stop a hostile server from making
- * the worker buffer without bound. */
+#define DEFAULT_MAX_REDIRECTS   10
+#define DEFAULT_MAX_CONNECTIONS 64
+#define DEFAULT_MAX_HOST_CONNS  16
+/* Response heads are small; these stop a hostile server from making the
+ * worker buffer without bound. */
 #define MAX_RESPONSE_HEAD    (64 * 1024)
-#define MAX_STATUS_LINE      (8 * 1024)
 #define MAX_RESPONSE_HEADERS 256
-#define READ_CHUNK           (16 * 1024)
-/* Reads per readiness event, so one fast server cannot starve the loop. */
-#define READS_PER_EVENT 16
-#define MAX_HOST_LEN    253 /* longest DNS name */
+/* Body bytes read but not yet delivered before curl stops reading. */
+#define IN_HIGH (64 * 1024)
+/* A streamed request body the host holds before httpc_write says full. */
+#define OUT_HIGH (256 * 1024)
+/* Names resolved stay in the worker's cache this long. curl's cache does
+ * not look at the records' TTLs: a name is re-resolved (through the
+ * system's resolver, on curl's resolver thread) at most this often,
+ * whatever its TTL, and a changed address is seen within this bound. */
+#define DNS_CACHE_SECONDS 60L
 
-enum state {
-    ST_STARTING,   /* inside httpc_start, or an error waits for the kick timer */
-    ST_RESOLVING,  /* a dns_job is in flight */
-    ST_CONNECTING, /* non-blocking connect in progress */
-    ST_EXCHANGING, /* connected: writing the request and reading the response */
-    ST_DONE,       /* done is running; the request is freed when it returns */
+struct sock {
+    ev_io io;
+    struct httpc *hc;
+    curl_socket_t fd;
+    struct sock *prev, *next;
 };
 
-struct httpc_request;
+struct httpc {
+    struct ev_loop *loop;
+    CURLM *multi;
+    ev_timer timer; /* curl's next timeout */
+    ev_timer kick;  /* ready exchanges changed outside a curl event */
+    bool driving;   /* inside an event: the ready list is run before it returns */
+    struct httpc_request *ready_first, *ready_last;
+    struct httpc_request *all; /* live exchanges */
+    struct sock *socks;
+    const char *ca_file; /* SSL_CERT_FILE, SSL_CERT_DIR (as OpenSSL reads them) */
+    const char *ca_dir;
+};
 
-/* Owned by the pool job while it runs, then by whoever sees it last on the
- * loop thread: dns_done frees it. */
-struct dns_job {
-    struct pool_job job;
-    struct httpc_request *req; /* loop thread only; NULL once the request ended */
-    struct addrinfo *res;      /* written by the pool thread */
-    int gai_err, sys_err;
-    char port[8];
-    char host[]; /* NUL-terminated */
+/* What kind of caller header a line is, for redirects. */
+enum {
+    HK_CREDENTIAL = 0x1, /* authorization, proxy-authorization, cookie */
+    HK_HOST = 0x2,
+    HK_CONTENT = 0x4, /* content-*: describes the body */
+};
+
+struct req_header {
+    char *line; /* "Name: value", or "Name;" for an empty value (curl's way) */
+    unsigned kind;
+};
+
+struct resp_header {
+    size_t name_off, name_len, value_off, value_len;
 };
 
 struct httpc_request {
-    struct ev_loop *loop;
-    struct pool *pool;
-    httpc_done_fn done;
+    struct httpc *hc;
+    struct httpc_request *prev, *next; /* hc->all */
+    struct httpc_request *ready_next;  /* hc->ready_first */
+    bool ready;
+    CURL *easy;
+    bool in_multi;
+    struct curl_slist *slist; /* this hop's request headers */
+    struct httpc_callbacks cb;
     void *ud;
-    enum state state;
-    bool literal;   /* the host is an IP address */
-    bool is_head;   /* HEAD request: the response has no body */
-    bool got_bytes; /* any response byte arrived */
-    bool interim;   /* the message being parsed is a 1xx */
-    bool complete;  /* the final response is complete */
-    int err;        /* error held for the kick timer or set by a parser callback */
-    int last_err;   /* errno of the last failed connection attempt */
-    int write_err;  /* errno of a failed send; reading goes on */
-    double connect_timeout, timeout;
+
+    /* The request, as it stands for the current hop. */
+    uint32_t flags;
+    bool streaming; /* cb.data is set */
+    char *method;
+    char *url;
+    char authority[300]; /* host:port of the current URL, for messages */
+    struct req_header *headers;
+    size_t nheaders;
+    bool has_accept, has_content_type, has_expect;
+    char *body; /* a copy of opt->body */
+    size_t body_len;
+    bool send_body;        /* this hop sends a body (buffered or streamed) */
+    int64_t stream_len;    /* HTTPC_STREAM_BODY: Content-Length given, or -1 */
+    bool drop_credentials; /* a redirect changed the origin */
+    bool body_dropped;     /* a redirect turned the method into GET */
+    double connect_timeout;
+    ev_tstamp deadline;
+    double timeout;
     size_t max_response;
-    char host[MAX_HOST_LEN + 1];      /* without brackets */
-    char authority[MAX_HOST_LEN + 9]; /* host[:port] as in the URL, for Host and messages */
-    char port_str[8];
-    uint16_t port;
-    char peer[MAX_HOST_LEN + ADDR_TEXT_MAX + 16]; /* the address being connected, for messages */
+    int max_redirects;
+    int redirects;
+    char *ca_file;
 
-    int fd;
-    ev_io io;
-    ev_timer connect_timer; /* resolution, then each connection attempt */
-    ev_timer total_timer;   /* the whole exchange */
-    ev_timer kick;          /* reports an error found inside httpc_start */
+    /* The response of the current hop. */
+    int status;
+    char version[4];
+    bool head_done; /* the final head is complete: later header lines are trailers */
+    bool follow;    /* this hop's 3xx is followed: its body is dropped */
+    char *next_url;
+    char *location;
+    struct buf head_text; /* lower-cased names and values */
+    struct resp_header *rh;
+    size_t nrh, rh_cap;
+    struct buf body_buf; /* whole-response mode */
+    struct buf in;       /* streaming: read, not yet delivered */
+    struct buf spare;    /* storage lent to the data callback */
 
-    struct dns_job *dns;      /* in flight, or NULL */
-    struct addrinfo *ai_list; /* from getaddrinfo (freed with the request), or NULL */
-    struct addrinfo *ai_next; /* next address to try */
-    struct addrinfo lit_ai;   /* the one address of a literal host */
-    struct sockaddr_storage lit_addr;
+    /* Streamed request body. */
+    struct buf out;
+    bool out_ended;
+    bool want_writable;
+    bool writable_pending;
 
-    struct buf out; /* request bytes not yet sent */
-    struct h1_parser *parser;
-    struct h1_head head;
-    struct buf body;
-    char errmsg[512];
+    /* Delivery. */
+    bool head_ready, head_reported;
+    bool user_paused, recv_paused, send_paused;
+    bool finished;   /* nothing more from curl; done is due */
+    bool delivering; /* inside one of this exchange's callbacks */
+    bool reported;
+    int err;
+    char *effective_url;
+    char errbuf[CURL_ERROR_SIZE];
+    char errmsg[CURL_ERROR_SIZE + 400];
 };
 
-static void finish(struct httpc_request *r, int err);
+static void mark_ready(struct httpc_request *r);
+static void stop(struct httpc_request *r);
 
 /* ---- small helpers ---- */
 
 static void set_error(struct httpc_request *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Records the first error; later ones (a consequence) are ignored. */
 static void set_error(struct httpc_request *r, int err, const char *fmt, ...)
 {
+    if (r->err)
+        return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
     va_end(ap);
     r->err = err;
-}
-
-/* Reports r->err: now from the loop, or through the kick timer when still
- * inside httpc_start. */
-static void fail(struct httpc_request *r)
-{
-    if (r->state == ST_STARTING) {
-        ev_timer_start(r->loop, &r->kick);
-        return;
-    }
-    finish(r, r->err);
 }
 
 static bool name_is(const struct http_header *h, const char *name)
@@ -148,196 +196,94 @@ static bool name_is(const struct http_header *h, const char *name)
     return h->name_len == n && strncasecmp(h->name, name, n) == 0;
 }
 
-static int put(struct buf *b, const char *s, size_t n)
+static bool name_starts(const struct http_header *h, const char *prefix)
 {
-    return buf_append(b, s, n);
+    size_t n = strlen(prefix);
+    return h->name_len >= n && strncasecmp(h->name, prefix, n) == 0;
 }
 
-static int put_header(struct buf *b, const char *name, size_t name_len, const char *value,
-                      size_t value_len)
+static char *dup_str(const char *s)
 {
-    if (put(b, name, name_len) < 0 || put(b, ": ", 2) < 0 || put(b, value, value_len) < 0 ||
-        put(b, "\r\n", 2) < 0)
-        return -1;
-    return 0;
+    return s ? strdup(s) : NULL;
 }
 
-/* ---- URL ---- */
+/* ---- URLs ---- */
 
-static bool host_char(unsigned char c)
+/* Parses url (absolute, or relative to base when base is set) into an
+ * absolute http(s) URL. Returns a malloc'd URL, or NULL with *why set. */
+static char *resolve_url(const char *base, const char *url, char *authority, size_t authority_len,
+                         const char **why)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
+    *why = "invalid URL";
+    CURLU *u = curl_url();
+    if (!u) {
+        *why = "out of memory";
+        return NULL;
+    }
+    char *out = NULL, *scheme = NULL, *host = NULL, *port = NULL, *user = NULL;
+    if (base && curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK)
+        goto done;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+        goto done;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
+        goto done;
+    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+        *why = "URL scheme is not supported (only http and https)";
+        goto done;
+    }
+    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0') {
+        *why = "URL has no host";
+        goto done;
+    }
+    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+        *why = "user info in URLs is not supported";
+        goto done;
+    }
+    if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+        strcmp(port, "0") == 0) {
+        *why = "invalid port in URL";
+        goto done;
+    }
+    if (authority)
+        snprintf(authority, authority_len, "%.253s:%s", host, port);
+    if (curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK)
+        out = NULL;
+done:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(user);
+    curl_url_cleanup(u);
+    return out;
 }
 
-/* Splits url into host, port and request target (a run of url). Returns 0,
- * or an error with the message set. */
-static int parse_url(struct httpc_request *r, const char *url, const char **target,
-                     size_t *target_len)
+/* scheme, host and port of two URLs equal (RFC 6454's origin). */
+static bool same_origin(const char *a, const char *b)
 {
-    if (!url) {
-        set_error(r, -EINVAL, "no URL");
-        return r->err;
-    }
-    const char *sep = strstr(url, "://");
-    size_t scheme_len = sep ? (size_t)(sep - url) : 0;
-    bool scheme_ok = scheme_len > 0 && ((url[0] | 0x20) >= 'a' && (url[0] | 0x20) <= 'z');
-    for (size_t i = 0; scheme_ok && i < scheme_len; i++) {
-        unsigned char c = (unsigned char)url[i];
-        scheme_ok = (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
-                    c == '+' || c == '-' || c == '.';
-    }
-    if (!scheme_ok) {
-        set_error(r, -EINVAL, "invalid URL \"%.200s\"", url);
-        return r->err;
-    }
-    if (scheme_len != 4 || strncasecmp(url, "http", 4) != 0) {
-        set_error(r, -EPROTONOSUPPORT, "URL scheme \"%.*s\" is not supported (only http)",
-                  (int)(scheme_len > 32 ? 32 : scheme_len), url);
-        return r->err;
-    }
-
-    const char *auth = sep + 3;
-    size_t auth_len = strcspn(auth, "/?#");
-    const char *auth_end = auth + auth_len;
-    if (memchr(auth, '@', auth_len)) {
-        set_error(r, -EINVAL, "user info in URLs is not supported");
-        return r->err;
-    }
-    const char *host = auth, *host_end, *after;
-    if (auth_len > 0 && auth[0] == '[') {
-        const char *close = memchr(auth, ']', auth_len);
-        if (!close) {
-            set_error(r, -EINVAL, "invalid IPv6 address in URL \"%.200s\"", url);
-            return r->err;
-        }
-        host = auth + 1;
-        host_end = close;
-        after = close + 1;
-    } else {
-        host_end = memchr(auth, ':', auth_len);
-        if (!host_end)
-            host_end = auth_end;
-        after = host_end;
-    }
-    size_t host_len = (size_t)(host_end - host);
-    if (host_len == 0) {
-        set_error(r, -EINVAL, "URL \"%.200s\" has no host", url);
-        return r->err;
-    }
-    if (host_len > MAX_HOST_LEN) {
-        set_error(r, -EINVAL, "host name in URL is too long");
-        return r->err;
-    }
-    memcpy(r->host, host, host_len);
-    r->host[host_len] = '\0';
-
-    /* Port: empty means the default, like an absent one (RFC 3986 3.2.3). */
-    unsigned long port = 80;
-    size_t authority_len = auth_len;
-    if (after < auth_end) {
-        if (*after != ':') {
-            set_error(r, -EINVAL, "invalid host in URL \"%.200s\"", url);
-            return r->err;
-        }
-        const char *p = after + 1;
-        size_t digits = (size_t)(auth_end - p);
-        if (digits == 0) {
-            authority_len--; /* drop the lone ':' from Host */
-        } else {
-            port = 0;
-            for (size_t i = 0; i < digits; i++) {
-                if (p[i] < '0' || p[i] > '9' || port > 65535) {
-                    port = 0;
-                    break;
-                }
-                port = port * 10 + (unsigned long)(p[i] - '0');
-            }
-            if (port == 0 || port > 65535) {
-                set_error(r, -EINVAL, "invalid port in URL \"%.200s\"", url);
-                return r->err;
-            }
-        }
-    }
-    r->port = (uint16_t)port;
-    snprintf(r->port_str, sizeof r->port_str, "%u", (unsigned)r->port);
-    memcpy(r->authority, auth, authority_len);
-    r->authority[authority_len] = '\0';
-
-    if (auth[0] == '[') {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&r->lit_addr;
-        if (inet_pton(AF_INET6, r->host, &sin6->sin6_addr) != 1) {
-            set_error(r, -EINVAL, "invalid IPv6 address in URL \"%.200s\"", url);
-            return r->err;
-        }
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(r->port);
-        r->lit_ai.ai_family = AF_INET6;
-        r->lit_ai.ai_addrlen = sizeof *sin6;
-        r->literal = true;
-    } else {
-        for (size_t i = 0; i < host_len; i++) {
-            if (!host_char((unsigned char)r->host[i])) {
-                set_error(r, -EINVAL, "invalid host in URL \"%.200s\"", url);
-                return r->err;
-            }
-        }
-        struct sockaddr_in *sin = (struct sockaddr_in *)&r->lit_addr;
-        if (inet_pton(AF_INET, r->host, &sin->sin_addr) == 1) {
-            sin->sin_family = AF_INET;
-            sin->sin_port = htons(r->port);
-            r->lit_ai.ai_family = AF_INET;
-            r->lit_ai.ai_addrlen = sizeof *sin;
-            r->literal = true;
-        }
-    }
-    if (r->literal) {
-        r->lit_ai.ai_socktype = SOCK_STREAM;
-        r->lit_ai.ai_addr = (struct sockaddr *)&r->lit_addr;
-        r->ai_next = &r->lit_ai;
-    }
-
-    /* The target: path and query, without the fragment (never sent). */
-    *target = auth_end;
-    *target_len = strcspn(auth_end, "#");
-    for (size_t i = 0; i < *target_len; i++) {
-        unsigned char c = (unsigned char)auth_end[i];
-        if (c <= 0x20 || c == 0x7f) {
-            set_error(r, -EINVAL, "invalid character in URL path \"%.200s\"", url);
-            return r->err;
-        }
-    }
-    return 0;
+    char oa[300], ob[300];
+    const char *why;
+    char *ua = resolve_url(NULL, a, oa, sizeof oa, &why);
+    char *ub = resolve_url(NULL, b, ob, sizeof ob, &why);
+    bool same = ua && ub && strncasecmp(ua, ub, 5) == 0 && strcasecmp(oa, ob) == 0;
+    curl_free(ua);
+    curl_free(ub);
+    return same;
 }
 
-/* ---- building the request ---- */
+/* ---- the request ---- */
 
-/* Validates the options and serializes the request into r->out. Returns 0,
- * -ENOMEM, or another error with the message set. */
-static int prepare(struct httpc_request *r, const struct httpc_options *opt)
+/* Validates and copies the caller's headers. Returns 0, -ENOMEM, or
+ * -EINVAL with the message set. */
+static int copy_headers(struct httpc_request *r, const struct httpc_options *opt)
 {
-    const char *target = NULL;
-    size_t target_len = 0;
-    if (parse_url(r, opt->url, &target, &target_len) < 0)
-        return r->err;
-
-    const char *method = opt->method ? opt->method : "GET";
-    size_t method_len = strlen(method);
-    if (!http_is_token(method, method_len)) {
-        set_error(r, -EINVAL, "invalid method \"%.40s\"", method);
-        return r->err;
-    }
-    r->is_head = strcmp(method, "HEAD") == 0;
-    if (opt->body_len && !opt->body) {
-        set_error(r, -EINVAL, "body_len without a body");
-        return r->err;
-    }
     if (opt->nheaders && !opt->headers) {
         set_error(r, -EINVAL, "nheaders without headers");
         return r->err;
     }
-
-    const struct http_header *host_h = NULL, *agent_h = NULL;
+    r->headers = calloc(opt->nheaders ? opt->nheaders : 1, sizeof *r->headers);
+    if (!r->headers)
+        return -ENOMEM;
+    bool stream = r->flags & HTTPC_STREAM_BODY;
     for (size_t i = 0; i < opt->nheaders; i++) {
         const struct http_header *h = &opt->headers[i];
         if ((h->name_len && !h->name) || !http_is_token(h->name, h->name_len)) {
@@ -350,575 +296,1136 @@ static int prepare(struct httpc_request *r, const struct httpc_options *opt)
                       (int)(h->name_len < 64 ? h->name_len : 64), h->name);
             return r->err;
         }
+        if (name_is(h, "content-length") && stream) {
+            /* The streamed body's announced length. */
+            int64_t n = 0;
+            for (size_t j = 0; j < h->value_len; j++) {
+                char ch = h->value[j];
+                if (ch < '0' || ch > '9' || n > (INT64_MAX - 9) / 10) {
+                    set_error(r, -EINVAL, "invalid Content-Length \"%.*s\"",
+                              (int)(h->value_len < 32 ? h->value_len : 32), h->value);
+                    return r->err;
+                }
+                n = n * 10 + (ch - '0');
+            }
+            if (h->value_len == 0) {
+                set_error(r, -EINVAL, "empty Content-Length");
+                return r->err;
+            }
+            r->stream_len = n;
+            continue;
+        }
         if (name_is(h, "content-length") || name_is(h, "transfer-encoding") ||
             name_is(h, "connection")) {
-            set_error(r, -EINVAL, "request header %.*s is set by httpc", (int)h->name_len, h->name);
+            set_error(r, -EINVAL, "request header %.*s is set by the client", (int)h->name_len,
+                      h->name);
             return r->err;
         }
-        if (name_is(h, "host"))
-            host_h = h;
-        else if (name_is(h, "user-agent"))
-            agent_h = h;
-    }
-
-    struct buf *b = &r->out;
-    bool with_length = opt->body_len > 0 || strcmp(method, "POST") == 0 ||
-                       strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
-    if (put(b, method, method_len) < 0 || put(b, " ", 1) < 0)
-        return -ENOMEM;
-    if (target_len == 0 || target[0] == '?') {
-        if (put(b, "/", 1) < 0)
+        struct req_header *out = &r->headers[r->nheaders];
+        size_t n = h->name_len + h->value_len + 3;
+        out->line = malloc(n);
+        if (!out->line)
             return -ENOMEM;
-    }
-    if (put(b, target, target_len) < 0 || put(b, " HTTP/1.1\r\n", 11) < 0)
-        return -ENOMEM;
-    int rc = host_h ? put_header(b, "Host", 4, host_h->value, host_h->value_len)
-                    : put_header(b, "Host", 4, r->authority, strlen(r->authority));
-    if (rc < 0)
-        return -ENOMEM;
-    rc = agent_h ? put_header(b, "User-Agent", 10, agent_h->value, agent_h->value_len)
-                 : put_header(b, "User-Agent", 10, "evicorn", 7);
-    if (rc < 0)
-        return -ENOMEM;
-    for (size_t i = 0; i < opt->nheaders; i++) {
-        const struct http_header *h = &opt->headers[i];
-        if (h == host_h || h == agent_h || name_is(h, "host") || name_is(h, "user-agent"))
-            continue; /* one of each: the last given wins */
-        if (put_header(b, h->name, h->name_len, h->value, h->value_len) < 0)
-            return -ENOMEM;
-    }
-    if (put_header(b, "Connection", 10, "close", 5) < 0)
-        return -ENOMEM;
-    if (with_length) {
-        char len[24];
-        int n = snprintf(len, sizeof len, "%zu", opt->body_len);
-        if (put_header(b, "Content-Length", 14, len, (size_t)n) < 0)
-            return -ENOMEM;
-    }
-    if (put(b, "\r\n", 2) < 0 || (opt->body_len && put(b, opt->body, opt->body_len) < 0))
-        return -ENOMEM;
-    return 0;
-}
-
-/* ---- response parsing ---- */
-
-static struct h1_head *on_begin(void *ud)
-{
-    struct httpc_request *r = ud;
-    return &r->head;
-}
-
-static int on_head(void *ud, struct h1_head *head)
-{
-    struct httpc_request *r = ud;
-    if (head->status < 100) {
-        set_error(r, -EPROTO, "invalid status %u from %s", (unsigned)head->status, r->peer);
-        return -1;
-    }
-    if (head->status == 101) {
-        set_error(r, -EPROTO, "unexpected 101 Switching Protocols from %s", r->peer);
-        return -1;
-    }
-    if (head->status < 200) { /* interim: skipped */
-        r->interim = true;
-        return 0;
-    }
-    if (r->is_head)
-        return H1_SKIP_BODY;
-    if (!head->chunked && head->has_content_length && head->content_length > r->max_response) {
-        set_error(r, -EMSGSIZE, "response body from %s is %llu bytes, over the limit of %zu",
-                  r->peer, (unsigned long long)head->content_length, r->max_response);
-        return -1;
-    }
-    return 0;
-}
-
-static int on_body(void *ud, const char *data, size_t len)
-{
-    struct httpc_request *r = ud;
-    if (len > r->max_response - buf_size(&r->body)) {
-        set_error(r, -EMSGSIZE, "response body from %s is over the limit of %zu bytes", r->peer,
-                  r->max_response);
-        return -1;
-    }
-    if (buf_append(&r->body, data, len) < 0) {
-        set_error(r, -ENOMEM, "out of memory reading the response from %s", r->peer);
-        return -1;
-    }
-    return 0;
-}
-
-static int on_complete(void *ud)
-{
-    struct httpc_request *r = ud;
-    if (r->interim)
-        r->interim = false; /* the final response follows */
-    else
-        r->complete = true;
-    return 0;
-}
-
-static const struct h1_callbacks parser_callbacks = {
-    .begin = on_begin,
-    .head = on_head,
-    .body = on_body,
-    .complete = on_complete,
-};
-
-static const struct h1_limits parser_limits = {
-    .max_head = MAX_RESPONSE_HEAD,
-    .max_line = MAX_STATUS_LINE,
-    .max_headers = MAX_RESPONSE_HEADERS,
-};
-
-/* The parser failed: our own callback's error, or the parser's. */
-static void parse_failed(struct httpc_request *r)
-{
-    if (r->err == 0) {
-        int status;
-        const char *reason = h1_parser_error(r->parser, &status);
-        if (status == 503) { /* the adapter's out-of-memory answer */
-            set_error(r, -ENOMEM, "out of memory reading the response from %s", r->peer);
-        } else {
-            static const char prefix[] = "Invalid HTTP request: ";
-            if (!reason)
-                reason = "unparsable";
-            if (strncmp(reason, prefix, sizeof prefix - 1) == 0)
-                reason += sizeof prefix - 1;
-            set_error(r, -EPROTO, "invalid response from %s: %s", r->peer, reason);
-        }
-    }
-    finish(r, r->err);
-}
-
-/* Feeds response bytes; returns true when the request has finished (and is
- * freed). */
-static bool feed(struct httpc_request *r, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = h1_parser_feed(r->parser, data, len);
-        if (n <= 0) { /* 0 would mean no progress: never expected */
-            parse_failed(r);
-            return true;
-        }
-        if (r->complete) { /* bytes after the response are ignored */
-            finish(r, 0);
-            return true;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return false;
-}
-
-static void on_eof(struct httpc_request *r)
-{
-    int rc = h1_parser_finish(r->parser);
-    if (rc == 0 && r->complete) {
-        finish(r, 0);
-        return;
-    }
-    if (rc < 0 && r->err) {
-        finish(r, r->err);
-        return;
-    }
-    if (!r->got_bytes) {
-        int e = r->write_err;
-        if (e && e != EPIPE && e != ECONNRESET)
-            set_error(r, -e, "sending the request to %s failed: %s", r->peer, strerror(e));
+        if (h->value_len)
+            snprintf(out->line, n, "%.*s: %.*s", (int)h->name_len, h->name, (int)h->value_len,
+                     h->value);
         else
-            set_error(r, -ECONNRESET, "connection to %s closed before a response", r->peer);
-    } else {
-        set_error(r, -EPROTO, "response from %s cut short by the connection closing", r->peer);
+            snprintf(out->line, n, "%.*s;", (int)h->name_len, h->name);
+        r->nheaders++;
+        if (name_is(h, "authorization") || name_is(h, "proxy-authorization") ||
+            name_is(h, "cookie"))
+            out->kind = HK_CREDENTIAL;
+        else if (name_is(h, "host"))
+            out->kind = HK_HOST;
+        else if (name_starts(h, "content-"))
+            out->kind = HK_CONTENT;
+        if (name_is(h, "accept"))
+            r->has_accept = true;
+        else if (name_is(h, "content-type"))
+            r->has_content_type = true;
+        else if (name_is(h, "expect"))
+            r->has_expect = true;
     }
-    finish(r, r->err);
+    return 0;
 }
 
-/* ---- socket I/O ---- */
-
-static void watch(struct httpc_request *r, int events)
+static int slist_add(struct curl_slist **l, const char *line)
 {
-    ev_io_stop(r->loop, &r->io);
-    ev_io_set(&r->io, r->fd, events);
-    ev_io_start(r->loop, &r->io);
+    struct curl_slist *n = curl_slist_append(*l, line);
+    if (!n)
+        return -1;
+    *l = n;
+    return 0;
 }
 
-static void close_socket(struct httpc_request *r)
+/* This hop's header list. curl adds Accept: * / *, and for a body
+ * Content-Type: application/x-www-form-urlencoded and (for large or
+ * chunked bodies) Expect: 100-continue; an empty "Name:" line removes
+ * them, so the upstream sees what the caller sent. */
+static int build_headers(struct httpc_request *r)
 {
-    if (r->fd >= 0) {
-        ev_io_stop(r->loop, &r->io);
-        close(r->fd);
-        r->fd = -1;
+    curl_slist_free_all(r->slist);
+    r->slist = NULL;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        unsigned kind = r->headers[i].kind;
+        if (r->drop_credentials && (kind & (HK_CREDENTIAL | HK_HOST)))
+            continue;
+        if (r->body_dropped && (kind & HK_CONTENT))
+            continue;
+        if (slist_add(&r->slist, r->headers[i].line) < 0)
+            return -ENOMEM;
     }
+    if ((!r->has_accept && slist_add(&r->slist, "Accept:") < 0) ||
+        (!r->has_content_type && slist_add(&r->slist, "Content-Type:") < 0) ||
+        (!r->has_expect && slist_add(&r->slist, "Expect:") < 0))
+        return -ENOMEM;
+    return 0;
 }
 
-/* Sends what the socket takes. A failed send is remembered and the request
- * dropped: the server may still have answered (early 413, say), so reading
- * goes on and decides. */
-static void do_write(struct httpc_request *r)
+/* Sets what changes from hop to hop: URL, method, body, headers and the
+ * time left. */
+static int configure_hop(struct httpc_request *r)
 {
-    while (buf_size(&r->out) > 0) {
-        ssize_t n = send(r->fd, buf_start(&r->out), buf_size(&r->out), MSG_NOSIGNAL);
-        if (n > 0) {
-            buf_consume(&r->out, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        r->write_err = n < 0 ? errno : EPIPE;
-        break;
+    CURL *e = r->easy;
+    int rc = build_headers(r);
+    if (rc < 0)
+        return rc;
+    double left = r->deadline - ev_now(r->hc->loop);
+    long left_ms = left > 0.001 ? (long)(left * 1000) : 1;
+    bool ok = curl_easy_setopt(e, CURLOPT_URL, r->url) == CURLE_OK;
+    ok = ok && curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->slist) == CURLE_OK;
+    ok = ok && curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, left_ms) == CURLE_OK;
+    /* Back to a plain GET (clears NOBODY, UPLOAD and POST), then the method. */
+    ok = ok && curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK;
+    ok = ok && curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL) == CURLE_OK;
+    bool is_post = strcmp(r->method, "POST") == 0;
+    if (r->send_body && (r->flags & HTTPC_STREAM_BODY)) {
+        /* The read callback supplies the body; -1: chunked (HTTP/1.1). */
+        ok = ok && curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK;
+        ok = ok && curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->stream_len) ==
+                       CURLE_OK;
+    } else if (r->send_body) {
+        ok = ok &&
+             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len) == CURLE_OK;
+        ok = ok && curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "") == CURLE_OK;
+    } else if (strcmp(r->method, "HEAD") == 0) {
+        ok = ok && curl_easy_setopt(e, CURLOPT_NOBODY, 1L) == CURLE_OK;
     }
-    buf_free(&r->out);
-    watch(r, EV_READ);
+    bool custom =
+        r->send_body ? !is_post : strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0;
+    if (custom)
+        ok = ok && curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method) == CURLE_OK;
+    return ok ? 0 : -ENOMEM;
 }
 
-/* Returns true when the request has finished (and is freed). */
-static bool do_read(struct httpc_request *r)
+/* ---- curl's callbacks: they record, and never call the owner ---- */
+
+static void reset_response(struct httpc_request *r)
 {
-    char data[READ_CHUNK];
-    for (int i = 0; i < READS_PER_EVENT; i++) {
-        ssize_t n = recv(r->fd, data, sizeof data, 0);
-        if (n > 0) {
-            r->got_bytes = true;
-            if (feed(r, data, (size_t)n))
-                return true;
-            if ((size_t)n < sizeof data)
-                return false;
-            continue;
-        }
-        if (n == 0) {
-            on_eof(r);
-            return true;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return false;
-        int e = errno;
-        if (e == ECONNRESET)
-            set_error(r, -ECONNRESET, "connection to %s reset", r->peer);
-        else
-            set_error(r, -e, "reading from %s failed: %s", r->peer, strerror(e));
-        finish(r, r->err);
+    r->status = 0;
+    r->version[0] = '\0';
+    r->nrh = 0;
+    buf_clear(&r->head_text);
+    free(r->location);
+    r->location = NULL;
+}
+
+static bool head_full(struct httpc_request *r, size_t more)
+{
+    if (r->nrh >= MAX_RESPONSE_HEADERS || buf_size(&r->head_text) + more > MAX_RESPONSE_HEAD) {
+        set_error(r, -EPROTO, "response head from %s is too large", r->authority);
         return true;
     }
     return false;
 }
 
-static void connect_next(struct httpc_request *r);
+static size_t trim(const char **p, size_t len)
+{
+    while (len && (**p == ' ' || **p == '\t')) {
+        (*p)++;
+        len--;
+    }
+    while (len && ((*p)[len - 1] == ' ' || (*p)[len - 1] == '\t'))
+        len--;
+    return len;
+}
+
+static bool status_line(struct httpc_request *r, const char *p, size_t len)
+{
+    /* "HTTP/1.1 200 OK", "HTTP/2 200" */
+    reset_response(r);
+    const char *sp = memchr(p, ' ', len);
+    size_t vlen = sp ? (size_t)(sp - p) - 5 : 0;
+    if (!sp || vlen == 0 || vlen >= sizeof r->version)
+        return false;
+    memcpy(r->version, p + 5, vlen);
+    r->version[vlen] = '\0';
+    size_t rest = len - (size_t)(sp + 1 - p);
+    const char *d = sp + 1;
+    if (rest < 3 || d[0] < '1' || d[0] > '9' || d[1] < '0' || d[1] > '9' || d[2] < '0' ||
+        d[2] > '9')
+        return false;
+    r->status = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
+    return true;
+}
+
+static bool is_redirect(int status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* The head of a 3xx is complete: whether this hop is followed (r->follow),
+ * the final response, or an error. */
+static bool decide_redirect(struct httpc_request *r)
+{
+    if (!(r->flags & HTTPC_FOLLOW_REDIRECTS) || !is_redirect(r->status) || !r->location)
+        return true;
+    const char *why;
+    char *next = resolve_url(r->url, r->location, NULL, 0, &why);
+    if (!next)
+        return true; /* not an http(s) URL we can follow: the 3xx is the answer */
+    bool keeps_body = r->status == 307 || r->status == 308 ||
+                      (r->status != 303 && strcmp(r->method, "POST") != 0);
+    if (keeps_body && r->send_body && (r->flags & HTTPC_STREAM_BODY)) {
+        curl_free(next); /* a streamed body cannot be sent again */
+        return true;
+    }
+    if (r->redirects >= r->max_redirects) {
+        curl_free(next);
+        set_error(r, -EIO, "too many redirects (more than %d) from %s", r->max_redirects,
+                  r->authority);
+        return false;
+    }
+    free(r->next_url);
+    r->next_url = strdup(next);
+    curl_free(next);
+    if (!r->next_url) {
+        set_error(r, -ENOMEM, "out of memory following a redirect");
+        return false;
+    }
+    r->follow = true;
+    return true;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct httpc_request *r = ud;
+    size_t total = size * n, len = total;
+    if (r->head_done || r->follow)
+        return total; /* trailers, or a redirect's */
+    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'))
+        len--;
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        if (!status_line(r, p, len)) {
+            set_error(r, -EPROTO, "invalid status line from %s", r->authority);
+            return 0;
+        }
+        return total;
+    }
+    if (len == 0) { /* the end of a head */
+        if (r->status >= 100 && r->status < 200) {
+            if (r->status == 101) {
+                set_error(r, -EPROTO, "unexpected 101 Switching Protocols from %s", r->authority);
+                return 0;
+            }
+            reset_response(r); /* interim: the final response follows */
+            return total;
+        }
+        if (!decide_redirect(r))
+            return 0;
+        if (!r->follow) {
+            r->head_done = true;
+            if (r->streaming) {
+                r->head_ready = true;
+                mark_ready(r);
+            }
+        }
+        return total;
+    }
+    if (p[0] == ' ' || p[0] == '\t') { /* obs-fold: continues the last value */
+        const char *v = p;
+        size_t vlen = trim(&v, len);
+        if (r->nrh == 0 || head_full(r, vlen + 1))
+            return r->nrh == 0 ? total : 0;
+        if (buf_append(&r->head_text, " ", 1) < 0 || buf_append(&r->head_text, v, vlen) < 0)
+            goto oom;
+        r->rh[r->nrh - 1].value_len += vlen + 1;
+        return total;
+    }
+    const char *colon = memchr(p, ':', len);
+    if (!colon || colon == p) {
+        set_error(r, -EPROTO, "invalid header line from %s", r->authority);
+        return 0;
+    }
+    size_t name_len = (size_t)(colon - p);
+    const char *v = colon + 1;
+    size_t vlen = trim(&v, len - name_len - 1);
+    if (head_full(r, name_len + vlen))
+        return 0;
+    if (r->nrh == r->rh_cap) {
+        size_t cap = r->rh_cap ? r->rh_cap * 2 : 16;
+        struct resp_header *rh = realloc(r->rh, cap * sizeof *rh);
+        if (!rh)
+            goto oom;
+        r->rh = rh;
+        r->rh_cap = cap;
+    }
+    struct resp_header *h = &r->rh[r->nrh];
+    h->name_off = buf_size(&r->head_text);
+    h->name_len = name_len;
+    char *dst = buf_reserve(&r->head_text, name_len);
+    if (!dst)
+        goto oom;
+    for (size_t i = 0; i < name_len; i++) {
+        char ch = p[i];
+        dst[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+    }
+    r->head_text.len += name_len;
+    h->value_off = buf_size(&r->head_text);
+    h->value_len = vlen;
+    if (buf_append(&r->head_text, v, vlen) < 0)
+        goto oom;
+    r->nrh++;
+    if (name_len == 8 && strncasecmp(p, "location", 8) == 0 && !r->location) {
+        r->location = strndup(v, vlen);
+        if (!r->location)
+            goto oom;
+    }
+    return total;
+oom:
+    set_error(r, -ENOMEM, "out of memory reading the response from %s", r->authority);
+    return 0;
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *ud)
+{
+    struct httpc_request *r = ud;
+    size_t len = size * n;
+    if (r->follow || r->finished)
+        return len; /* a followed redirect's body, or nobody listens any more */
+    if (!r->streaming) {
+        if (len > r->max_response - buf_size(&r->body_buf)) {
+            set_error(r, -EMSGSIZE, "response body from %s is over the limit of %zu bytes",
+                      r->authority, r->max_response);
+            return 0;
+        }
+    } else if (buf_size(&r->in) >= IN_HIGH) {
+        r->recv_paused = true;
+        return CURL_WRITEFUNC_PAUSE; /* curl keeps this piece for the unpause */
+    }
+    if (buf_append(r->streaming ? &r->in : &r->body_buf, p, len) < 0) {
+        set_error(r, -ENOMEM, "out of memory reading the response from %s", r->authority);
+        return 0;
+    }
+    if (r->streaming)
+        mark_ready(r);
+    return len;
+}
+
+static size_t on_read(char *dst, size_t size, size_t n, void *ud)
+{
+    struct httpc_request *r = ud;
+    size_t cap = size * n, have = buf_size(&r->out);
+    if (have == 0) {
+        if (r->out_ended)
+            return 0;
+        r->send_paused = true;
+        return CURL_READFUNC_PAUSE; /* httpc_write unpauses */
+    }
+    size_t k = have < cap ? have : cap;
+    memcpy(dst, buf_start(&r->out), k);
+    buf_consume(&r->out, k);
+    if (r->want_writable && buf_size(&r->out) < OUT_HIGH / 2) {
+        r->want_writable = false;
+        r->writable_pending = true;
+        mark_ready(r);
+    }
+    return k;
+}
+
+/* ---- pause state ---- */
+
+static void apply_pause(struct httpc_request *r)
+{
+    if (!r->in_multi)
+        return;
+    int mask = (r->recv_paused ? CURLPAUSE_RECV : 0) | (r->send_paused ? CURLPAUSE_SEND : 0);
+    CURLcode rc = curl_easy_pause(r->easy, mask);
+    if (rc != CURLE_OK)
+        set_error(r, -EIO, "pausing the exchange with %s failed: %s", r->authority,
+                  curl_easy_strerror(rc));
+}
+
+/* Receiving pauses when the owner paused and resumes when the owner has
+ * taken what was read. curl may write its held piece from inside
+ * curl_easy_pause: on_write only appends to r->in. */
+static void sync_recv_pause(struct httpc_request *r)
+{
+    bool want = r->user_paused || buf_size(&r->in) >= IN_HIGH;
+    if (want == r->recv_paused || r->finished)
+        return;
+    r->recv_paused = want;
+    apply_pause(r);
+}
+
+/* ---- delivery to the owner ---- */
+
+static void ready_unlink(struct httpc_request *r)
+{
+    if (!r->ready)
+        return;
+    struct httpc *hc = r->hc;
+    struct httpc_request **pp = &hc->ready_first, *prev = NULL;
+    while (*pp && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->ready_next;
+    }
+    if (*pp)
+        *pp = r->ready_next;
+    if (hc->ready_last == r)
+        hc->ready_last = prev;
+    r->ready_next = NULL;
+    r->ready = false;
+}
+
+static void mark_ready(struct httpc_request *r)
+{
+    struct httpc *hc = r->hc;
+    if (!r->ready && !r->reported) {
+        r->ready = true;
+        r->ready_next = NULL;
+        if (hc->ready_last)
+            hc->ready_last->ready_next = r;
+        else
+            hc->ready_first = r;
+        hc->ready_last = r;
+    }
+    if (!hc->driving && !ev_is_active(&hc->kick))
+        ev_timer_start(hc->loop, &hc->kick);
+}
+
+static void fill_response(struct httpc_request *r, struct httpc_response *res,
+                          struct http_header *hdrs)
+{
+    const char *text = buf_start(&r->head_text);
+    for (size_t i = 0; i < r->nrh; i++)
+        hdrs[i] = (struct http_header){text + r->rh[i].name_off, r->rh[i].name_len,
+                                       text + r->rh[i].value_off, r->rh[i].value_len};
+    *res = (struct httpc_response){
+        .status = r->status,
+        .http_version = r->version,
+        .url = r->effective_url ? r->effective_url : r->url,
+        .redirects = r->redirects,
+        .headers = hdrs,
+        .nheaders = r->nrh,
+    };
+}
+
+static void request_free(struct httpc_request *r)
+{
+    struct httpc *hc = r->hc;
+    ready_unlink(r);
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (hc->all == r)
+        hc->all = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    if (r->easy) {
+        if (r->in_multi)
+            curl_multi_remove_handle(hc->multi, r->easy);
+        curl_easy_cleanup(r->easy);
+    }
+    curl_slist_free_all(r->slist);
+    for (size_t i = 0; i < r->nheaders; i++)
+        free(r->headers[i].line);
+    free(r->headers);
+    free(r->method);
+    free(r->url);
+    free(r->body);
+    free(r->ca_file);
+    free(r->next_url);
+    free(r->location);
+    free(r->effective_url);
+    free(r->rh);
+    buf_free(&r->head_text);
+    buf_free(&r->body_buf);
+    buf_free(&r->in);
+    buf_free(&r->spare);
+    buf_free(&r->out);
+    free(r);
+}
+
+/* Runs done once, then frees the exchange. */
+static void report_done(struct httpc_request *r)
+{
+    r->reported = true;
+    ready_unlink(r);
+    struct http_header *hdrs = NULL;
+    struct httpc_response res = {.error = r->err};
+    if (r->err == 0) {
+        hdrs = calloc(r->nrh ? r->nrh : 1, sizeof *hdrs);
+        char *end = r->streaming ? NULL : buf_reserve(&r->body_buf, 1);
+        if (!hdrs || (!r->streaming && !end)) {
+            set_error(r, -ENOMEM, "out of memory reading the response from %s", r->authority);
+        } else {
+            fill_response(r, &res, hdrs);
+            if (!r->streaming) {
+                *end = '\0'; /* past the content: body_len is unchanged */
+                res.body = buf_start(&r->body_buf);
+                res.body_len = buf_size(&r->body_buf);
+            }
+        }
+    }
+    if (r->err) {
+        res = (struct httpc_response){
+            .error = r->err, .error_msg = r->errmsg, .url = r->url, .redirects = r->redirects};
+        if (r->err != -ECANCELED)
+            log_debug("httpc: request to %s failed: %s", r->authority, r->errmsg);
+    }
+    r->cb.done(r->ud, &res);
+    free(hdrs);
+    request_free(r);
+}
+
+static void call_head(struct httpc_request *r)
+{
+    struct http_header *hdrs = calloc(r->nrh ? r->nrh : 1, sizeof *hdrs);
+    if (!hdrs) {
+        set_error(r, -ENOMEM, "out of memory reading the response from %s", r->authority);
+        stop(r);
+        return;
+    }
+    struct httpc_response res;
+    fill_response(r, &res, hdrs);
+    if (!r->effective_url)
+        res.url = r->url;
+    r->cb.head(r->ud, &res);
+    free(hdrs);
+}
+
+/* Hands the owner what is ready, in order (head, body pieces, room to
+ * write), then done when the exchange is over. Re-entered from one of
+ * those callbacks (through httpc_cancel), it returns at once: the outer
+ * run goes on after the callback. */
+static void deliver(struct httpc_request *r)
+{
+    if (r->delivering || r->reported)
+        return;
+    r->delivering = true;
+    for (;;) {
+        /* A streamed exchange that failed after its head came still
+         * delivers the head and the bytes that arrived (while not paused),
+         * then the failure: what the owner sees does not depend on whether
+         * the failure came in the same read as the rest. A cancellation
+         * delivers nothing more. */
+        if (r->finished && (!r->streaming || r->err == -ECANCELED))
+            break;
+        if (r->head_ready && !r->head_reported) {
+            r->head_reported = true;
+            if (r->cb.head)
+                call_head(r);
+            continue;
+        }
+        if (buf_size(&r->in) > 0 && !r->user_paused && r->head_reported) {
+            /* The piece moves out of r->in, which curl may append to
+             * while the owner runs (it unpauses from the callback). */
+            struct buf piece = r->in;
+            r->in = r->spare;
+            r->spare = (struct buf){0};
+            r->cb.data(r->ud, buf_start(&piece), buf_size(&piece));
+            buf_clear(&piece);
+            if (!r->spare.data)
+                r->spare = piece;
+            else
+                buf_free(&piece);
+            continue;
+        }
+        if (r->writable_pending && !r->finished) {
+            r->writable_pending = false;
+            if (r->cb.writable)
+                r->cb.writable(r->ud);
+            continue;
+        }
+        sync_recv_pause(r);
+        if (buf_size(&r->in) > 0 && !r->user_paused)
+            continue; /* curl wrote its held piece */
+        if (r->finished && buf_size(&r->in) == 0)
+            break;
+        r->delivering = false;
+        return;
+    }
+    r->delivering = false;
+    report_done(r);
+}
+
+static void run_ready(struct httpc *hc)
+{
+    struct httpc_request *r;
+    while ((r = hc->ready_first)) {
+        hc->ready_first = r->ready_next;
+        if (!hc->ready_first)
+            hc->ready_last = NULL;
+        r->ready = false;
+        r->ready_next = NULL;
+        deliver(r);
+    }
+}
+
+/* ---- finished transfers ---- */
+
+static int curl_error(struct httpc_request *r, CURLcode rc)
+{
+    const char *why = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+    long os_err = 0;
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+        curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_err);
+        if (os_err == ECONNREFUSED)
+            set_error(r, -ECONNREFUSED, "connect to %s refused", r->authority);
+        else if (os_err == ETIMEDOUT)
+            set_error(r, -ETIMEDOUT, "connect to %s timed out", r->authority);
+        else
+            set_error(r, -EIO, "connect to %s failed: %s", r->authority, why);
+        break;
+    case CURLE_OPERATION_TIMEDOUT: {
+        curl_off_t connected = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_CONNECT_TIME_T, &connected);
+        if (connected == 0)
+            set_error(r, -ETIMEDOUT, "connect to %s timed out (%s)", r->authority, why);
+        else
+            set_error(r, -ETIMEDOUT, "request to %s timed out after %g s", r->authority,
+                      r->timeout);
+        break;
+    }
+    case CURLE_COULDNT_RESOLVE_HOST: {
+        const char *colon = strrchr(r->authority, ':');
+        int host_len = colon ? (int)(colon - r->authority) : (int)strlen(r->authority);
+        set_error(r, -EHOSTUNREACH, "could not resolve host %.*s", host_len, r->authority);
+        break;
+    }
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        set_error(r, -EHOSTUNREACH, "could not resolve the proxy: %s", why);
+        break;
+    case CURLE_FILESIZE_EXCEEDED:
+        set_error(r, -EMSGSIZE, "response body from %s is over the limit of %zu bytes",
+                  r->authority, r->max_response);
+        break;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+        set_error(r, -EINVAL, "invalid request to %s: %s", r->authority, why);
+        break;
+    case CURLE_GOT_NOTHING:
+        set_error(r, -ECONNRESET, "connection to %s closed before a response", r->authority);
+        break;
+    case CURLE_PARTIAL_FILE:
+        set_error(r, -EPROTO, "response from %s cut short: %s", r->authority, why);
+        break;
+    case CURLE_UNSUPPORTED_PROTOCOL: /* the URL was checked: an HTTP/0.9 answer */
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_BAD_CONTENT_ENCODING:
+        set_error(r, -EPROTO, "invalid response from %s: %s", r->authority, why);
+        break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+        set_error(r, -EIO, "TLS with %s failed: %s", r->authority, why);
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        set_error(r, -ENOMEM, "out of memory talking to %s", r->authority);
+        break;
+    default:
+        set_error(r, -EIO, "request to %s failed: %s", r->authority, why);
+        break;
+    }
+    return r->err;
+}
+
+static int add_handle(struct httpc_request *r)
+{
+    r->errbuf[0] = '\0';
+    CURLMcode mc = curl_multi_add_handle(r->hc->multi, r->easy);
+    if (mc != CURLM_OK) {
+        set_error(r, mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO, "cannot start a request to %s: %s",
+                  r->authority, curl_multi_strerror(mc));
+        return r->err;
+    }
+    r->in_multi = true;
+    return 0;
+}
+
+/* The followed 3xx is complete: the next hop starts on the same handle. */
+static int next_hop(struct httpc_request *r)
+{
+    int status = r->status;
+    if (status == 303 ? strcmp(r->method, "HEAD") != 0
+                      : (status == 301 || status == 302) && strcmp(r->method, "POST") == 0) {
+        free(r->method);
+        r->method = strdup("GET");
+        if (!r->method)
+            return -ENOMEM;
+        r->send_body = false;
+        r->body_dropped = true;
+    }
+    if (!same_origin(r->url, r->next_url))
+        r->drop_credentials = true;
+    free(r->url);
+    r->url = r->next_url;
+    r->next_url = NULL;
+    const char *why;
+    char *check = resolve_url(NULL, r->url, r->authority, sizeof r->authority, &why);
+    curl_free(check);
+    r->redirects++;
+    r->follow = false;
+    r->head_done = false;
+    reset_response(r);
+    buf_clear(&r->body_buf);
+    if (ev_now(r->hc->loop) >= r->deadline) {
+        set_error(r, -ETIMEDOUT, "request to %s timed out after %g s", r->authority, r->timeout);
+        return r->err;
+    }
+    int rc = configure_hop(r);
+    if (rc < 0) {
+        set_error(r, rc, "out of memory following a redirect");
+        return rc;
+    }
+    return add_handle(r);
+}
+
+static void transfer_done(struct httpc_request *r, CURLcode rc)
+{
+    struct httpc *hc = r->hc;
+    char *eff = NULL;
+    if (curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff) {
+        free(r->effective_url);
+        r->effective_url = strdup(eff);
+    }
+    curl_multi_remove_handle(hc->multi, r->easy);
+    r->in_multi = false;
+    r->recv_paused = r->send_paused = false;
+    if (rc == CURLE_OK && r->follow && next_hop(r) == 0)
+        return;
+    if (rc != CURLE_OK && !r->err)
+        curl_error(r, rc);
+    if (!r->err && !r->head_done)
+        set_error(r, -EPROTO, "no response from %s", r->authority);
+    r->finished = true;
+    mark_ready(r);
+}
+
+static void check_finished(struct httpc *hc)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(hc->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = m->easy_handle;
+        CURLcode rc = m->data.result;
+        char *priv = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+        if (priv)
+            transfer_done((struct httpc_request *)(void *)priv, rc);
+    }
+}
+
+/* ---- the loop side ---- */
+
+static void drive(struct httpc *hc, curl_socket_t fd, int flags)
+{
+    hc->driving = true;
+    int running;
+    CURLMcode mc = curl_multi_socket_action(hc->multi, fd, flags, &running);
+    if (mc != CURLM_OK)
+        log_error("httpc: curl_multi_socket_action: %s", curl_multi_strerror(mc));
+    check_finished(hc);
+    run_ready(hc);
+    hc->driving = false;
+}
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
-    struct httpc_request *r = container_of(w, struct httpc_request, io);
-    if (r->state == ST_CONNECTING) {
-        int so_err = 0;
-        socklen_t len = sizeof so_err;
-        if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &so_err, &len) < 0)
-            so_err = errno;
-        if (so_err) {
-            close_socket(r);
-            r->last_err = so_err;
-            connect_next(r);
-            return;
-        }
-        ev_timer_stop(r->loop, &r->connect_timer);
-        r->state = ST_EXCHANGING;
-        watch(r, EV_READ | EV_WRITE);
-        revents = EV_WRITE;
-    }
-    if (revents & EV_WRITE && buf_size(&r->out) > 0)
-        do_write(r);
-    if (revents & EV_READ)
-        do_read(r);
+    struct sock *s = container_of(w, struct sock, io);
+    int flags =
+        (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    drive(s->hc, s->fd, flags); /* s may be freed inside */
 }
 
-/* Describes addr for messages: "ip:port", or "name:port (ip)" for names. */
-static void describe_peer(struct httpc_request *r, const struct sockaddr *sa)
-{
-    struct addr a;
-    addr_from_sockaddr(&a, sa);
-    bool v6 = sa->sa_family == AF_INET6;
-    if (r->literal)
-        snprintf(r->peer, sizeof r->peer, "%s%s%s:%u", v6 ? "[" : "", a.ip, v6 ? "]" : "",
-                 (unsigned)r->port);
-    else
-        snprintf(r->peer, sizeof r->peer, "%s:%u (%s)", r->host, (unsigned)r->port, a.ip);
-}
-
-/* Tries the remaining addresses in turn; reports the last failure when none
- * is left. */
-static void connect_next(struct httpc_request *r)
-{
-    while (r->ai_next) {
-        struct addrinfo *ai = r->ai_next;
-        r->ai_next = ai->ai_next;
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-            continue;
-        describe_peer(r, ai->ai_addr);
-        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            r->last_err = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-            r->last_err = errno;
-            close(fd);
-            continue;
-        }
-        /* Connected or in progress: writability says which, with SO_ERROR. */
-        r->fd = fd;
-        if (r->state != ST_STARTING)
-            r->state = ST_CONNECTING; /* httpc_start sets it */
-        ev_io_init(&r->io, on_io, fd, EV_WRITE);
-        ev_io_start(r->loop, &r->io);
-        ev_timer_stop(r->loop, &r->connect_timer);
-        ev_timer_set(&r->connect_timer, r->connect_timeout, 0.);
-        ev_timer_start(r->loop, &r->connect_timer);
-        return;
-    }
-    int e = r->last_err;
-    if (e == 0)
-        set_error(r, -EHOSTUNREACH, "host %s has no IPv4 or IPv6 address", r->host);
-    else if (e == ECONNREFUSED)
-        set_error(r, -ECONNREFUSED, "connect to %s refused", r->peer);
-    else if (e == ETIMEDOUT)
-        set_error(r, -ETIMEDOUT, "connect to %s timed out after %g s", r->peer, r->connect_timeout);
-    else
-        set_error(r, -e, "connect to %s failed: %s", r->peer, strerror(e));
-    fail(r);
-}
-
-/* ---- timers ---- */
-
-static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct httpc_request *r = container_of(w, struct httpc_request, connect_timer);
-    if (r->state == ST_RESOLVING) {
-        set_error(r, -ETIMEDOUT, "resolving %s timed out after %g s", r->host, r->connect_timeout);
-        finish(r, r->err);
-        return;
-    }
-    /* A connection attempt hung: try the next address. */
-    close_socket(r);
-    r->last_err = ETIMEDOUT;
-    connect_next(r);
-}
-
-static void on_total_timeout(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct httpc_request *r = container_of(w, struct httpc_request, total_timer);
-    set_error(r, -ETIMEDOUT, "request to %s timed out after %g s", r->authority, r->timeout);
-    finish(r, r->err);
+    struct httpc *hc = container_of(w, struct httpc, timer);
+    drive(hc, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct httpc_request *r = container_of(w, struct httpc_request, kick);
-    finish(r, r->err);
+    struct httpc *hc = container_of(w, struct httpc, kick);
+    hc->driving = true;
+    check_finished(hc);
+    run_ready(hc);
+    hc->driving = false;
 }
 
-/* ---- name resolution ---- */
-
-static void dns_work(struct pool_job *j)
+static void sock_free(struct httpc *hc, struct sock *s)
 {
-    struct dns_job *d = container_of(j, struct dns_job, job);
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-        .ai_protocol = IPPROTO_TCP,
-        .ai_flags = AI_NUMERICSERV,
-    };
-    errno = 0;
-    d->gai_err = getaddrinfo(d->host, d->port, &hints, &d->res);
-    d->sys_err = errno;
-    if (d->gai_err)
-        d->res = NULL;
+    ev_io_stop(hc->loop, &s->io);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        hc->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    free(s);
 }
 
-static void dns_done(struct pool_job *j)
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp)
 {
-    struct dns_job *d = container_of(j, struct dns_job, job);
-    struct httpc_request *r = d->req;
-    if (!r) { /* the request ended while this ran */
-        if (d->res)
-            freeaddrinfo(d->res);
-        free(d);
-        return;
+    (void)easy;
+    struct httpc *hc = ud;
+    struct sock *s = sockp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s)
+            sock_free(hc, s);
+        return 0;
     }
-    r->dns = NULL;
-    int gai_err = d->gai_err, sys_err = d->sys_err;
-    r->ai_list = r->ai_next = d->res;
-    free(d);
-    if (gai_err == EAI_MEMORY) {
-        set_error(r, -ENOMEM, "out of memory resolving %s", r->host);
-        fail(r);
-    } else if (gai_err == EAI_SYSTEM && sys_err) {
-        set_error(r, -sys_err, "resolving %s failed: %s", r->host, strerror(sys_err));
-        fail(r);
-    } else if (gai_err) {
-        set_error(r, -EHOSTUNREACH, "could not resolve host %s: %s", r->host,
-                  gai_strerror(gai_err));
-        fail(r);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s)
+            return -1;
+        s->hc = hc;
+        s->fd = fd;
+        ev_init(&s->io, on_io);
+        s->next = hc->socks;
+        if (hc->socks)
+            hc->socks->prev = s;
+        hc->socks = s;
+        curl_multi_assign(hc->multi, fd, s);
+    }
+    int events = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    ev_io_stop(hc->loop, &s->io);
+    ev_io_set(&s->io, fd, events);
+    if (events)
+        ev_io_start(hc->loop, &s->io);
+    return 0;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *ud)
+{
+    (void)multi;
+    struct httpc *hc = ud;
+    ev_timer_stop(hc->loop, &hc->timer);
+    if (timeout_ms >= 0) {
+        /* 0: as soon as possible, but from the loop (not inside curl). */
+        ev_timer_set(&hc->timer, (double)timeout_ms / 1000.0, 0.);
+        ev_timer_start(hc->loop, &hc->timer);
+    }
+    return 0;
+}
+
+/* ---- the interface ---- */
+
+struct httpc *httpc_new(struct ev_loop *loop, const struct httpc_limits *limits)
+{
+    CURLcode gc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (gc != CURLE_OK) {
+        log_error("httpc: cannot start libcurl: %s", curl_easy_strerror(gc));
+        return NULL;
+    }
+    struct httpc *hc = calloc(1, sizeof *hc);
+    if (!hc)
+        goto err;
+    hc->loop = loop;
+    hc->multi = curl_multi_init();
+    if (!hc->multi)
+        goto err;
+    long total =
+        limits && limits->max_connections > 0 ? limits->max_connections : DEFAULT_MAX_CONNECTIONS;
+    long per_host = limits && limits->max_host_connections > 0 ? limits->max_host_connections
+                                                               : DEFAULT_MAX_HOST_CONNS;
+    ev_timer_init(&hc->timer, on_timer, 0., 0.);
+    ev_timer_init(&hc->kick, on_kick, 0., 0.);
+    /* The cache: idle connections kept up to the total; more requests to a
+     * host than per_host, or in all than total, wait in curl's queue for a
+     * connection. HTTP/2 connections carry many requests each. */
+    bool ok = curl_multi_setopt(hc->multi, CURLMOPT_SOCKETFUNCTION, on_socket) == CURLM_OK &&
+              curl_multi_setopt(hc->multi, CURLMOPT_SOCKETDATA, hc) == CURLM_OK &&
+              curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) == CURLM_OK &&
+              curl_multi_setopt(hc->multi, CURLMOPT_TIMERDATA, hc) == CURLM_OK &&
+              curl_multi_setopt(hc->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, total) == CURLM_OK &&
+              curl_multi_setopt(hc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host) == CURLM_OK &&
+              curl_multi_setopt(hc->multi, CURLMOPT_MAXCONNECTS, total) == CURLM_OK &&
+              curl_multi_setopt(hc->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX) == CURLM_OK;
+    if (!ok)
+        goto err;
+    /* OpenSSL reads these for its default store; curl's OpenSSL backend
+     * uses the paths it was built with unless told, so tell it. */
+    const char *f = getenv("SSL_CERT_FILE"), *d = getenv("SSL_CERT_DIR");
+    hc->ca_file = f && *f ? f : NULL;
+    hc->ca_dir = d && *d ? d : NULL;
+    return hc;
+err:
+    log_error("httpc: cannot start libcurl's multi interface");
+    if (hc && hc->multi)
+        curl_multi_cleanup(hc->multi);
+    free(hc);
+    curl_global_cleanup();
+    return NULL;
+}
+
+void httpc_free(struct httpc *hc)
+{
+    if (!hc)
+        return;
+    while (hc->all) {
+        struct httpc_request *r = hc->all;
+        log_error("httpc: request to %s still in flight at shutdown", r->authority);
+        r->reported = true;
+        request_free(r);
+    }
+    ev_timer_stop(hc->loop, &hc->timer);
+    ev_timer_stop(hc->loop, &hc->kick);
+    curl_multi_cleanup(hc->multi); /* closes the cached connections */
+    while (hc->socks)
+        sock_free(hc, hc->socks);
+    ev_timer_stop(hc->loop, &hc->timer); /* cleanup may have set it again */
+    free(hc);
+    curl_global_cleanup();
+}
+
+static int setup_easy(struct httpc_request *r)
+{
+    struct httpc *hc = r->hc;
+    CURL *e = r->easy;
+    long connect_ms = (long)(r->connect_timeout * 1000);
+    if (connect_ms < 1)
+        connect_ms = 1;
+    const char *ca_file = r->ca_file ? r->ca_file : hc->ca_file;
+    bool ok = true;
+#define SET(opt, val) ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK
+    SET(CURLOPT_PRIVATE, (void *)r);
+    SET(CURLOPT_ERRORBUFFER, r->errbuf);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_FOLLOWLOCATION, 0L); /* followed here: see the top of this file */
+    SET(CURLOPT_PATH_AS_IS, 1L);     /* the target as the caller wrote it */
+    SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    SET(CURLOPT_USERAGENT, "evicorn");
+    SET(CURLOPT_HTTP_VERSION,
+        (long)(r->flags & HTTPC_HTTP1_ONLY ? CURL_HTTP_VERSION_1_1 : CURL_HTTP_VERSION_2TLS));
+    SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    SET(CURLOPT_DNS_CACHE_TIMEOUT, DNS_CACHE_SECONDS);
+    /* A cancelled resolution must not make the loop wait for curl's
+     * resolver thread: it is left to finish on its own. */
+    SET(CURLOPT_QUICK_EXIT, 1L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, (void *)r);
+    SET(CURLOPT_WRITEFUNCTION, on_write);
+    SET(CURLOPT_WRITEDATA, (void *)r);
+    SET(CURLOPT_READFUNCTION, on_read);
+    SET(CURLOPT_READDATA, (void *)r);
+    if (r->flags & HTTPC_INSECURE) {
+        SET(CURLOPT_SSL_VERIFYPEER, 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, 0L);
     } else {
-        connect_next(r);
+        SET(CURLOPT_SSL_VERIFYPEER, 1L);
+        SET(CURLOPT_SSL_VERIFYHOST, 2L);
     }
+    if (ca_file)
+        SET(CURLOPT_CAINFO, ca_file);
+    if (r->ca_file)
+        SET(CURLOPT_CAPATH, NULL); /* the caller's bundle only */
+    else if (hc->ca_dir)
+        SET(CURLOPT_CAPATH, hc->ca_dir);
+    if (r->flags & HTTPC_DECOMPRESS)
+        SET(CURLOPT_ACCEPT_ENCODING, ""); /* every encoding this curl decodes */
+    if (!r->streaming)
+        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response);
+#undef SET
+    return ok ? 0 : -ENOMEM;
 }
 
-static void resolve(struct httpc_request *r)
+/* Checks and copies the options; 0, -ENOMEM, or another error with the
+ * message set. */
+static int prepare(struct httpc_request *r, const struct httpc_options *opt)
 {
-    if (!r->pool) {
-        set_error(r, -EINVAL, "no pool to resolve host %s", r->host);
-        fail(r);
-        return;
+    r->flags = opt->flags;
+    r->connect_timeout = opt->connect_timeout > 0 ? opt->connect_timeout : DEFAULT_CONNECT_TIMEOUT;
+    r->timeout = opt->timeout > 0 ? opt->timeout : DEFAULT_TIMEOUT;
+    r->deadline = ev_now(r->hc->loop) + r->timeout;
+    r->max_response = opt->max_response ? opt->max_response : DEFAULT_MAX_RESPONSE;
+    r->max_redirects = opt->max_redirects > 0 ? opt->max_redirects : DEFAULT_MAX_REDIRECTS;
+    r->stream_len = -1;
+    if (!opt->url) {
+        set_error(r, -EINVAL, "no URL");
+        return r->err;
     }
-    size_t host_len = strlen(r->host);
-    struct dns_job *d = calloc(1, sizeof *d + host_len + 1);
-    if (!d) {
-        set_error(r, -ENOMEM, "out of memory resolving %s", r->host);
-        fail(r);
-        return;
+    snprintf(r->authority, sizeof r->authority, "%.200s", opt->url);
+    const char *why;
+    char *url = resolve_url(NULL, opt->url, r->authority, sizeof r->authority, &why);
+    if (!url) {
+        set_error(r, -EINVAL, "%s: \"%.200s\"", why, opt->url);
+        return r->err;
     }
-    d->job.work = dns_work;
-    d->job.done = dns_done;
-    d->req = r;
-    memcpy(d->host, r->host, host_len + 1);
-    memcpy(d->port, r->port_str, sizeof d->port);
-    if (pool_submit(r->pool, &d->job) < 0) {
-        int e = errno ? errno : EAGAIN;
-        free(d);
-        set_error(r, -e, "could not start resolving %s: %s", r->host, strerror(e));
-        fail(r);
-        return;
+    r->url = strdup(url);
+    curl_free(url);
+    const char *method = opt->method ? opt->method : "GET";
+    if (!http_is_token(method, strlen(method))) {
+        set_error(r, -EINVAL, "invalid method \"%.40s\"", method);
+        return r->err;
     }
-    r->dns = d;
-    ev_timer_set(&r->connect_timer, r->connect_timeout, 0.);
-    ev_timer_start(r->loop, &r->connect_timer);
-}
-
-/* ---- lifecycle ---- */
-
-static void request_free(struct httpc_request *r)
-{
-    ev_timer_stop(r->loop, &r->kick);
-    ev_timer_stop(r->loop, &r->connect_timer);
-    ev_timer_stop(r->loop, &r->total_timer);
-    close_socket(r);
-    if (r->dns) /* its done callback frees it */
-        r->dns->req = NULL;
-    if (r->ai_list)
-        freeaddrinfo(r->ai_list);
-    if (r->parser)
-        h1_parser_free(r->parser);
-    h1_head_free(&r->head);
-    buf_free(&r->out);
-    buf_free(&r->body);
-    free(r);
-}
-
-/* Calls done once, then frees the request. */
-static void finish(struct httpc_request *r, int err)
-{
-    r->state = ST_DONE;
-    ev_timer_stop(r->loop, &r->kick);
-    ev_timer_stop(r->loop, &r->connect_timer);
-    ev_timer_stop(r->loop, &r->total_timer);
-    close_socket(r);
-    if (r->dns) {
-        r->dns->req = NULL;
-        r->dns = NULL;
+    r->method = strdup(method);
+    if (!r->url || !r->method)
+        return -ENOMEM;
+    if (opt->body_len && !opt->body && !(r->flags & HTTPC_STREAM_BODY)) {
+        set_error(r, -EINVAL, "body_len without a body");
+        return r->err;
     }
-
-    struct httpc_response res = {.error = err};
-    if (err == 0) {
-        char *end = buf_reserve(&r->body, 1);
-        if (end) {
-            *end = '\0'; /* past the content: body_len is unchanged */
-            res.status = r->head.status;
-            res.head = &r->head;
-            res.body = buf_start(&r->body);
-            res.body_len = buf_size(&r->body);
-        } else {
-            set_error(r, -ENOMEM, "out of memory reading the response from %s", r->peer);
-            res.error = err = r->err;
+    int rc = copy_headers(r, opt);
+    if (rc < 0)
+        return rc;
+    if (r->flags & HTTPC_STREAM_BODY) {
+        r->send_body = true;
+    } else {
+        r->send_body = opt->body_len > 0 || strcmp(method, "POST") == 0 ||
+                       strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
+        if (opt->body_len) {
+            r->body = malloc(opt->body_len);
+            if (!r->body)
+                return -ENOMEM;
+            memcpy(r->body, opt->body, opt->body_len);
+            r->body_len = opt->body_len;
         }
     }
-    if (err) {
-        res.error_msg = r->errmsg;
-        if (err != -ECANCELED)
-            log_debug("httpc: request to %s failed: %s", r->authority, r->errmsg);
+    if (opt->ca_file) {
+        r->ca_file = dup_str(opt->ca_file);
+        if (!r->ca_file)
+            return -ENOMEM;
     }
-    r->done(r->ud, &res);
-    request_free(r);
+    r->easy = curl_easy_init();
+    if (!r->easy)
+        return -ENOMEM;
+    rc = setup_easy(r);
+    if (rc == 0)
+        rc = configure_hop(r);
+    return rc;
 }
 
-struct httpc_request *httpc_start(struct ev_loop *loop, struct pool *pool,
-                                  const struct httpc_options *opt, httpc_done_fn done, void *ud)
+struct httpc_request *httpc_start(struct httpc *hc, const struct httpc_options *opt,
+                                  const struct httpc_callbacks *cb, void *ud)
 {
+    if (!cb || !cb->done)
+        return NULL;
     struct httpc_request *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->loop = loop;
-    r->pool = pool;
-    r->done = done;
+    r->hc = hc;
+    r->cb = *cb;
     r->ud = ud;
-    r->state = ST_STARTING;
-    r->fd = -1;
-    ev_init(&r->io, on_io);
-    ev_timer_init(&r->connect_timer, on_connect_timeout, 0., 0.);
-    ev_timer_init(&r->total_timer, on_total_timeout, 0., 0.);
-    ev_timer_init(&r->kick, on_kick, 0., 0.);
-    r->parser = h1_parser_new(H1_RESPONSE, &parser_limits, &parser_callbacks, r);
-    if (!r->parser) {
+    r->streaming = cb->data != NULL;
+    r->next = hc->all;
+    if (hc->all)
+        hc->all->prev = r;
+    hc->all = r;
+    int rc = opt ? prepare(r, opt) : (set_error(r, -EINVAL, "no options"), -EINVAL);
+    if (rc == -ENOMEM && !r->err) {
+        r->reported = true;
         request_free(r);
         return NULL;
     }
-
-    if (!opt) {
-        set_error(r, -EINVAL, "no options");
-        fail(r);
-        return r;
+    if (rc == 0)
+        rc = add_handle(r);
+    if (rc < 0) { /* reported from the loop (or the delivery running), never from here */
+        r->finished = true;
+        mark_ready(r);
     }
-    /* !(x > 0) also takes NaN to the default. */
-    r->connect_timeout = opt->connect_timeout > 0 ? opt->connect_timeout : DEFAULT_CONNECT_TIMEOUT;
-    r->timeout = opt->timeout > 0 ? opt->timeout : DEFAULT_TIMEOUT;
-    r->max_response = opt->max_response ? opt->max_response : DEFAULT_MAX_RESPONSE;
-
-    int rc = prepare(r, opt);
-    if (rc == -ENOMEM) {
-        request_free(r);
-        return NULL;
-    }
-    if (rc < 0) {
-        fail(r);
-        return r;
-    }
-    snprintf(r->peer, sizeof r->peer, "%s", r->authority);
-
-    ev_timer_set(&r->total_timer, r->timeout, 0.);
-    ev_timer_start(loop, &r->total_timer);
-    if (r->literal)
-        connect_next(r); /* errors wait for the kick timer */
-    else
-        resolve(r);
-    if (ev_is_active(&r->kick))
-        return r; /* an error is held: the state stays ST_STARTING */
-    r->state = r->literal ? ST_CONNECTING : ST_RESOLVING;
     return r;
+}
+
+void httpc_pause(struct httpc_request *r, bool paused)
+{
+    if (!r || r->reported || r->user_paused == paused)
+        return;
+    r->user_paused = paused;
+    if (paused) {
+        sync_recv_pause(r);
+        return;
+    }
+    /* What waits is delivered from the loop (or by the delivery running),
+     * never inside this call. */
+    if (!r->delivering)
+        mark_ready(r);
+}
+
+int httpc_write(struct httpc_request *r, const void *data, size_t len, bool more)
+{
+    if (!(r->flags & HTTPC_STREAM_BODY))
+        return -EINVAL;
+    if (r->finished || r->reported)
+        return -EPIPE;
+    if (r->out_ended || (len && !data))
+        return -EINVAL;
+    if (r->send_body && len && buf_append(&r->out, data, len) < 0)
+        return -ENOMEM;
+    if (!more)
+        r->out_ended = true;
+    if (r->send_paused && (buf_size(&r->out) > 0 || r->out_ended)) {
+        r->send_paused = false;
+        apply_pause(r);
+    }
+    if (buf_size(&r->out) >= OUT_HIGH && !r->out_ended) {
+        r->want_writable = true;
+        return 0;
+    }
+    return 1;
+}
+
+/* Ends the exchange with r->err: curl lets go of it now, done follows
+ * from the loop. */
+static void stop(struct httpc_request *r)
+{
+    if (r->in_multi) {
+        /* A connection left in the middle of an exchange is never put back
+         * in the cache: curl closes one removed mid-transfer, and this makes
+         * sure of it (an HTTP/2 connection closes once its last stream is
+         * gone; the stream itself is reset). */
+        curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
+        curl_multi_remove_handle(r->hc->multi, r->easy);
+        r->in_multi = false;
+    }
+    r->finished = true;
+    buf_free(&r->in);
+    r->head_ready = r->head_reported;
+    r->writable_pending = false;
+    mark_ready(r);
+}
+
+void httpc_abort(struct httpc_request *r)
+{
+    if (!r || r->reported)
+        return;
+    r->err = 0; /* a failure not yet reported becomes the cancellation */
+    set_error(r, -ECANCELED, "request to %s cancelled", r->authority);
+    stop(r);
 }
 
 void httpc_cancel(struct httpc_request *r)
 {
-    if (!r || r->state == ST_DONE)
-        return; /* called from its own done: nothing left to cancel */
-    set_error(r, -ECANCELED, "request to %s cancelled", r->authority);
-    finish(r, r->err);
+    if (!r || r->reported)
+        return;
+    httpc_abort(r);
+    if (!r->delivering)
+        deliver(r); /* done runs now */
 }

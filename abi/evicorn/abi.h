@@ -59,7 +59,7 @@ extern "C" {
 #endif
 
 #define EVICORN_ABI_MAJOR 1
-#define EVICORN_ABI_MINOR 3
+#define EVICORN_ABI_MINOR 4
 
 /* The one symbol a plugin exports. */
 #define EVICORN_PLUGIN_ENTRY "evicorn_plugin_entry"
@@ -155,15 +155,40 @@ typedef void (*evicorn_watch_fn)(evicorn_watch *w, void *ud, unsigned events, in
 typedef struct evicorn_fetch_options {
     uint32_t size;      /* sizeof(evicorn_fetch_options) */
     const char *method; /* NULL: "GET" */
-    const char *url;    /* http://host[:port]/path?query */
+    const char *url;    /* http:// or (from 1.4) https://host[:port]/path?query */
     const evicorn_header *headers;
     size_t nheaders;
     const void *body; /* copied by the host */
     size_t body_len;
     double connect_timeout; /* seconds; 0: 5 */
     double timeout;         /* seconds for the whole exchange; 0: 30 */
-    size_t max_response;    /* body bytes; 0: 8 MiB */
+    size_t max_response;    /* body bytes; 0: 8 MiB (whole-response mode only) */
+    /* ---- 1.4 ---- */
+    uint32_t flags;      /* EVICORN_FETCH_* below */
+    int max_redirects;   /* with EVICORN_FETCH_FOLLOW_REDIRECTS; 0: 10 */
+    const char *ca_file; /* a PEM bundle trusted instead of the system's store */
 } evicorn_fetch_options;
+
+/* Options of an outbound request (1.4). Certificates and host names are
+ * verified by default against the system's store (SSL_CERT_FILE and
+ * SSL_CERT_DIR are honoured, as OpenSSL and httpx honour them); HTTP/2 is
+ * used when the server offers it (ALPN), HTTP/1.1 otherwise; proxies come
+ * from the standard environment variables (http_proxy, https_proxy,
+ * no_proxy). */
+#define EVICORN_FETCH_FOLLOW_REDIRECTS 0x01u /* 301/302/303/307/308, RFC 9110 15.4 */
+#define EVICORN_FETCH_DECOMPRESS                                                                   \
+    0x02u /* Accept-Encoding with what the host decodes (gzip, deflate, br, zstd); bodies          \
+             decoded */
+#define EVICORN_FETCH_INSECURE                                                                     \
+    0x04u                              /* no certificate or host-name check (logged once           \
+                                          per plugin) */
+#define EVICORN_FETCH_HTTP1_ONLY 0x08u /* never HTTP/2 */
+#define EVICORN_FETCH_STREAM_BODY                                                                  \
+    0x10u /* fetch_start: the request body comes through                                           \
+             fetch_write (opts->body is ignored); sent chunked unless a                            \
+             content-length header announces its length; a 307/308                                 \
+             (or 301/302 to other than POST) is then not followed: it is                           \
+             the response, as the body cannot be sent twice */
 
 struct evicorn_fetch_result {
     uint32_t size;                 /* filled by the host */
@@ -175,7 +200,40 @@ struct evicorn_fetch_result {
     size_t nheaders;
     const char *body;
     size_t body_len;
+    /* ---- 1.4 ---- */
+    const char *http_version; /* "1.0", "1.1" or "2" when error == 0 */
+    const char *url;          /* the URL that answered (after redirects) */
+    int redirects;            /* how many were followed */
 };
+
+/* A streamed outbound request (fetch_start, 1.4): one exchange with an
+ * upstream. Opaque. */
+typedef struct evicorn_exchange evicorn_exchange;
+
+/* What a streamed outbound request tells, all on the loop thread, each
+ * never inside the call that caused it:
+ *   on_head once, when the final response's status and headers arrived
+ *     (res->body is empty);
+ *   on_data for each piece of the body as it arrives (decoded with
+ *     EVICORN_FETCH_DECOMPRESS), data valid only during the call; the
+ *     plugin may call fetch_pause to stop the flow while its own client
+ *     is slow (the upstream is then not read: its TCP window closes);
+ *   on_writable, with EVICORN_FETCH_STREAM_BODY, when fetch_write said
+ *     "full" and the upload has room again;
+ *   on_end last, exactly once: res->error 0 when the whole exchange
+ *     ended cleanly (the connection may then be reused), or why it failed
+ *     (EVICORN_ECANCELED when the client left or fetch_cancel was called);
+ *     on_head may not have run. The handle is gone after it.
+ * Any member may be NULL. */
+typedef struct evicorn_fetch_events {
+    uint32_t size; /* sizeof(evicorn_fetch_events) */
+    void (*on_head)(evicorn_request *req, void *ud, evicorn_exchange *f,
+                    const evicorn_fetch_result *head);
+    void (*on_data)(evicorn_request *req, void *ud, evicorn_exchange *f, const char *data,
+                    size_t len);
+    void (*on_writable)(evicorn_request *req, void *ud, evicorn_exchange *f);
+    void (*on_end)(evicorn_request *req, void *ud, const evicorn_fetch_result *res);
+} evicorn_fetch_events;
 
 /* ---- WebSocket (1.2) ---- */
 
@@ -280,8 +338,10 @@ typedef struct evicorn_api {
      * done runs on the loop (status 0, or EVICORN_ECANCELED when the
      * client left meanwhile; work itself is never interrupted). */
     int (*offload)(evicorn_request *req, evicorn_work_fn work, evicorn_event_fn done, void *ud);
-    /* An outbound HTTP/1.1 request that never blocks the loop. fn gets the
-     * result (its error is EVICORN_ECANCELED on disconnect). */
+    /* An outbound HTTP request that never blocks the loop (from 1.4:
+     * HTTPS, HTTP/2, a per-worker cache of keep-alive connections, and
+     * the flags of evicorn_fetch_options). fn gets the whole response
+     * (its error is EVICORN_ECANCELED on disconnect). */
     int (*fetch)(evicorn_request *req, const evicorn_fetch_options *opts, evicorn_fetch_fn fn,
                  void *ud);
     /* Keeps the request open until release, for plugins that continue from
@@ -421,6 +481,29 @@ typedef struct evicorn_api {
     /* Stops and frees the watch: its callback does not run again (also
      * when called from that callback). */
     void (*watch_cancel)(evicorn_watch *w);
+
+    /* ---- added in 1.4: streamed outbound HTTP ----
+     *
+     * fetch_start is fetch with the response delivered as it arrives (head,
+     * then body pieces, with backpressure) and, with
+     * EVICORN_FETCH_STREAM_BODY, the request body written in pieces: a
+     * handler can proxy a body of any size without holding it. Bound to
+     * the request (a client that disconnects cancels it: on_end gets
+     * EVICORN_ECANCELED). Loop thread only. */
+    int (*fetch_start)(evicorn_request *req, const evicorn_fetch_options *opts,
+                       const evicorn_fetch_events *events, void *ud, evicorn_exchange **out);
+    /* paused != 0 stops on_data (and reading from the upstream) until
+     * called with 0. */
+    int (*fetch_pause)(evicorn_exchange *f, int paused);
+    /* A piece of the request body (EVICORN_FETCH_STREAM_BODY), copied;
+     * more == 0 ends it. Returns 1 when more may be written now, 0 when
+     * the host holds enough (wait for on_writable), or an error
+     * (EVICORN_EPIPE once the exchange ended, EVICORN_EINVAL without
+     * STREAM_BODY or after the last piece). */
+    int (*fetch_write)(evicorn_exchange *f, const void *data, size_t len, int more);
+    /* Aborts the exchange: on_end runs with EVICORN_ECANCELED (soon, not
+     * inside this call) and the connection is not reused. */
+    void (*fetch_cancel)(evicorn_exchange *f);
 } evicorn_api;
 
 /* True when the host's table has function `fn` (added in some minor). */

@@ -4,9 +4,13 @@
  *
  * FastAPI's `async with httpx.AsyncClient() as c: r = await c.get(url)`.
  * The upstream URL is EVICORN_EXTERNAL_API_URL, by default this server's
- * own /json. Failures answer as a gateway: 502 when the upstream refuses,
- * is unreachable or sends something that is not JSON, 504 when it does not
- * answer within EVICORN_EXTERNAL_API_TIMEOUT seconds (default 5).
+ * own /json. It may be https:// (on a 1.4 server) with nothing to change
+ * here: the server's client verifies the certificate against the system's
+ * store, or the bundle in SSL_CERT_FILE, and keeps the connection alive for
+ * the next request. Failures answer as a gateway: 502 when the upstream
+ * refuses, is unreachable, fails TLS verification or sends something that
+ * is not JSON, 504 when it does not answer within
+ * EVICORN_EXTERNAL_API_TIMEOUT seconds (default 5).
  *
  * The settings are read once, in the lifespan startup, into the plugin's
  * state; shutdown frees them. */

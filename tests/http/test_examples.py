@@ -58,9 +58,15 @@ NO_DATABASE_RE = re.compile(r"plugin \S+/(techempower|todo)\.so refused: startup
                             r"no database configured")
 
 
+# examples/proxy is refused the same way without EVICORN_PROXY_UPSTREAM.
+NO_UPSTREAM_RE = re.compile(r"plugin \S+/proxy\.so refused: startup failed: "
+                            r"no upstream configured")
+
+
 def unexpected_errors(srv):
     return [l for l in srv.stderr.snapshot()
-            if ("ERROR" in l or "CRITICAL" in l) and not NO_DATABASE_RE.search(l)]
+            if ("ERROR" in l or "CRITICAL" in l) and not NO_DATABASE_RE.search(l)
+            and not NO_UPSTREAM_RE.search(l)]
 
 
 def start(make_server, *args, plugins=PLUGINS, names=EXAMPLES):

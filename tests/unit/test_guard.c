@@ -236,27 +236,6 @@ TEST(chunked_trailers_end_at_their_empty_line)
     CHECK_EQ_INT(chunked_error(S("0\r\nX-A: 1\r\nX-B: 2\r\n\r\n")), 0);
 }
 
-TEST(until_eof_body_takes_everything)
-{
-    struct h1_guard g = guard();
-    size_t used;
-    CHECK_EQ_INT(scan(&g, "HTTP/1.1 200 OK\r\n\r\n", &used), H1_GUARD_HEAD_END);
-    h1_guard_set_body(&g, H1_BODY_UNTIL_EOF, 0);
-    CHECK_EQ_INT(h1_guard_scan(&g, S("any\n\r\0bytes"), &used), H1_GUARD_MORE);
-    CHECK_EQ_INT(used, 11);
-    CHECK(h1_guard_in_message(&g));
-}
-
-TEST(set_body_none_after_until_eof_ends_the_message)
-{
-    struct h1_guard g = guard();
-    size_t used;
-    CHECK_EQ_INT(scan(&g, "HTTP/1.1 200 OK\r\n\r\n", &used), H1_GUARD_HEAD_END);
-    h1_guard_set_body(&g, H1_BODY_UNTIL_EOF, 0);
-    h1_guard_set_body(&g, H1_BODY_NONE, 0);
-    CHECK(!h1_guard_in_message(&g));
-}
-
 /* ---- leading empty lines ---- */
 
 TEST(leading_crlfs_are_allowed_before_a_message)
@@ -419,28 +398,6 @@ TEST(request_line_check_applies_to_every_message)
     h1_guard_set_body(&g, H1_BODY_NONE, 0);
     CHECK_EQ_INT(scan(&g, "GET / HTTP/1.Z\r\n\r\n", &used), H1_GUARD_ERROR);
     CHECK_EQ_INT(g.status, 400);
-}
-
-static int status_line_status(const char *line)
-{
-    struct h1_guard g = guard();
-    h1_guard_set_first_line(&g, H1_FIRST_LINE_STATUS);
-    size_t used;
-    enum h1_guard_result r = scan(&g, line, &used);
-    if (r == H1_GUARD_ERROR)
-        return g.status;
-    CHECK_EQ_INT(r, H1_GUARD_HEAD_END);
-    return 0;
-}
-
-TEST(status_line_must_start_with_an_http_version)
-{
-    CHECK_EQ_INT(status_line_status("HTTP/1.1 200 OK\r\n\r\n"), 0);
-    CHECK_EQ_INT(status_line_status("HTTP/1.0 404 Not\tFound\r\n\r\n"), 0);
-    CHECK_EQ_INT(status_line_status("HTXP/1.1 200 OK\r\n\r\n"), 400);
-    CHECK_EQ_INT(status_line_status("HTTP/1.1\r\n\r\n"), 400);
-    CHECK_EQ_INT(status_line_status("HTTP/1.10 200 OK\r\n\r\n"), 400);
-    CHECK_EQ_INT(status_line_status("GET / HTTP/1.1\r\n\r\n"), 400);
 }
 
 /* ---- limits ---- */

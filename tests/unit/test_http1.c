@@ -1,8 +1,7 @@
-/* Unit tests for server/http1.c: the request and response parser behind
- * h1_parser_feed. Callbacks record every message they see; a transcript of
- * those records is compared with the exact expected text, and with the
- * transcript of the same bytes fed in pieces. Malformed input must fail with
- * the status h1_parser_error reports. */
+/* Unit tests for server/http1.c: the request parser behind h1_parser_feed. Callbacks record every
+ * message they see; a transcript of those records is compared with the exact expected text, and
+ * with the transcript of the same bytes fed in pieces. Malformed input must fail with the status
+ * h1_parser_error reports. */
 #include "http1.h"
 
 #include "check.h"
@@ -28,9 +27,8 @@ struct rec {
     bool headed[MAX_MSGS];    /* the head callback ran */
     bool completed[MAX_MSGS]; /* the complete callback ran */
     int begins, heads_seen, completes;
-    unsigned skip_body_mask; /* bit i: the head callback of message i returns H1_SKIP_BODY */
-    int fail_head_status;    /* non-zero: the head callback fails the parse with it */
-    bool refuse_begin;       /* the begin callback returns NULL */
+    int fail_head_status; /* non-zero: the head callback fails the parse with it */
+    bool refuse_begin;    /* the begin callback returns NULL */
 };
 
 static struct h1_head *on_begin(void *ud)
@@ -51,7 +49,7 @@ static int on_head(void *ud, struct h1_head *head)
         h1_parser_fail(r->p, r->fail_head_status, "rejected by the test");
         return -1;
     }
-    return (r->skip_body_mask >> (r->begins - 1)) & 1 ? H1_SKIP_BODY : 0;
+    return 0;
 }
 
 static int on_body(void *ud, const char *data, size_t len)
@@ -73,16 +71,16 @@ static int on_complete(void *ud)
 static const struct h1_callbacks callbacks = {
     .begin = on_begin, .head = on_head, .body = on_body, .complete = on_complete};
 
-static void rec_init_limits(struct rec *r, enum h1_mode mode, const struct h1_limits *limits)
+static void rec_init_limits(struct rec *r, const struct h1_limits *limits)
 {
     memset(r, 0, sizeof *r);
-    r->p = h1_parser_new(mode, limits, &callbacks, r);
+    r->p = h1_parser_new(limits, &callbacks, r);
     CHECK(r->p != NULL);
 }
 
-static void rec_init(struct rec *r, enum h1_mode mode)
+static void rec_init(struct rec *r)
 {
-    rec_init_limits(r, mode, &test_limits);
+    rec_init_limits(r, &test_limits);
 }
 
 static void rec_free(struct rec *r)
@@ -142,11 +140,9 @@ static void describe(struct rec *r, struct text *t)
         if (!r->headed[i])
             put(t, "(unfinished head) target [%.*s]", (int)h->target_len,
                 h->target_len ? h1_head_target(h) : "");
-        else if (h->method)
+        else
             put(t, "%.*s %.*s HTTP/%u.%u", (int)h->method_len, h->method, (int)h->target_len,
                 h1_head_target(h), h->http_major, h->http_minor);
-        else
-            put(t, "HTTP/%u.%u %u", h->http_major, h->http_minor, h->status);
         if (h->keep_alive)
             put(t, " keep-alive");
         if (h->chunked)
@@ -170,10 +166,10 @@ static void describe(struct rec *r, struct text *t)
 }
 
 /* The transcript of data fed in two pieces, split at offset cut. */
-static void parse_split(enum h1_mode mode, const char *data, size_t len, size_t cut, struct text *t)
+static void parse_split(const char *data, size_t len, size_t cut, struct text *t)
 {
     struct rec r;
-    rec_init(&r, mode);
+    rec_init(&r);
     if (feed_all(&r, data, cut) == 0)
         feed_all(&r, data + cut, len - cut);
     describe(&r, t);
@@ -181,10 +177,10 @@ static void parse_split(enum h1_mode mode, const char *data, size_t len, size_t 
 }
 
 /* The transcript of data fed one byte per call. */
-static void parse_bytewise(enum h1_mode mode, const char *data, size_t len, struct text *t)
+static void parse_bytewise(const char *data, size_t len, struct text *t)
 {
     struct rec r;
-    rec_init(&r, mode);
+    rec_init(&r);
     for (size_t i = 0; i < len; i++)
         if (feed_all(&r, data + i, 1) < 0)
             break;
@@ -194,20 +190,20 @@ static void parse_bytewise(enum h1_mode mode, const char *data, size_t len, stru
 
 /* Checks that data parses to exactly want when fed whole, split at every
  * offset, and fed one byte at a time. */
-static void check_every_split(enum h1_mode mode, const char *data, size_t len, const char *want)
+static void check_every_split(const char *data, size_t len, const char *want)
 {
     struct text t;
-    parse_split(mode, data, len, len, &t);
+    parse_split(data, len, len, &t);
     CHECK_EQ_STR(t.s, want);
     for (size_t cut = 0; cut < len; cut++) {
-        parse_split(mode, data, len, cut, &t);
+        parse_split(data, len, cut, &t);
         if (strcmp(t.s, want) != 0) {
             fprintf(stderr, "  split at offset %zu:\n", cut);
             CHECK_EQ_STR(t.s, want);
             return;
         }
     }
-    parse_bytewise(mode, data, len, &t);
+    parse_bytewise(data, len, &t);
     CHECK_EQ_STR(t.s, want);
 }
 
@@ -215,17 +211,17 @@ static void check_every_split(enum h1_mode mode, const char *data, size_t len, c
 static const char *parse_request(const char *data, size_t len)
 {
     static struct text t;
-    parse_split(H1_REQUEST, data, len, len, &t);
+    parse_split(data, len, len, &t);
     return t.s;
 }
 
-/* Parses data in request mode; returns the error status (0 when all of it
+/* Parses data; returns the error status (0 when all of it
  * parsed), and the reason through *reason. */
 static int request_error_limits(const char *data, size_t len, const struct h1_limits *limits,
                                 const char **reason)
 {
     struct rec r;
-    rec_init_limits(&r, H1_REQUEST, limits);
+    rec_init_limits(&r, limits);
     int rc = feed_all(&r, data, len);
     int status;
     const char *why = h1_parser_error(r.p, &status);
@@ -263,7 +259,7 @@ static bool reason_mentions(const char *data, size_t len, const char *word)
 TEST(simple_get_records_method_target_and_version)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     const char req[] = "GET /items/7?q=a%20b HTTP/1.1\r\nHost: example.com\r\n\r\n";
     CHECK_EQ_INT(h1_parser_feed(r.p, req, strlen(req)), strlen(req));
     CHECK_EQ_INT(r.begins, 1);
@@ -336,7 +332,7 @@ TEST(whitespace_around_values_is_trimmed_but_inner_whitespace_kept)
 TEST(head_find_returns_first_header_with_name)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(feed_all(&r, S("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nA: 3\r\n\r\n")), 0);
     const struct h1_head *h = &r.heads[0];
     CHECK_EQ_INT(h1_head_find(h, "host", 4), 0);
@@ -350,7 +346,7 @@ TEST(head_find_returns_first_header_with_name)
 TEST(http11_is_keep_alive_by_default)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(feed_all(&r, S("GET / HTTP/1.1\r\nHost: h\r\n\r\n")), 0);
     CHECK(r.heads[0].keep_alive);
     rec_free(&r);
@@ -359,7 +355,7 @@ TEST(http11_is_keep_alive_by_default)
 TEST(http11_with_connection_close_is_not_keep_alive)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(feed_all(&r, S("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")), 0);
     CHECK_EQ_INT(r.completes, 1);
     CHECK(!r.heads[0].keep_alive);
@@ -369,7 +365,7 @@ TEST(http11_with_connection_close_is_not_keep_alive)
 TEST(http10_is_not_keep_alive_by_default)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(feed_all(&r, S("GET / HTTP/1.0\r\n\r\n")), 0);
     CHECK_EQ_INT(r.completes, 1);
     CHECK_EQ_INT(r.heads[0].http_minor, 0);
@@ -380,7 +376,7 @@ TEST(http10_is_not_keep_alive_by_default)
 TEST(http10_with_connection_keep_alive_is_keep_alive)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(feed_all(&r, S("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")), 0);
     CHECK(r.heads[0].keep_alive);
     rec_free(&r);
@@ -409,7 +405,7 @@ TEST(expect_100_continue_is_flagged)
 TEST(expect_is_matched_case_insensitively_and_other_values_ignored)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(feed_all(&r, S("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\n\r\n"
                                 "GET / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n")),
                  0);
@@ -433,7 +429,7 @@ TEST(leading_empty_lines_before_a_request_are_ignored)
 TEST(content_length_body_is_delivered_whole)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     const char req[] = "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world";
     CHECK_EQ_INT(h1_parser_feed(r.p, req, strlen(req)), strlen(req));
     const struct h1_head *h = &r.heads[0];
@@ -448,7 +444,7 @@ TEST(content_length_body_is_delivered_whole)
 TEST(content_length_body_is_not_complete_until_all_bytes_arrive)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(feed_all(&r, S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")), 0);
     CHECK_EQ_INT(r.heads_seen, 1);
     CHECK_EQ_INT(r.completes, 0);
@@ -473,7 +469,7 @@ TEST(content_length_zero_means_no_body)
 TEST(chunked_body_is_dechunked)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     const char req[] = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                        "5\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\n\r\n";
     CHECK_EQ_INT(h1_parser_feed(r.p, req, strlen(req)), strlen(req));
@@ -489,7 +485,7 @@ TEST(chunked_body_is_dechunked)
 TEST(chunk_size_accepts_upper_and_lower_case_hex)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     char req[600];
     char data[0x1b + 1];
     memset(data, 'x', sizeof data - 1);
@@ -547,7 +543,7 @@ TEST(chunked_trailers_are_accepted_but_not_added_to_the_headers)
     /* The head was already handed over when the trailers arrive; a trailer
      * must neither change it nor pose as a header field. */
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(feed_all(&r, S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                                 "2\r\nok\r\n0\r\nX-Checksum: abc\r\nHost: evil\r\n\r\n")),
                  0);
@@ -573,7 +569,7 @@ TEST(feed_stops_after_each_pipelined_message)
     size_t len = strlen(all);
 
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     ssize_t n1 = h1_parser_feed(r.p, all, len);
     CHECK_EQ_INT(n1, strlen(a));
     CHECK_EQ_INT(r.completes, 1);
@@ -594,8 +590,7 @@ TEST(feed_stops_after_each_pipelined_message)
 
 TEST(content_length_post_parses_the_same_at_every_split)
 {
-    check_every_split(H1_REQUEST,
-                      S("POST /upload?x=1 HTTP/1.1\r\n"
+    check_every_split(S("POST /upload?x=1 HTTP/1.1\r\n"
                         "Host: example.com\r\n"
                         "Content-Type: text/plain  \r\n"
                         "Content-Length: 11\r\n\r\n"
@@ -610,8 +605,7 @@ TEST(content_length_post_parses_the_same_at_every_split)
 
 TEST(chunked_post_parses_the_same_at_every_split)
 {
-    check_every_split(H1_REQUEST,
-                      S("POST /chunks HTTP/1.1\r\n"
+    check_every_split(S("POST /chunks HTTP/1.1\r\n"
                         "Host: h\r\n"
                         "Transfer-Encoding: chunked\r\n\r\n"
                         "5;a=b;c=\"q\\\"x\"\r\nhello\r\n"
@@ -628,8 +622,7 @@ TEST(chunked_post_parses_the_same_at_every_split)
 
 TEST(pipelined_pair_parses_the_same_at_every_split)
 {
-    check_every_split(H1_REQUEST,
-                      S("GET /first HTTP/1.1\r\nHost: h\r\nAccept: a \r\n\r\n"
+    check_every_split(S("GET /first HTTP/1.1\r\nHost: h\r\nAccept: a \r\n\r\n"
                         "PUT /second HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody"),
                       "GET /first HTTP/1.1 keep-alive\n"
                       "host: [h]\n"
@@ -651,7 +644,7 @@ TEST(errors_are_found_at_every_split)
     size_t len = strlen(req);
     for (size_t cut = 0; cut <= len; cut++) {
         struct rec r;
-        rec_init(&r, H1_REQUEST);
+        rec_init(&r);
         int rc = feed_all(&r, req, cut);
         if (rc == 0)
             rc = feed_all(&r, req + cut, len - cut);
@@ -671,7 +664,7 @@ TEST(errors_are_found_at_every_split)
 TEST(upgrade_request_parses_as_a_normal_request_and_pipelining_continues)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     const char up[] =
         "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
     const char next[] = "GET /next HTTP/1.1\r\nHost: h\r\n\r\n";
@@ -695,7 +688,7 @@ TEST(upgrade_request_parses_as_a_normal_request_and_pipelining_continues)
 TEST(in_message_is_false_between_messages_and_true_inside_one)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK(!h1_parser_in_message(r.p));
     CHECK_EQ_INT(feed_all(&r, S("\r\n")), 0);
     CHECK(!h1_parser_in_message(r.p)); /* an empty line does not start a message */
@@ -712,7 +705,7 @@ TEST(in_message_is_false_between_messages_and_true_inside_one)
 TEST(reset_makes_a_failed_parser_usable_again)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(h1_parser_feed(r.p, S("GET / HTTP/1.1\nHost: h\r\n\r\n")), -1);
     int status;
     h1_parser_error(r.p, &status);
@@ -734,7 +727,7 @@ TEST(reset_makes_a_failed_parser_usable_again)
 TEST(reset_mid_message_starts_over)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(feed_all(&r, S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nab")), 0);
     CHECK(h1_parser_in_message(r.p));
     h1_parser_reset(r.p);
@@ -748,7 +741,7 @@ TEST(reset_mid_message_starts_over)
 TEST(head_callback_can_fail_the_parse_with_its_own_status)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     r.fail_head_status = 413;
     CHECK_EQ_INT(h1_parser_feed(r.p, S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n")),
                  -1);
@@ -762,7 +755,7 @@ TEST(head_callback_can_fail_the_parse_with_its_own_status)
 TEST(begin_callback_returning_null_fails_with_503)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     r.refuse_begin = true;
     CHECK_EQ_INT(h1_parser_feed(r.p, S("GET / HTTP/1.1\r\nHost: h\r\n\r\n")), -1);
     int status;
@@ -774,7 +767,7 @@ TEST(begin_callback_returning_null_fails_with_503)
 TEST(finish_between_requests_succeeds_and_mid_request_fails)
 {
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(h1_parser_finish(r.p), 0);
     CHECK_EQ_INT(feed_all(&r, S("GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /cut HTTP/1.1\r\n")), 0);
     CHECK_EQ_INT(r.completes, 1);
@@ -1177,10 +1170,10 @@ TEST(unknown_method_is_501_however_the_bytes_arrive)
     size_t len = sizeof req - 1;
     struct text t;
     for (size_t cut = 0; cut <= len; cut++) {
-        parse_split(H1_REQUEST, req, len, cut, &t);
+        parse_split(req, len, cut, &t);
         CHECK(strstr(t.s, "error 501\n") != NULL);
     }
-    parse_bytewise(H1_REQUEST, req, len, &t);
+    parse_bytewise(req, len, &t);
     CHECK(strstr(t.s, "error 501\n") != NULL);
 }
 
@@ -1271,7 +1264,7 @@ TEST(request_line_limit_applies_before_the_line_ends)
     memset(req, 'a', sizeof req);
     memcpy(req, "GET /", 5);
     struct rec r;
-    rec_init(&r, H1_REQUEST);
+    rec_init(&r);
     CHECK_EQ_INT(h1_parser_feed(r.p, req, sizeof req), -1);
     int status;
     h1_parser_error(r.p, &status);
@@ -1329,231 +1322,6 @@ TEST(more_than_max_headers_headers_is_431)
     char req[2048];
     int n = request_with_headers(test_limits.max_headers + 1, req, sizeof req);
     CHECK_EQ_INT(request_error(req, (size_t)n), 431);
-}
-
-/* ---- response mode ---- */
-
-static const char *parse_response(const char *data, size_t len, unsigned skip_body_mask,
-                                  int finish_want)
-{
-    static struct text t;
-    struct rec r;
-    rec_init(&r, H1_RESPONSE);
-    r.skip_body_mask = skip_body_mask;
-    if (feed_all(&r, data, len) == 0)
-        CHECK_EQ_INT(h1_parser_finish(r.p), finish_want);
-    describe(&r, &t);
-    rec_free(&r);
-    return t.s;
-}
-
-TEST(response_with_content_length_body)
-{
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                                  "Content-Length: 5\r\n\r\nhello"),
-                                0, 0),
-                 "HTTP/1.1 200 keep-alive length=5\n"
-                 "content-type: [text/plain]\n"
-                 "content-length: [5]\n"
-                 "body [hello]\n"
-                 "complete\n");
-}
-
-TEST(response_status_code_is_recorded)
-{
-    struct rec r;
-    rec_init(&r, H1_RESPONSE);
-    const char resp[] = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-    CHECK_EQ_INT(h1_parser_feed(r.p, resp, strlen(resp)), strlen(resp));
-    CHECK_EQ_INT(r.heads[0].status, 404);
-    CHECK(r.heads[0].method == NULL);
-    CHECK_EQ_INT(r.completes, 1);
-    rec_free(&r);
-}
-
-TEST(response_with_chunked_body)
-{
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                  "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"),
-                                0, 0),
-                 "HTTP/1.1 200 keep-alive chunked\n"
-                 "transfer-encoding: [chunked]\n"
-                 "body [abcde]\n"
-                 "complete\n");
-}
-
-TEST(response_parses_the_same_at_every_split)
-{
-    check_every_split(H1_RESPONSE,
-                      S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        "3\r\nabc\r\n0\r\n\r\n"
-                        "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"),
-                      "HTTP/1.1 200 keep-alive chunked\n"
-                      "transfer-encoding: [chunked]\n"
-                      "body [abc]\n"
-                      "complete\n"
-                      "HTTP/1.1 201 keep-alive length=2\n"
-                      "content-length: [2]\n"
-                      "body [ok]\n"
-                      "complete\n");
-}
-
-TEST(response_body_until_eof_is_completed_by_finish)
-{
-    struct rec r;
-    rec_init(&r, H1_RESPONSE);
-    CHECK_EQ_INT(feed_all(&r, S("HTTP/1.1 200 OK\r\nServer: x\r\n\r\nsome ")), 0);
-    CHECK_EQ_INT(feed_all(&r, S("bytes")), 0);
-    CHECK_EQ_INT(r.completes, 0);
-    CHECK(h1_parser_in_message(r.p));
-    CHECK_EQ_INT(h1_parser_finish(r.p), 0);
-    CHECK_EQ_INT(r.completes, 1);
-    CHECK_EQ_MEM(buf_start(&r.bodies[0]), buf_size(&r.bodies[0]), "some bytes");
-    CHECK(!r.heads[0].keep_alive);
-    CHECK(!h1_parser_in_message(r.p));
-    CHECK_EQ_INT(h1_parser_finish(r.p), 0); /* nothing left to finish */
-    CHECK_EQ_INT(r.completes, 1);
-    rec_free(&r);
-}
-
-TEST(http10_response_without_length_reads_until_eof)
-{
-    CHECK_EQ_STR(parse_response(S("HTTP/1.0 200 OK\r\n\r\nold style"), 0, 0), "HTTP/1.0 200\n"
-                                                                              "body [old style]\n"
-                                                                              "complete\n");
-}
-
-TEST(response_204_and_304_have_no_body)
-{
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 204 No Content\r\n\r\n"
-                                  "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"
-                                  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-                                0, 0),
-                 "HTTP/1.1 204 keep-alive\n"
-                 "body []\n"
-                 "complete\n"
-                 "HTTP/1.1 304 keep-alive\n"
-                 "etag: [\"x\"]\n"
-                 "body []\n"
-                 "complete\n"
-                 "HTTP/1.1 200 keep-alive length=2\n"
-                 "content-length: [2]\n"
-                 "body [ok]\n"
-                 "complete\n");
-}
-
-TEST(response_304_with_content_length_has_no_body)
-{
-    /* A 304 states the length of the representation it stands for. */
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 304 Not Modified\r\nContent-Length: 1234\r\n\r\n"
-                                  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-                                0, 0),
-                 "HTTP/1.1 304 keep-alive length=1234\n"
-                 "content-length: [1234]\n"
-                 "body []\n"
-                 "complete\n"
-                 "HTTP/1.1 200 keep-alive length=2\n"
-                 "content-length: [2]\n"
-                 "body [ok]\n"
-                 "complete\n");
-}
-
-TEST(informational_response_precedes_the_final_one)
-{
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 100 Continue\r\n\r\n"
-                                  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-                                0, 0),
-                 "HTTP/1.1 100 keep-alive\n"
-                 "body []\n"
-                 "complete\n"
-                 "HTTP/1.1 200 keep-alive length=2\n"
-                 "content-length: [2]\n"
-                 "body [ok]\n"
-                 "complete\n");
-}
-
-TEST(skip_body_from_the_head_callback_ends_a_response_to_head)
-{
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
-                                  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-                                1u, 0),
-                 "HTTP/1.1 200 keep-alive length=5\n"
-                 "content-length: [5]\n"
-                 "body []\n"
-                 "complete\n"
-                 "HTTP/1.1 200 keep-alive length=2\n"
-                 "content-length: [2]\n"
-                 "body [ok]\n"
-                 "complete\n");
-}
-
-TEST(skip_body_applies_to_chunked_responses_too)
-{
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                  "HTTP/1.1 204 No Content\r\n\r\n"),
-                                1u, 0),
-                 "HTTP/1.1 200 keep-alive chunked\n"
-                 "transfer-encoding: [chunked]\n"
-                 "body []\n"
-                 "complete\n"
-                 "HTTP/1.1 204 keep-alive\n"
-                 "body []\n"
-                 "complete\n");
-}
-
-TEST(finish_on_a_cut_short_response_returns_minus_one)
-{
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"), 0, -1),
-                 "HTTP/1.1 200 keep-alive length=10\n"
-                 "content-length: [10]\n"
-                 "body [abc]\n"
-                 "incomplete\n"
-                 "error 400\n");
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                  "5\r\nab"),
-                                0, -1),
-                 "HTTP/1.1 200 keep-alive chunked\n"
-                 "transfer-encoding: [chunked]\n"
-                 "body [ab]\n"
-                 "incomplete\n"
-                 "error 400\n");
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 200 OK\r\nContent-Le"), 0, -1),
-                 "(unfinished head) target []\n"
-                 "content-le: []\n"
-                 "body []\n"
-                 "incomplete\n"
-                 "error 400\n");
-}
-
-TEST(response_with_misspelt_version_is_rejected)
-{
-    struct rec r;
-    rec_init(&r, H1_RESPONSE);
-    CHECK_EQ_INT(h1_parser_feed(r.p, S("HTXP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")), -1);
-    int status;
-    h1_parser_error(r.p, &status);
-    CHECK_EQ_INT(status, 400);
-    rec_free(&r);
-}
-
-TEST(response_status_line_may_omit_the_reason)
-{
-    CHECK_EQ_STR(parse_response(S("HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n"), 0, 0),
-                 "HTTP/1.1 200 keep-alive length=0\n"
-                 "content-length: [0]\n"
-                 "body []\n"
-                 "complete\n");
-}
-
-TEST(response_with_bare_lf_is_rejected)
-{
-    struct rec r;
-    rec_init(&r, H1_RESPONSE);
-    CHECK_EQ_INT(h1_parser_feed(r.p, S("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n")), -1);
-    int status;
-    h1_parser_error(r.p, &status);
-    CHECK_EQ_INT(status, 400);
-    rec_free(&r);
 }
 
 CHECK_MAIN()

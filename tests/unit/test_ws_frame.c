@@ -402,7 +402,7 @@ static const struct h1_callbacks head_only = {
 static enum ws_check check(const char *request, const char **why)
 {
     static const struct h1_limits limits = {.max_head = 8192, .max_line = 1024, .max_headers = 64};
-    struct h1_parser *p = h1_parser_new(H1_REQUEST, &limits, &head_only, NULL);
+    struct h1_parser *p = h1_parser_new(&limits, &head_only, NULL);
     CHECK(p != NULL);
     CHECK(h1_parser_feed(p, request, strlen(request)) > 0);
     h1_parser_free(p);

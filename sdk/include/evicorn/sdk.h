@@ -12,7 +12,8 @@
  *   - path and query parameters converted as FastAPI (pydantic 1) does,
  *     and 422 responses shaped exactly like FastAPI 0.92's;
  *   - JSON request bodies (jansson values);
- *   - an outbound HTTP helper;
+ *   - outbound HTTP: whole responses, streamed ones (1.4) and a reverse
+ *     proxy helper;
  *   - WebSocket routes: accept, send text/binary/JSON, close, and groups
  *     of connections to broadcast to.
  *
@@ -633,7 +634,9 @@ int evicorn_json_to_float(const json_t *v, const json_t *loc, double *out, evico
  * ====================================================================== */
 
 /* GET url without blocking the loop (loop thread only: call it from an
- * async handler or continuation). timeout is in seconds for the whole
+ * async handler or continuation). url is http:// or, on a 1.4 host,
+ * https:// (certificates checked against the system's store, or the
+ * bundle named by SSL_CERT_FILE). timeout is in seconds for the whole
  * exchange, connecting included (0: the host's default, 30 s). fn runs
  * once, on the loop, with the result; res->error is EVICORN_ECANCELED when
  * the client left first (then just free ud). Returns 0, or an EVICORN_E*
@@ -655,6 +658,107 @@ int evicorn_fetch_respond_error(evicorn_request *req, const evicorn_fetch_result
 /* The first response header named `name` (lower-case), or an empty string
  * (ptr NULL) when absent. */
 evicorn_str evicorn_fetch_header(const evicorn_fetch_result *res, const char *name);
+
+/* -- streamed outbound HTTP (ABI 1.4) --
+ *
+ * evicorn_fetch_start is evicorn_fetch with the response delivered as it
+ * arrives: events->on_head with the status and headers, on_data with each
+ * piece of the body, on_end last, exactly once (abi.h,
+ * evicorn_fetch_events). The handle *out lives until on_end has run. A
+ * client that disconnects cancels the exchange (on_end gets
+ * EVICORN_ECANCELED). Loop thread only. Each wrapper returns
+ * EVICORN_ENOSYS on a host older than 1.4 (the events never run); a plugin
+ * that cannot do without them defines EVICORN_PLUGIN_MIN_ABI_MINOR 4. */
+static inline int evicorn_fetch_start(evicorn_request *req, const evicorn_fetch_options *opts,
+                                      const evicorn_fetch_events *events, void *ud,
+                                      evicorn_exchange **out)
+{
+    if (!EVICORN_HAS(fetch_start))
+        return EVICORN_ENOSYS;
+    return evicorn_sdk_api_->fetch_start(req, opts, events, ud, out);
+}
+/* paused != 0 stops on_data (the upstream is then not read, so its TCP
+ * window closes) until called again with 0. */
+static inline int evicorn_fetch_pause(evicorn_exchange *f, int paused)
+{
+    if (!EVICORN_HAS(fetch_pause))
+        return EVICORN_ENOSYS;
+    return evicorn_sdk_api_->fetch_pause(f, paused);
+}
+/* With EVICORN_FETCH_STREAM_BODY: a piece of the request body (copied),
+ * more == 0 for the last. 1 when more may be written now, 0 when the host
+ * holds enough (wait for on_writable), or an error. */
+static inline int evicorn_fetch_write(evicorn_exchange *f, const void *data, size_t len, int more)
+{
+    if (!EVICORN_HAS(fetch_write))
+        return EVICORN_ENOSYS;
+    return evicorn_sdk_api_->fetch_write(f, data, len, more);
+}
+/* Aborts the exchange: on_end runs soon (not inside this call) with
+ * EVICORN_ECANCELED. Returns 0, or EVICORN_ENOSYS. */
+static inline int evicorn_fetch_cancel(evicorn_exchange *f)
+{
+    if (!EVICORN_HAS(fetch_cancel))
+        return EVICORN_ENOSYS;
+    evicorn_sdk_api_->fetch_cancel(f);
+    return 0;
+}
+
+/* -- a reverse proxy in one call (ABI 1.4) --
+ *
+ * evicorn_fetch_proxy sends opts to the upstream with evicorn_fetch_start
+ * and streams the answer to this request's client, as a gateway
+ * (RFC 9110 7.6):
+ *   - the upstream's status and headers, without the hop-by-hop ones
+ *     (Connection, Keep-Alive, Proxy-Authenticate, Proxy-Authorization,
+ *     TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Connection and every
+ *     header named in Connection); Content-Length is kept (the response
+ *     is then framed by length) unless the body is decoded
+ *     (EVICORN_FETCH_DECOMPRESS in opts->flags, which also drops
+ *     Content-Encoding); then `Via: <version> evicorn` is added, after
+ *     the upstream's own Via entries (<version> is the upstream
+ *     response's, "1.1" for HTTP/1.1);
+ *   - the body, piece by piece as it arrives. While the client is slow to
+ *     read (evicorn_writable is 0) the fetch is paused, so the upstream's
+ *     TCP window closes instead of the worker's memory growing, and
+ *     resumed from evicorn_on_writable;
+ *   - the end: the response is completed when the upstream's is. If the
+ *     exchange fails before the head came, the client gets what
+ *     evicorn_fetch_respond_error answers (502, or 504 for a timeout, with
+ *     a detail); after the head it can only be cut off (the host closes
+ *     the connection, so the client sees an incomplete body), and a
+ *     warning is logged. A client that leaves cancels the upstream
+ *     exchange (the host does that).
+ * The response is then the helper's: the caller sends nothing else.
+ * opts->timeout bounds the whole exchange, streaming included (0: the
+ * host's 30 s); raise it to proxy long downloads to slow clients.
+ * opts and p are only read during the call. Loop thread only. Returns 0,
+ * or an error (EVICORN_ENOSYS on a host older than 1.4, EVICORN_ENOMEM,
+ * what fetch_start returned) and nothing was answered. */
+typedef struct evicorn_fetch_proxy_options {
+    uint32_t size;                 /* sizeof(evicorn_fetch_proxy_options) */
+    uint32_t flags;                /* EVICORN_PROXY_* below */
+    const evicorn_header *headers; /* extra response headers, after the upstream's */
+    size_t nheaders;
+    const char *via; /* the name in Via; NULL: "evicorn" */
+} evicorn_fetch_proxy_options;
+
+/* Forward the client's request headers too, after opts->headers: all but
+ * Host, the hop-by-hop ones (as above, and those named in the client's
+ * Connection), Content-Length and Expect (the client's body is not
+ * forwarded), and those whose name opts->headers already has. A Via entry
+ * for the client's hop is added (RFC 9110 7.6.3). */
+#define EVICORN_PROXY_CLIENT_HEADERS 0x01u
+
+/* p may be NULL (no flags, no extra headers). */
+int evicorn_fetch_proxy(evicorn_request *req, const evicorn_fetch_options *opts,
+                        const evicorn_fetch_proxy_options *p);
+
+/* Nonzero when a header named name[0..len) (any case) is hop-by-hop by
+ * RFC 9110 7.6.1: one of the fixed list above, or a token of the
+ * connection value (the message's Connection header, or NULL). */
+int evicorn_header_hop_by_hop(const char *name, size_t len, const char *connection,
+                              size_t connection_len);
 
 /* ======================================================================
  * WebSocket (ABI 1.2)
