@@ -516,7 +516,8 @@ def core_shares(c0, c1, own_ticks):
 
 
 def other_benchmarks(patterns=("bench/run", "bench/asgi/run.py", "bench/pyservers/run.py",
-                               "bench/ws/run.py", "bench/db/run.py", "hot_reload.py",
+                               "bench/ws/run.py", "bench/db/run.py", "bench/fetch/run.py",
+                               "hot_reload.py",
                                "async_sleep.py")):
     """Processes of other benchmarks on this machine (a wrk, or a command line
     naming one of patterns), not this process nor its children."""

@@ -977,6 +977,29 @@ def ws_section(doc, ws):
         doc.add("")
 
 
+# Sections written by benchmarks that bench/run does not run (each script's
+# --docs puts its own section into docs/benchmarks.md): kept as they are when
+# the rest of the file is regenerated.
+STANDALONE_SECTIONS = ("## Outbound HTTP (`bench/fetch/run.py`)",
+                       "## Databases (`bench/db/run.py`)")
+
+
+def standalone_sections(doc, path=os.path.join(ROOT, "docs", "benchmarks.md")):
+    try:
+        with open(path) as f:
+            lines = f.read().rstrip("\n").split("\n")
+    except OSError:
+        return
+    keep = False
+    for line in lines:
+        if line.startswith("## "):
+            keep = line in STANDALONE_SECTIONS
+        if keep:
+            doc.add(line)
+    if doc.lines and doc.lines[-1] != "":
+        doc.add("")
+
+
 def render(summaries, img_dir=None, img_rel="img"):
     runs = pick_runs(summaries)
     used, by_scen = runs["used"], runs["by_scen"]
@@ -1006,6 +1029,7 @@ def render(summaries, img_dir=None, img_rel="img"):
     asgi_section(doc, runs["asgi"])
     pyservers_section(doc, runs["pyservers"])
     ws_section(doc, runs["ws"])
+    standalone_sections(doc)
     return "\n".join(doc.lines)
 
 
