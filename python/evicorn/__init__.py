@@ -10,7 +10,7 @@ import sys
 __version__ = "0.1.0"
 
 # The runtime libraries the native module links: Debian's package names.
-_RUNTIME = "libev4, libhttp-parser2.9, libssl3 (libcrypto) and zlib1g"
+_RUNTIME = "libev4, libhttp-parser2.9, libssl3 (libcrypto), zlib1g and libcurl4"
 
 
 def _load_core():
@@ -25,7 +25,7 @@ def _load_core():
                 % (sys.version_info[0], sys.version_info[1], sys.implementation.cache_tag)
             ) from exc
         raise ImportError("evicorn's native module cannot be loaded: %s; it needs %s "
-                          "(e.g. apt-get install libev4 libhttp-parser2.9 libssl3 zlib1g)"
+                          "(e.g. apt-get install libev4 libhttp-parser2.9 libssl3 zlib1g libcurl4)"
                           % (exc, _RUNTIME)) from exc
     return _core
 
