@@ -33,7 +33,15 @@
  * keeps a CURLOPT_CUSTOMREQUEST method across a 303, against RFC 9110
  * 15.4.4): a followed 3xx's body is discarded, the handle is removed,
  * reconfigured for the next hop and added again; the connection it used
- * goes back to the cache. */
+ * goes back to the cache.
+ *
+ * Names are resolved here too, by the worker's dns (c-ares, cached with
+ * the records' TTLs), before each hop is handed to curl: the addresses go
+ * to curl as the hop's CURLOPT_RESOLVE, and curl keeps no cache of its own.
+ * A hop that goes through a proxy from the environment (http_proxy,
+ * https_proxy, all_proxy, unless no_proxy names the host) is not
+ * resolved here: the proxy resolves the target, and curl resolves the
+ * proxy on its resolver thread. */
 #include "httpc.h"
 
 #include <curl/curl.h>
@@ -43,9 +51,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "buf.h"
 #include "container.h"
+#include "dns.h"
 #include "log.h"
 
 #define DEFAULT_CONNECT_TIMEOUT 5.0
@@ -62,11 +72,6 @@
 #define IN_HIGH (64 * 1024)
 /* A streamed request body the host holds before httpc_write says full. */
 #define OUT_HIGH (256 * 1024)
-/* Names resolved stay in the worker's cache this long. curl's cache does
- * not look at the records' TTLs: a name is re-resolved (through the
- * system's resolver, on curl's resolver thread) at most this often,
- * whatever its TTL, and a changed address is seen within this bound. */
-#define DNS_CACHE_SECONDS 60L
 
 struct sock {
     ev_io io;
@@ -86,6 +91,8 @@ struct httpc {
     struct sock *socks;
     const char *ca_file; /* SSL_CERT_FILE, SSL_CERT_DIR (as OpenSSL reads them) */
     const char *ca_dir;
+    struct dns *dns;
+    const char *http_proxy, *https_proxy, *no_proxy; /* from the environment, or NULL */
 };
 
 /* What kind of caller header a line is, for redirects. */
@@ -111,7 +118,10 @@ struct httpc_request {
     bool ready;
     CURL *easy;
     bool in_multi;
-    struct curl_slist *slist; /* this hop's request headers */
+    struct curl_slist *slist;   /* this hop's request headers */
+    struct curl_slist *resolve; /* this hop's host and addresses, for curl */
+    struct dns_wait *dns_wait;  /* the hop's name is being resolved */
+    ev_timer dns_timer;         /* the exchange's deadline while it is */
     struct httpc_callbacks cb;
     void *ud;
 
@@ -172,6 +182,7 @@ struct httpc_request {
 
 static void mark_ready(struct httpc_request *r);
 static void stop(struct httpc_request *r);
+static int start_hop(struct httpc_request *r);
 
 /* ---- small helpers ---- */
 
@@ -736,7 +747,10 @@ static void request_free(struct httpc_request *r)
             curl_multi_remove_handle(hc->multi, r->easy);
         curl_easy_cleanup(r->easy);
     }
+    dns_cancel(r->dns_wait);
+    ev_timer_stop(hc->loop, &r->dns_timer);
     curl_slist_free_all(r->slist);
+    curl_slist_free_all(r->resolve);
     for (size_t i = 0; i < r->nheaders; i++)
         free(r->headers[i].line);
     free(r->headers);
@@ -960,6 +974,186 @@ static int add_handle(struct httpc_request *r)
     return 0;
 }
 
+/* ---- resolving each hop's host ---- */
+
+static const char *env_first(const char *const *names)
+{
+    for (; *names; names++) {
+        const char *v = getenv(*names);
+        if (v && *v)
+            return v;
+    }
+    return NULL;
+}
+
+/* no_proxy names host: "*", or an entry equal to host or to one of its
+ * parent domains (a leading dot is optional), as curl reads it. Where this
+ * and curl disagree nothing breaks: a proxied hop ignores CURLOPT_RESOLVE,
+ * and a direct hop not resolved here is resolved by curl. */
+static bool no_proxy_names(const char *list, const char *host)
+{
+    size_t hlen = strlen(host);
+    const char *p = list;
+    while (*p) {
+        while (*p == ',' || *p == ' ' || *p == '\t')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        size_t len = (size_t)(p - start);
+        if (len == 1 && *start == '*')
+            return true;
+        if (len && *start == '.') {
+            start++;
+            len--;
+        }
+        if (len && len <= hlen && strncasecmp(host + hlen - len, start, len) == 0 &&
+            (len == hlen || host[hlen - len - 1] == '.'))
+            return true;
+    }
+    return false;
+}
+
+static bool proxied(const struct httpc *hc, bool https, const char *host)
+{
+    const char *proxy = https ? hc->https_proxy : hc->http_proxy;
+    return proxy && !(hc->no_proxy && no_proxy_names(hc->no_proxy, host));
+}
+
+/* The exchange's deadline passed while its name was being resolved. */
+static void on_dns_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct httpc_request *r = container_of(w, struct httpc_request, dns_timer);
+    set_error(r, -ETIMEDOUT, "request to %s timed out after %g s (resolving the name)",
+              r->authority, r->timeout);
+    stop(r);
+}
+
+/* Hands the hop to curl with the addresses of its host. */
+static int use_answer(struct httpc_request *r, const char *host, const char *port,
+                      const struct dns_answer *a)
+{
+    if (a->error == -ENOMEM) {
+        set_error(r, -ENOMEM, "out of memory resolving %s", host);
+        return r->err;
+    }
+    if (a->error) {
+        if (strcmp(a->why, "no such name") == 0)
+            set_error(r, -EHOSTUNREACH, "could not resolve host %s", host);
+        else
+            set_error(r, -EHOSTUNREACH, "could not resolve host %s: %s", host, a->why);
+        return r->err;
+    }
+    struct curl_slist *list = NULL;
+    if (!a->literal) {
+        /* "host:port:addr,[v6addr],..." */
+        size_t cap = strlen(host) + strlen(port) + 3 + a->naddrs * (sizeof a->addrs[0].text + 3);
+        char *line = malloc(cap);
+        if (line) {
+            size_t len = (size_t)snprintf(line, cap, "%s:%s:", host, port);
+            for (size_t i = 0; i < a->naddrs; i++) {
+                const struct dns_addr *x = &a->addrs[i];
+                len += (size_t)snprintf(line + len, cap - len,
+                                        x->family == AF_INET6 ? "%s[%s]" : "%s%s", i ? "," : "",
+                                        x->text);
+            }
+        }
+        int rc = line ? slist_add(&list, line) : -1;
+        free(line);
+        if (rc < 0) {
+            set_error(r, -ENOMEM, "out of memory resolving %s", host);
+            return r->err;
+        }
+    }
+    /* The previous hop's list was read when that hop started. */
+    curl_easy_setopt(r->easy, CURLOPT_RESOLVE, list);
+    curl_slist_free_all(r->resolve);
+    r->resolve = list;
+    double left = r->deadline - ev_now(r->hc->loop);
+    if (left <= 0) {
+        set_error(r, -ETIMEDOUT, "request to %s timed out after %g s", r->authority, r->timeout);
+        return r->err;
+    }
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, left > 0.001 ? (long)(left * 1000) : 1L);
+    return add_handle(r);
+}
+
+/* The parts of the current hop's URL start_hop needs. */
+struct hop_host {
+    char host[256]; /* as curl connects to it (IDN in punycode); an IPv6 literal in brackets */
+    char port[8];
+    bool https;
+};
+
+static bool hop_host(const char *url, struct hop_host *h)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *scheme = NULL;
+    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, CURLU_PUNYCODE) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+              strlen(host) < sizeof h->host && strlen(port) < sizeof h->port;
+    if (ok) {
+        strcpy(h->host, host);
+        strcpy(h->port, port);
+        h->https = strcmp(scheme, "https") == 0;
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_free(scheme);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+static void on_resolved(void *ud, const struct dns_answer *a)
+{
+    struct httpc_request *r = ud;
+    r->dns_wait = NULL;
+    ev_timer_stop(r->hc->loop, &r->dns_timer);
+    struct hop_host h;
+    int rc = hop_host(r->url, &h) ? use_answer(r, h.host, h.port, a) : -EINVAL;
+    if (rc < 0) {
+        if (!r->err)
+            set_error(r, -EINVAL, "invalid URL: \"%.200s\"", r->url);
+        stop(r);
+    }
+}
+
+/* Starts the current hop: at once when its host is known (cached, an IP
+ * literal, or left to a proxy), else once dns has answered. 0, or an error
+ * with the message set. */
+static int start_hop(struct httpc_request *r)
+{
+    struct hop_host h;
+    if (!hop_host(r->url, &h)) {
+        set_error(r, -EINVAL, "invalid URL: \"%.200s\"", r->url);
+        return r->err;
+    }
+    if (h.host[0] == '[' || proxied(r->hc, h.https, h.host)) {
+        /* curl needs no lookup for an IPv6 literal, and a proxy resolves
+         * the target itself. */
+        curl_easy_setopt(r->easy, CURLOPT_RESOLVE, NULL);
+        curl_slist_free_all(r->resolve);
+        r->resolve = NULL;
+        return add_handle(r);
+    }
+    struct dns_answer a;
+    int rc = dns_resolve(r->hc->dns, h.host, on_resolved, r, &r->dns_wait, &a);
+    if (rc < 0) {
+        set_error(r, rc, "out of memory resolving %s", h.host);
+        return rc;
+    }
+    if (rc == 1)
+        return use_answer(r, h.host, h.port, &a);
+    double left = r->deadline - ev_now(r->hc->loop);
+    ev_timer_set(&r->dns_timer, left > 0 ? left : 0., 0.);
+    ev_timer_start(r->hc->loop, &r->dns_timer);
+    return 0;
+}
+
 /* The followed 3xx is complete: the next hop starts on the same handle. */
 static int next_hop(struct httpc_request *r)
 {
@@ -995,7 +1189,7 @@ static int next_hop(struct httpc_request *r)
         set_error(r, rc, "out of memory following a redirect");
         return rc;
     }
-    return add_handle(r);
+    return start_hop(r);
 }
 
 static void transfer_done(struct httpc_request *r, CURLcode rc)
@@ -1173,6 +1367,17 @@ struct httpc *httpc_new(struct ev_loop *loop, const struct httpc_limits *limits)
     const char *f = getenv("SSL_CERT_FILE"), *d = getenv("SSL_CERT_DIR");
     hc->ca_file = f && *f ? f : NULL;
     hc->ca_dir = d && *d ? d : NULL;
+    /* The variables curl reads for its proxy (lower case only for http). */
+    static const char *const http_vars[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
+    static const char *const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                                             NULL};
+    static const char *const no_vars[] = {"no_proxy", "NO_PROXY", NULL};
+    hc->http_proxy = env_first(http_vars);
+    hc->https_proxy = env_first(https_vars);
+    hc->no_proxy = env_first(no_vars);
+    hc->dns = dns_new(loop);
+    if (!hc->dns)
+        goto err;
     return hc;
 err:
     log_error("httpc: cannot start libcurl's multi interface");
@@ -1199,6 +1404,7 @@ void httpc_free(struct httpc *hc)
     while (hc->socks)
         sock_free(hc, hc->socks);
     ev_timer_stop(hc->loop, &hc->timer); /* cleanup may have set it again */
+    dns_free(hc->dns);
     free(hc);
     curl_global_cleanup();
 }
@@ -1225,7 +1431,7 @@ static int setup_easy(struct httpc_request *r)
     SET(CURLOPT_HTTP_VERSION,
         (long)(r->flags & HTTPC_HTTP1_ONLY ? CURL_HTTP_VERSION_1_1 : CURL_HTTP_VERSION_2TLS));
     SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    SET(CURLOPT_DNS_CACHE_TIMEOUT, DNS_CACHE_SECONDS);
+    SET(CURLOPT_DNS_CACHE_TIMEOUT, 0L); /* names are cached by dns.c, with their TTLs */
     /* A cancelled resolution must not make the loop wait for curl's
      * resolver thread: it is left to finish on its own. */
     SET(CURLOPT_QUICK_EXIT, 1L);
@@ -1335,6 +1541,7 @@ struct httpc_request *httpc_start(struct httpc *hc, const struct httpc_options *
     r->cb = *cb;
     r->ud = ud;
     r->streaming = cb->data != NULL;
+    ev_timer_init(&r->dns_timer, on_dns_timeout, 0., 0.);
     r->next = hc->all;
     if (hc->all)
         hc->all->prev = r;
@@ -1346,7 +1553,7 @@ struct httpc_request *httpc_start(struct httpc *hc, const struct httpc_options *
         return NULL;
     }
     if (rc == 0)
-        rc = add_handle(r);
+        rc = start_hop(r);
     if (rc < 0) { /* reported from the loop (or the delivery running), never from here */
         r->finished = true;
         mark_ready(r);
@@ -1396,6 +1603,9 @@ int httpc_write(struct httpc_request *r, const void *data, size_t len, bool more
  * from the loop. */
 static void stop(struct httpc_request *r)
 {
+    dns_cancel(r->dns_wait);
+    r->dns_wait = NULL;
+    ev_timer_stop(r->hc->loop, &r->dns_timer);
     if (r->in_multi) {
         /* A connection left in the middle of an exchange is never put back
          * in the cache: curl closes one removed mid-transfer, and this makes

@@ -3,10 +3,12 @@
  * by the worker's libev loop.
  *
  * One struct httpc per worker owns one CURLM: its connection cache
- * (keep-alive, HTTP/2 multiplexing, bounded per host and in total), its
- * DNS cache, and the loop watchers curl asks for through its socket and
- * timer callbacks. Nothing blocks the loop: curl resolves names on its own
- * threads (or c-ares) and every socket is non-blocking.
+ * (keep-alive, HTTP/2 multiplexing, bounded per host and in total) and the
+ * loop watchers curl asks for through its socket and timer callbacks; and
+ * one dns (dns.h): names resolved by c-ares on the same loop, cached with
+ * their records' TTLs. Nothing blocks the loop: names are resolved
+ * asynchronously (a proxy's by curl, on its resolver thread) and every
+ * socket is non-blocking.
  *
  * An exchange is reported through callbacks, each run from the loop (an
  * I/O or timer event, or the next iteration), never from inside a curl

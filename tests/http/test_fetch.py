@@ -790,3 +790,154 @@ def test_http_proxy_from_the_environment_and_no_proxy(server_factory, ng, tk):
     # no_proxy: loopback goes direct.
     d = ok(fetch(s, ng.url("/data")))
     assert d["body"] == ng.data
+
+
+# --------------------------------------------------------------------------
+# Name resolution: c-ares on the worker's loop, cached with the TTLs.
+# The server asks a tiny DNS server of the test's own (EVICORN_DNS_SERVERS).
+
+
+class TinyDns:
+    """A DNS server on 127.0.0.1 (UDP): each name in `names` has an A record
+    (address, ttl); a name in `slow` is answered after that many seconds;
+    AAAA questions for known names get no records, other names NXDOMAIN.
+    `queries` counts the A questions per name."""
+
+    def __init__(self, names, slow=None):
+        self.names = names
+        self.slow = slow or {}
+        self.queries = {}
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def count(self, name):
+        with self.lock:
+            return self.queries.get(name, 0)
+
+    def _serve(self):
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            try:
+                name, qtype, qend = self._question(data)
+            except (IndexError, UnicodeDecodeError):
+                continue
+            reply = self._answer(data, name, qtype, qend)
+            delay = self.slow.get(name, 0)
+            if delay:
+                threading.Timer(delay, self._send, (reply, peer)).start()
+            else:
+                self._send(reply, peer)
+
+    def _send(self, reply, peer):
+        try:
+            self.sock.sendto(reply, peer)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _question(data):
+        labels, i = [], 12
+        while data[i]:
+            labels.append(data[i + 1:i + 1 + data[i]].decode("ascii"))
+            i += 1 + data[i]
+        qtype = int.from_bytes(data[i + 1:i + 3], "big")
+        return ".".join(labels).lower(), qtype, i + 5
+
+    def _answer(self, data, name, qtype, qend):
+        known = self.names.get(name)
+        if qtype == 1:
+            with self.lock:
+                self.queries[name] = self.queries.get(name, 0) + 1
+        rcode = 0 if known else 3
+        answers = b""
+        if known and qtype == 1:
+            addr, ttl = known
+            answers = (b"\xc0\x0c\x00\x01\x00\x01" + ttl.to_bytes(4, "big") + b"\x00\x04" +
+                       socket.inet_aton(addr))
+        flags = (0x8180 | rcode).to_bytes(2, "big")
+        counts = b"\x00\x01" + (b"\x00\x01" if answers else b"\x00\x00") + b"\x00\x00\x00\x00"
+        return data[:2] + flags + counts + data[12:qend] + answers
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def dns():
+    d = TinyDns({"up.evicorn.test": ("127.0.0.1", 300),
+                 "short.evicorn.test": ("127.0.0.1", 1),
+                 "slow.evicorn.test": ("127.0.0.1", 300)},
+                slow={"slow.evicorn.test": 1.0})
+    yield d
+    d.close()
+
+
+def dns_server(server_factory, dns):
+    return server_factory("--workers", "1",
+                          env={"EVICORN_DNS_SERVERS": "127.0.0.1:%d" % dns.port})
+
+
+def by_name(url, name):
+    return url.replace("127.0.0.1", name, 1)
+
+
+def test_two_fetches_within_the_ttl_make_one_dns_query(server_factory, ng, dns):
+    s = dns_server(server_factory, dns)
+    for _ in range(2):
+        d = ok(fetch(s, by_name(ng.url("/data"), "up.evicorn.test")))
+        assert d["body"] == ng.data
+    assert dns.count("up.evicorn.test") == 1
+
+
+def test_a_name_is_asked_again_once_its_ttl_has_passed(server_factory, ng, dns):
+    s = dns_server(server_factory, dns)
+    url = by_name(ng.url("/data"), "short.evicorn.test")
+    ok(fetch(s, url))
+    ok(fetch(s, url))
+    assert dns.count("short.evicorn.test") == 1
+    time.sleep(1.5)
+    ok(fetch(s, url))
+    assert dns.count("short.evicorn.test") == 2
+
+
+def test_a_name_that_does_not_exist_is_a_clear_error(server_factory, ng, dns):
+    s = dns_server(server_factory, dns)
+    d = fetch(s, by_name(ng.url("/data"), "nope.evicorn.test"))
+    assert d["error"] == EIO, d
+    assert "could not resolve host nope.evicorn.test" in d["error_message"], d
+
+
+def test_a_slow_lookup_does_not_block_the_worker(server_factory, ng, dns):
+    s = dns_server(server_factory, dns)
+    slow = {}
+
+    def one():
+        t0 = time.monotonic()
+        slow["doc"] = fetch(s, by_name(ng.url("/data"), "slow.evicorn.test"))
+        slow["took"] = time.monotonic() - t0
+
+    t = threading.Thread(target=one)
+    t.start()
+    assert wait_for(lambda: dns.count("slow.evicorn.test") >= 1, T)
+    # While the lookup waits, the same worker serves other fetches.
+    t0 = time.monotonic()
+    d = ok(fetch(s, ng.url("/data")))
+    assert d["body"] == ng.data
+    assert time.monotonic() - t0 < 0.5 * SCALE
+    t.join(T)
+    assert ok(slow["doc"])["body"] == ng.data
+    assert slow["took"] >= 0.9
+
+
+def test_names_in_the_hosts_file_resolve_without_dns(server_factory, ng, dns):
+    s = dns_server(server_factory, dns)
+    d = ok(fetch(s, by_name(ng.url("/data"), "localhost")))
+    assert d["body"] == ng.data
+    assert dns.count("localhost") == 0
