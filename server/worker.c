@@ -457,6 +457,11 @@ int worker_run(const struct config *cfg, struct listener *listeners, size_t nlis
     ev_timer_stop(w->loop, &w->grace);
     accept_pause(w);
     conn_abort_all(&w->conns);
+    /* Closing a connection tells its requests by deferred events (the
+     * disconnect that cancels a handler's operations, a wait for room to
+     * write): run them now, so every request still open ends and is freed
+     * before the services go. */
+    worker_end_iteration(w);
     status = EXIT_OK;
 out:
     worker_stop_services(w);
