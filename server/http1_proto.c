@@ -180,8 +180,9 @@ static void responses_done(struct h1_conn *hc)
      * went out before its end was known, as when a handler streams a body
      * of known length and then says it is done): no flush will re-decide
      * the connection's deadline, so do it here, or an idle keep-alive
-     * connection would never time out. */
-    else if (!c->closing)
+     * connection would never time out. A response with output pending is
+     * left to its flush, which does it (no second pass per response). */
+    else if (!c->closing && !c->dirty && buf_size(&c->out) == 0)
         conn_update(c);
 }
 
