@@ -46,9 +46,20 @@ DATA_DOC = {"service": "nginx", "items": [{"id": i, "name": "item %d" % i} for i
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """n distinct free ports: every socket stays bound until all are chosen
+    (closing each at once could hand out the same port twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def nginx_binary():
@@ -212,8 +223,7 @@ class Nginx:
             self.pki = make_pki(self.dir)
             self.ca_file = self.pki["ca"]
             self._write_content()
-            self.http_port, self.https_port, self.wrong_port = (free_port(), free_port(),
-                                                                 free_port())
+            self.http_port, self.https_port, self.wrong_port = free_ports(3)
             conf = self._config()
             self.log_path = os.path.join(self.dir, "nginx.stderr")
             self._log = open(self.log_path, "wb")
