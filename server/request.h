@@ -63,6 +63,10 @@ struct request_io {
                  int64_t content_length);
     /* Frames and queues body bytes; more == false ends the body. */
     int (*send)(struct request *r, const void *data, size_t len, bool more);
+    /* Frames and queues len bytes of the file fd from off as body bytes,
+     * sent with sendfile(2); fd is taken (closed once sent or dropped, and
+     * by the callee on error). more == false ends the body. */
+    int (*send_file)(struct request *r, int fd, uint64_t off, uint64_t len, bool more);
     /* Whether more output may be queued now (backpressure). */
     bool (*writable)(const struct request *r);
     /* The handler asked for the body (HTTP/1.1 answers 100-continue). */
@@ -213,6 +217,12 @@ int request_start(struct request *r, int status, const struct http_header *heade
                   int64_t content_length);
 /* Sends body bytes; more == false completes the response. */
 int request_send(struct request *r, const void *data, size_t len, bool more);
+/* Sends len bytes of the open regular file fd from off as body bytes,
+ * with sendfile(2) when the connection's turn comes, never read into
+ * memory. fd is taken: closed once sent or dropped, and before returning
+ * on error. A file that turns out shorter than len ends the response early
+ * and closes the connection. more == false completes the response. */
+int request_send_file(struct request *r, int fd, uint64_t off, uint64_t len, bool more);
 /* Start and whole body in one call, with Content-Length. */
 int request_respond(struct request *r, int status, const struct http_header *headers, size_t n,
                     const void *body, size_t len);

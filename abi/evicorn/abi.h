@@ -59,7 +59,7 @@ extern "C" {
 #endif
 
 #define EVICORN_ABI_MAJOR 1
-#define EVICORN_ABI_MINOR 4
+#define EVICORN_ABI_MINOR 5
 
 /* The one symbol a plugin exports. */
 #define EVICORN_PLUGIN_ENTRY "evicorn_plugin_entry"
@@ -79,6 +79,7 @@ extern "C" {
 #define EVICORN_EIO          (-5)   /* the operation failed */
 #define EVICORN_ENOMEM       (-12)  /* out of memory */
 #define EVICORN_EBUSY        (-16)  /* a receive is already pending */
+#define EVICORN_EEXIST       (-17)  /* the file exists (1.5) */
 #define EVICORN_EINVAL       (-22)  /* bad argument, e.g. a header that could split the response */
 #define EVICORN_EPIPE        (-32)  /* the client is gone */
 #define EVICORN_EMSGSIZE     (-90)  /* the request body exceeds --limit-body */
@@ -149,6 +150,56 @@ typedef struct evicorn_watch evicorn_watch;
  * EVICORN_ECANCELED (events 0) when the request it is bound to lost its
  * client: the watch is gone after that call. */
 typedef void (*evicorn_watch_fn)(evicorn_watch *w, void *ud, unsigned events, int status);
+
+/* ---- files (1.5) ---- */
+
+/* A file response (respond_file). Either path or fd names the file. */
+typedef struct evicorn_file_response {
+    uint32_t size;    /* sizeof(evicorn_file_response) */
+    const char *path; /* NUL-terminated; opened by the host (NULL: use fd) */
+    int fd;           /* an open regular file, used when path is NULL; the
+                         host duplicates it, the caller keeps (and closes) its own */
+    /* The part of the file that is the representation: offset and length
+     * (length < 0: to the end of the file). Ranges asked by the client are
+     * within this part. */
+    int64_t offset;
+    int64_t length;
+    /* NULL: from the path's extension (/etc/mime.types), else
+     * application/octet-stream. */
+    const char *content_type;
+    /* Added to the response (e.g. content-disposition, cache-control). */
+    const evicorn_header *headers;
+    size_t nheaders;
+    uint32_t flags; /* EVICORN_FILE_* */
+} evicorn_file_response;
+
+/* Serve path.br or path.gz instead of path when the client accepts that
+ * encoding and the sibling is at least as new (path responses only). */
+#define EVICORN_FILE_PRECOMPRESSED 0x1u
+/* No ETag/Last-Modified, no conditional requests, no ranges: the file's
+ * bytes as a plain 200 (e.g. a file that is rewritten in place). */
+#define EVICORN_FILE_NO_VALIDATORS 0x2u
+
+/* What an async file operation produced; valid only during the callback. */
+typedef struct evicorn_file_result {
+    const char *data; /* file_read: the file's bytes (NULL otherwise) */
+    size_t len;       /* file_read: bytes read; file_write: bytes written */
+    int64_t size;     /* file_stat, file_read, file_write: the file's size */
+    double mtime;     /* seconds since the epoch, with fractions */
+    uint32_t mode;    /* st_mode: type and permission bits */
+} evicorn_file_result;
+
+/* An async file operation finished: status 0 with res filled, or a
+ * negative errno value (EVICORN_ENOENT, EVICORN_EPERM for a file that
+ * may not be read, EVICORN_EMSGSIZE over max_size, EVICORN_EIO,
+ * EVICORN_ECANCELED when the client left first; res is then NULL). */
+typedef void (*evicorn_file_fn)(evicorn_request *req, void *ud, int status,
+                                const evicorn_file_result *res);
+
+/* file_write flags. Without either, the file is replaced atomically (written
+ * to a temporary file beside it, then renamed over it). */
+#define EVICORN_FILE_APPEND    0x1u /* append to the file (created if missing) */
+#define EVICORN_FILE_EXCLUSIVE 0x2u /* create it; EVICORN_EEXIST if it exists */
 
 /* ---- outbound HTTP ---- */
 
@@ -504,6 +555,41 @@ typedef struct evicorn_api {
     /* Aborts the exchange: on_end runs with EVICORN_ECANCELED (soon, not
      * inside this call) and the connection is not reused. */
     void (*fetch_cancel)(evicorn_exchange *f);
+
+    /* ---- added in 1.5: files ----
+     *
+     * respond_file answers with a file the host sends with sendfile(2),
+     * never reading it into memory, and with what a static file server
+     * does: Content-Type, a strong ETag and Last-Modified, conditional
+     * requests (If-Match, If-Unmodified-Since, If-None-Match,
+     * If-Modified-Since: 304/412), Range (206, multipart/byteranges for
+     * several, 416 when unsatisfiable, If-Range) and HEAD. The response is
+     * complete when it returns 0. EVICORN_ENOENT when the path does not
+     * exist, EVICORN_EPERM when it may not be read or is not a regular
+     * file: no response was sent, the handler answers. Either thread. */
+    int (*respond_file)(evicorn_request *req, const evicorn_file_response *file);
+    /* Body bytes from a file after start (ASGI's zerocopysend): count
+     * bytes of fd from offset (count < 0: to the end of the file), sent
+     * with sendfile(2). The host duplicates fd; the caller keeps its own.
+     * A file that turns out shorter than promised ends the response early
+     * and closes the connection. more == 0 completes the response.
+     * Either thread. */
+    int (*send_file)(evicorn_request *req, int fd, int64_t offset, int64_t count, int more);
+    /* File I/O on the thread pool for async handlers (aiofiles): the
+     * continuation runs on the loop thread. Bound to the request: a client
+     * that disconnects first gets EVICORN_ECANCELED (the operation itself
+     * may still complete). Paths are used as given (relative to the
+     * server's working directory); check names taken from clients.
+     * Loop thread only; sync handlers use the C library directly. */
+    /* The whole file, up to max_size bytes (EVICORN_EMSGSIZE beyond). */
+    int (*file_read)(evicorn_request *req, const char *path, size_t max_size, evicorn_file_fn fn,
+                     void *ud);
+    /* Writes len bytes (copied before the call returns) per flags
+     * (EVICORN_FILE_APPEND, EVICORN_FILE_EXCLUSIVE, or replace); new files
+     * get mode 0644 less the umask. */
+    int (*file_write)(evicorn_request *req, const char *path, const void *data, size_t len,
+                      unsigned flags, evicorn_file_fn fn, void *ud);
+    int (*file_stat)(evicorn_request *req, const char *path, evicorn_file_fn fn, void *ud);
 } evicorn_api;
 
 /* True when the host's table has function `fn` (added in some minor). */
