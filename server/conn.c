@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +27,9 @@
 #define KEEP_OUT_MAX 4096
 /* The slot buffer kept between exchanges; a larger one is given back. */
 #define KEEP_SLOT_MAX (64 * 1024)
+/* File bytes one connection sends per turn: a fast reader of a large file
+ * then waits for the next loop iteration instead of holding the loop. */
+#define FILE_BURST (1024 * 1024)
 
 static void on_read(struct ev_loop *loop, ev_io *io, int revents);
 static void on_write(struct ev_loop *loop, ev_io *io, int revents);
@@ -44,11 +48,20 @@ static ssize_t sock_read(struct conn *c, void *buf, size_t len)
     return n;
 }
 
-static ssize_t sock_write(struct conn *c, const void *buf, size_t len)
+static ssize_t sock_write(struct conn *c, const void *buf, size_t len, bool more)
 {
     ssize_t n;
     do
-        n = write(c->fd, buf, len);
+        n = more ? send(c->fd, buf, len, MSG_MORE | MSG_NOSIGNAL) : write(c->fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static ssize_t sock_sendfile(struct conn *c, int fd, off_t *off, size_t len)
+{
+    ssize_t n;
+    do
+        n = sendfile(c->fd, fd, off, len);
     while (n < 0 && errno == EINTR);
     return n;
 }
@@ -58,7 +71,74 @@ static int sock_shutdown_write(struct conn *c)
     return shutdown(c->fd, SHUT_WR);
 }
 
-static const struct conn_io plain_io = {sock_read, sock_write, sock_shutdown_write};
+static const struct conn_io plain_io = {sock_read, sock_write, sock_sendfile, sock_shutdown_write};
+
+/* ---- queued files ---- */
+
+static void outq_free(struct conn_outq *q)
+{
+    while (q->first) {
+        struct conn_file *f = q->first;
+        q->first = f->next;
+        close(f->fd);
+        buf_free(&f->before);
+        free(f);
+    }
+    q->last = NULL;
+}
+
+/* Queues a file range after what tail holds: tail's bytes become the
+ * file's "before", and tail starts empty (it now follows the file). */
+static int outq_push_file(struct conn_outq *q, struct buf *tail, int fd, uint64_t off, uint64_t len)
+{
+    struct conn_file *f = calloc(1, sizeof *f);
+    if (!f) {
+        close(fd);
+        return -ENOMEM;
+    }
+    f->before = *tail;
+    *tail = (struct buf){0};
+    f->fd = fd;
+    f->off = (off_t)off;
+    f->len = len;
+    if (q->last)
+        q->last->next = f;
+    else
+        q->first = f;
+    q->last = f;
+    return 0;
+}
+
+/* Moves the output (files src, then bytes src_tail) to the end of the
+ * output (files dst, then bytes dst_tail). */
+static int outq_move(struct conn_outq *dst, struct buf *dst_tail, struct conn_outq *src,
+                     struct buf *src_tail)
+{
+    if (src->first) {
+        /* dst's trailing bytes go ahead of src's first file */
+        if (buf_size(dst_tail) > 0) {
+            if (buf_move(dst_tail, &src->first->before) < 0)
+                return -1;
+            struct buf t = src->first->before;
+            src->first->before = *dst_tail;
+            *dst_tail = t;
+        }
+        if (dst->last)
+            dst->last->next = src->first;
+        else
+            dst->first = src->first;
+        dst->last = src->last;
+        src->first = src->last = NULL;
+    }
+    return buf_move(dst_tail, src_tail);
+}
+
+/* Output over the high-water mark, or a file waiting (it is not in memory,
+ * but a client that does not read it must not make more output pile up). */
+static bool output_full(const struct conn *c)
+{
+    return buf_size(&c->out) >= OUT_HIGH_WATER || c->files.first != NULL;
+}
 
 /* ---- lifetime ---- */
 
@@ -125,6 +205,7 @@ static void conn_close(struct conn *c, enum conn_end why)
     c->proto_state = NULL;
     while (c->first_slot)
         conn_slot_pop(c);
+    outq_free(&c->files);
     ev_io_stop(ctx->loop, &c->rio);
     ev_io_stop(ctx->loop, &c->wio);
     ev_timer_stop(ctx->loop, &c->timer);
@@ -282,13 +363,87 @@ struct buf *conn_output(struct conn *c)
 
 bool conn_output_full(const struct conn *c)
 {
-    return buf_size(&c->out) >= OUT_HIGH_WATER;
+    return output_full(c);
 }
 
 static void conn_notify_writable(struct conn *c)
 {
-    if (c->proto && buf_size(&c->out) < OUT_LOW_WATER)
+    if (c->proto && !c->files.first && buf_size(&c->out) < OUT_LOW_WATER)
         c->proto->writable(c);
+}
+
+/* The socket takes no more now: wait until it is writable. */
+static void conn_wait_writable(struct conn *c)
+{
+    struct ev_loop *loop = c->ctx->loop;
+    if (!ev_is_active(&c->wio)) {
+        c->write_progress = ev_now(loop);
+        ev_io_start(loop, &c->wio);
+    }
+    conn_notify_writable(c);
+    if (c->fd >= 0)
+        conn_update(c);
+}
+
+static void conn_write_failed(struct conn *c, const char *what)
+{
+    if (log_enabled(LOG_DEBUG)) {
+        char peer[ADDR_TEXT_MAX];
+        log_debug("%s: %s failed: %s", conn_peer_text(c, peer), what, strerror(errno));
+    }
+    conn_close(c, CONN_END_ERROR);
+}
+
+enum write_result { WRITE_DONE, WRITE_AGAIN, WRITE_CLOSED };
+
+/* Writes b whole; more: a file follows it. */
+static enum write_result write_buf(struct conn *c, struct buf *b, bool more)
+{
+    while (buf_size(b) > 0) {
+        ssize_t n = c->io->write(c, buf_start(b), buf_size(b), more);
+        if (n > 0) {
+            buf_consume(b, (size_t)n);
+            c->write_progress = ev_now(c->ctx->loop);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return WRITE_AGAIN;
+        conn_write_failed(c, "write");
+        return WRITE_CLOSED;
+    }
+    return WRITE_DONE;
+}
+
+/* Sends f's range, at most *budget bytes of it this turn. */
+static enum write_result write_file(struct conn *c, struct conn_file *f, size_t *budget)
+{
+    while (f->len > 0) {
+        if (*budget == 0)
+            return WRITE_AGAIN;
+        size_t want = f->len < *budget ? (size_t)f->len : *budget;
+        ssize_t n = c->io->sendfile(c, f->fd, &f->off, want);
+        if (n > 0) {
+            f->len -= (uint64_t)n;
+            *budget -= (size_t)n;
+            c->write_progress = ev_now(c->ctx->loop);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return WRITE_AGAIN;
+        if (n == 0) {
+            /* The file became shorter than the response promised (it was
+             * truncated while being sent): the response cannot be
+             * completed, and only closing tells the client so. */
+            char peer[ADDR_TEXT_MAX];
+            log_warning("%s: file ended %llu bytes early (truncated while being sent); closing",
+                        conn_peer_text(c, peer), (unsigned long long)f->len);
+            conn_close(c, CONN_END_ERROR);
+            return WRITE_CLOSED;
+        }
+        conn_write_failed(c, "sendfile");
+        return WRITE_CLOSED;
+    }
+    return WRITE_DONE;
 }
 
 static void conn_flush(struct conn *c)
@@ -298,29 +453,28 @@ static void conn_flush(struct conn *c)
         conn_maybe_free(c); /* closed while it waited on the dirty list */
         return;
     }
-    while (buf_size(&c->out) > 0) {
-        ssize_t n = c->io->write(c, buf_start(&c->out), buf_size(&c->out));
-        if (n > 0) {
-            buf_consume(&c->out, (size_t)n);
-            c->write_progress = ev_now(loop);
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!ev_is_active(&c->wio)) {
-                c->write_progress = ev_now(loop);
-                ev_io_start(loop, &c->wio);
-            }
-            conn_notify_writable(c);
-            if (c->fd >= 0)
-                conn_update(c);
+    size_t budget = FILE_BURST;
+    for (;;) {
+        struct conn_file *f = c->files.first;
+        /* Bytes before a file go out with it in one packet where they can. */
+        bool more = f && f->len > 0 && budget > 0;
+        enum write_result w = write_buf(c, f ? &f->before : &c->out, more);
+        if (w == WRITE_DONE && f)
+            w = write_file(c, f, &budget);
+        if (w == WRITE_AGAIN) {
+            conn_wait_writable(c);
             return;
         }
-        if (log_enabled(LOG_DEBUG)) {
-            char peer[ADDR_TEXT_MAX];
-            log_debug("%s: write failed: %s", conn_peer_text(c, peer), strerror(errno));
-        }
-        conn_close(c, CONN_END_ERROR);
-        return;
+        if (w == WRITE_CLOSED)
+            return;
+        if (!f)
+            break;
+        c->files.first = f->next;
+        if (!c->files.first)
+            c->files.last = NULL;
+        f->next = NULL;
+        struct conn_outq one = {f, f};
+        outq_free(&one);
     }
     ev_io_stop(loop, &c->wio);
     /* Keep a small output buffer for the next response on this connection
@@ -387,11 +541,19 @@ int conn_slot_write(struct conn *c, struct conn_slot *s, const void *data, size_
     return buf_append(conn_slot_output(c, s), data, len) < 0 ? -ENOMEM : 0;
 }
 
+int conn_slot_send_file(struct conn *c, struct conn_slot *s, int fd, uint64_t off, uint64_t len)
+{
+    struct buf *out = conn_slot_output(c, s);
+    if (out == &c->out)
+        return outq_push_file(&c->files, &c->out, fd, off, len);
+    return outq_push_file(&s->held_files, &s->held, fd, off, len);
+}
+
 bool conn_slot_full(const struct conn *c, const struct conn_slot *s)
 {
     if (s == c->first_slot)
-        return buf_size(&c->out) >= OUT_HIGH_WATER;
-    return buf_size(&s->held) >= OUT_HIGH_WATER;
+        return output_full(c);
+    return buf_size(&s->held) >= OUT_HIGH_WATER || s->held_files.first != NULL;
 }
 
 int conn_slot_pop(struct conn *c)
@@ -411,7 +573,8 @@ int conn_slot_pop(struct conn *c)
     /* Once a close is asked for, nothing queued behind may leave. */
     if (c->first_slot && c->fd >= 0 && !c->closing) {
         conn_schedule_flush(c);
-        if (buf_move(&c->out, &c->first_slot->held) < 0)
+        struct conn_slot *next = c->first_slot;
+        if (outq_move(&c->files, &c->out, &next->held_files, &next->held) < 0)
             return -1;
     }
     return 0;
@@ -421,10 +584,17 @@ void conn_slot_reset(struct conn_slot *s)
 {
     s->next = NULL;
     s->linked = false;
+    outq_free(&s->held_files);
     if (s->held.cap > KEEP_SLOT_MAX)
         buf_free(&s->held);
     else
         buf_clear(&s->held);
+}
+
+void conn_slot_free(struct conn_slot *s)
+{
+    outq_free(&s->held_files);
+    buf_free(&s->held);
 }
 
 /* ---- reading interest and the timer ---- */
@@ -458,7 +628,7 @@ void conn_update(struct conn *c)
      * for it (conn_resume_input offers that first). */
     enum conn_input in = c->lingering ? CONN_INPUT_CLOSED : c->proto->input(c);
     bool want = true;
-    if (buf_size(&c->out) >= OUT_HIGH_WATER)
+    if (output_full(c))
         want = false;
     else if (in == CONN_INPUT_PAUSED)
         want = false;

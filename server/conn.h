@@ -78,11 +78,31 @@ struct conn_proto {
 };
 
 /* The socket operations beneath the protocol: plain reads and writes
- * today; TLS replaces these three, nothing else. */
+ * today; TLS replaces these, nothing else. write's more says bytes of a
+ * file follow at once (so the kernel may put them in the same packet);
+ * sendfile sends up to len bytes of the file fd from *off, advancing it
+ * (TLS, which cannot use sendfile(2), would read and encrypt them). */
 struct conn_io {
     ssize_t (*read)(struct conn *c, void *buf, size_t len);
-    ssize_t (*write)(struct conn *c, const void *buf, size_t len);
+    ssize_t (*write)(struct conn *c, const void *buf, size_t len, bool more);
+    ssize_t (*sendfile)(struct conn *c, int fd, off_t *off, size_t len);
     int (*shutdown_write)(struct conn *c);
+};
+
+/* A range of a file in the output. The bytes queued before it (before)
+ * leave first, then len bytes of fd from off; output queued after it
+ * follows it. Owned by the queue it is on; fd is closed with it. */
+struct conn_file {
+    struct conn_file *next;
+    struct buf before;
+    int fd;
+    off_t off;
+    uint64_t len;
+};
+
+/* Output in order: the files (each after its own bytes), then tail. */
+struct conn_outq {
+    struct conn_file *first, *last;
 };
 
 /* A place in the order output leaves in. A pipelined exchange takes a slot
@@ -91,7 +111,8 @@ struct conn_io {
  * moving to the output when the slots before it end. */
 struct conn_slot {
     struct conn_slot *next;
-    struct buf held; /* output written while not at the front */
+    struct buf held;             /* output written while not at the front */
+    struct conn_outq held_files; /* files queued while not at the front, ahead of held */
     bool linked;
 };
 
@@ -127,7 +148,8 @@ struct conn {
     ev_tstamp linger_start;   /* when lingering began */
     ev_tstamp write_progress; /* last bytes the client accepted */
     struct buf in;            /* bytes the protocol has not consumed */
-    struct buf out;           /* bytes waiting for the socket */
+    struct buf out;           /* bytes waiting for the socket (after files) */
+    struct conn_outq files;   /* file ranges waiting for the socket, ahead of out */
     struct conn_slot *first_slot, *last_slot;
     bool closing; /* close once output is written */
     /* The response at the front when the close was asked for: the last to
@@ -194,6 +216,12 @@ struct conn_slot *conn_slot_front(const struct conn *c);
  * scheduled) when s is at the front, else its own buffer. */
 struct buf *conn_slot_output(struct conn *c, struct conn_slot *s);
 int conn_slot_write(struct conn *c, struct conn_slot *s, const void *data, size_t len);
+/* Queues len bytes of the open file fd from off as s's next output, sent
+ * with sendfile: fd is taken (closed once sent, when the connection
+ * closes, or at once on error). A file shorter than len ends the
+ * connection when its end is reached. Returns 0 or -ENOMEM. While a file
+ * is waiting, the output counts as full. */
+int conn_slot_send_file(struct conn *c, struct conn_slot *s, int fd, uint64_t off, uint64_t len);
 /* Whether s has as much output waiting as a client should be sent ahead. */
 bool conn_slot_full(const struct conn *c, const struct conn_slot *s);
 /* Removes the front slot; the next slot's held bytes join the output.
@@ -201,5 +229,7 @@ bool conn_slot_full(const struct conn *c, const struct conn_slot *s);
 int conn_slot_pop(struct conn *c);
 /* Clears a slot for reuse, keeping a small buffer. */
 void conn_slot_reset(struct conn_slot *s);
+/* Frees what a slot holds, for good. */
+void conn_slot_free(struct conn_slot *s);
 
 #endif

@@ -5,9 +5,11 @@
 #include "http1_proto.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "container.h"
@@ -182,7 +184,7 @@ static void responses_done(struct h1_conn *hc)
      * the connection's deadline, so do it here, or an idle keep-alive
      * connection would never time out. A response with output pending is
      * left to its flush, which does it (no second pass per response). */
-    else if (!c->closing && !c->dirty && buf_size(&c->out) == 0)
+    else if (!c->closing && !c->dirty && buf_size(&c->out) == 0 && !c->files.first)
         conn_update(c);
 }
 
@@ -701,6 +703,36 @@ static int h1_send(struct request *r, const void *data, size_t len, bool more)
     return 0;
 }
 
+static int h1_send_file(struct request *r, int fd, uint64_t off, uint64_t len, bool more)
+{
+    struct h1_stream *s = stream_of(r);
+    struct conn *c = s->hc->conn;
+    bool write_body = !r->is_head && s->framing != FRAME_NONE && len > 0;
+    if (s->framing == FRAME_LENGTH && !r->is_head && len > s->remaining) {
+        close(fd);
+        return -EINVAL; /* more than the Content-Length promised */
+    }
+    if (!write_body) {
+        close(fd);
+        return h1_send(r, NULL, 0, more);
+    }
+    if (s->framing == FRAME_CHUNKED) {
+        char line[24];
+        int k = snprintf(line, sizeof line, "%llx\r\n", (unsigned long long)len);
+        if (conn_slot_write(c, &s->slot, line, (size_t)k) < 0) {
+            close(fd);
+            return -ENOMEM;
+        }
+    }
+    if (conn_slot_send_file(c, &s->slot, fd, off, len) < 0)
+        return -ENOMEM;
+    if (s->framing == FRAME_LENGTH)
+        s->remaining -= len;
+    if (s->framing == FRAME_CHUNKED && conn_slot_write(c, &s->slot, "\r\n", 2) < 0)
+        return -ENOMEM;
+    return h1_send(r, NULL, 0, more);
+}
+
 static bool h1_writable_now(const struct request *r)
 {
     const struct h1_stream *s = const_stream_of(r);
@@ -752,7 +784,7 @@ static void h1_reset(struct request *r)
 
 static void h1_destroy(struct request *r)
 {
-    buf_free(&stream_of(r)->slot.held);
+    conn_slot_free(&stream_of(r)->slot);
 }
 
 static const struct request_io h1_request_io = {
@@ -761,6 +793,7 @@ static const struct request_io h1_request_io = {
     .destroy = h1_destroy,
     .start = h1_start,
     .send = h1_send,
+    .send_file = h1_send_file,
     .writable = h1_writable_now,
     .body_wanted = h1_body_wanted,
     .upgrade = h1_upgrade,

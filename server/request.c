@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "container.h"
@@ -413,6 +414,29 @@ int request_send(struct request *r, const void *data, size_t len, bool more)
     if (!r->attached)
         return -EPIPE;
     int rc = r->io->send(r, data, len, more);
+    if (rc < 0)
+        return rc;
+    if (!more)
+        request_complete(r);
+    return 0;
+}
+
+int request_send_file(struct request *r, int fd, uint64_t off, uint64_t len, bool more)
+{
+    int rc = 0;
+    if (r->resp == RESP_NONE)
+        rc = -EINVAL;
+    else if (r->resp == RESP_DONE)
+        rc = -EALREADY;
+    else if (!r->attached)
+        rc = -EPIPE;
+    else if (!r->io->send_file)
+        rc = -EOPNOTSUPP;
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    rc = r->io->send_file(r, fd, off, len, more);
     if (rc < 0)
         return rc;
     if (!more)
