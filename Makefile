@@ -17,8 +17,14 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The example plugins, and examples/static (copied into the build, with its
+# precompressed siblings) at /static; examples/files keeps its files in
+# FILES_DIR.
+FILES_DIR  ?= $(BUILD)/files-data
+
 run: build
-	./$(BUILD)/evicorn --host $(HOST) --port $(PORT) --plugins $(BUILD)/plugins
+	EVICORN_FILES_DIR=$(FILES_DIR) ./$(BUILD)/evicorn --host $(HOST) --port $(PORT) \
+		--plugins $(BUILD)/plugins --static /static=$(BUILD)/examples/static
 
 test: test-release test-asan
 

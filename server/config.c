@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "proxy_trust.h"
+#include "static_spec.h"
 
 enum opt_kind {
     OPT_BOOL,
@@ -158,6 +159,11 @@ static const struct opt opts[] = {
      "wait. [default: 64]"},
     {"fetch-max-host-connections", OPT_LONG, F(fetch_max_host_connections), 1, 1L << 20,
      "Outbound (fetch) connections per worker to one host and port. [default: 16]"},
+    {"static", OPT_SPECIAL, 0, 0, 0,
+     "PREFIX=DIR: serve the files of folder DIR at URL path PREFIX, before plugin routes; "
+     "repeatable."},
+    {"static-max-age", OPT_LONG, F(static_max_age), 0, 1L << 31,
+     "Send Cache-Control: max-age=S (seconds) with --static files. [default: none]"},
     {"header", OPT_SPECIAL, 0, 0, 0, "Add a response header NAME:VALUE; repeatable."},
     {"server-header", OPT_BOOL, F(server_header), 0, 0,
      "Enable/disable the Server header. [default: enabled]"},
@@ -363,6 +369,16 @@ static enum config_result apply_special(struct config *cfg, const struct opt *o,
             set_error(err, errlen, "out of memory");
             return CONFIG_ERROR;
         }
+    } else if (strcmp(o->name, "static") == 0) {
+        char why[512];
+        if (static_spec_check(val, why, sizeof why) < 0) {
+            set_error(err, errlen, "%s", why);
+            return CONFIG_ERROR;
+        }
+        if (list_add(&cfg->statics, val) < 0) {
+            set_error(err, errlen, "out of memory");
+            return CONFIG_ERROR;
+        }
     }
     return CONFIG_OK;
 }
@@ -551,6 +567,7 @@ static void set_defaults(struct config *cfg)
         .loop = "auto",
         .timeout_worker_healthcheck = 5,
         .max_head = 16 * 1024,
+        .static_max_age = -1,
         .workers = -1, /* not given: $WEB_CONCURRENCY or 1, see config_apply_env */
     };
 }
@@ -688,7 +705,7 @@ void config_free(struct config *cfg)
     proxy_trust_free(cfg->proxy_trust);
     cfg->proxy_trust = NULL;
     struct str_list *lists[] = {&cfg->headers, &cfg->reload_dirs, &cfg->reload_includes,
-                                &cfg->reload_excludes};
+                                &cfg->reload_excludes, &cfg->statics};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         free(lists[i]->items);
         *lists[i] = (struct str_list){0};

@@ -124,6 +124,11 @@ struct config {
     struct str_list reload_excludes;
     double reload_delay;
 
+    /* --static PREFIX=DIR values, checked (static.h), in order; and
+     * --static-max-age (-1: no Cache-Control). */
+    struct str_list statics;
+    long static_max_age;
+
     /* Extra response headers from --header, each "name: value". */
     struct str_list headers;
     bool server_header;

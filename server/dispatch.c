@@ -1,5 +1,6 @@
-/* dispatch: routes a request to the plugin route that matches it, or
- * answers FastAPI's 404/405 (and the opt-in status page); see dispatch.h. */
+/* dispatch: routes a request to a --static folder or the plugin route that
+ * matches it, or answers FastAPI's 404/405 (and the opt-in status page);
+ * see dispatch.h. */
 #include "dispatch.h"
 
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "plugins.h"
 #include "request.h"
 #include "router.h"
+#include "static.h"
 
 static void respond_status(const struct dispatcher *d, struct request *r)
 {
@@ -32,6 +34,11 @@ void dispatch_request(struct request *r, void *ud)
         memcmp(d->status_path, path, plen) == 0) {
         respond_status(d, r);
         request_finish(r, NULL);
+        return;
+    }
+    /* Folders come before routes; a WebSocket handshake is never a file. */
+    if (!r->ws_handshake && static_serve(d->statics, r)) {
+        request_finish(r, "static file");
         return;
     }
     struct route_table *t = plugins_routes(d->plugins);

@@ -1,7 +1,8 @@
 /* dispatch: the one place a parsed request enters application code.
  *
- * Matches the request against the live route table and hands it to the
- * host, or answers FastAPI's 404/405 itself (and the opt-in status page).
+ * Answers the opt-in status page, then the --static folders (static.h),
+ * then matches the request against the live route table and hands it to
+ * the host, or answers FastAPI's 404/405 itself.
  * The worker installs dispatch_request as its requests' dispatch function
  * (struct request_ctx), so the protocol below never calls up into it. */
 #ifndef EVICORN_DISPATCH_H
@@ -10,11 +11,13 @@
 struct host;
 struct plugins;
 struct request;
+struct static_mounts;
 
 struct dispatcher {
     struct plugins *plugins;
     struct host *host;
-    const char *status_path; /* --status-path, or NULL */
+    const char *status_path;       /* --status-path, or NULL */
+    struct static_mounts *statics; /* --static, or NULL; the worker owns them */
 };
 
 /* Called on the loop thread with the handler's reference to r; whoever

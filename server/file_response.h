@@ -52,7 +52,8 @@ void file_response_opts_init(struct file_response_opts *o);
 
 /* Responds with fd (an open regular file described by st; taken: closed
  * when sent, or before returning on error). The response is complete when
- * it returns 0; a negative errno value means nothing was sent. */
+ * it returns 0; on a negative errno value nothing was sent unless
+ * request_response_started(r) (the client left mid-way: -EPIPE). */
 int file_respond(struct request *r, int fd, const struct stat *st,
                  const struct file_response_opts *o);
 
@@ -64,7 +65,8 @@ int file_respond(struct request *r, int fd, const struct stat *st,
  * *encoding is then "br" or "gzip", else NULL. With beneath, no step of
  * path may leave dirfd (openat2 RESOLVE_BENEATH). Returns the fd, or
  * -ENOENT (missing), -EACCES (unreadable, or a special file: -EACCES too,
- * so nothing about it leaks), -ELOOP/-EXDEV (leaves dirfd). */
+ * so nothing about it leaks), -ELOOP/-EXDEV (leaves dirfd), or another
+ * negative errno value for a shortage of the moment (-EMFILE, -ENOMEM). */
 int file_open(struct request *r, int dirfd, const char *path, bool precompressed, bool beneath,
               struct stat *st, const char **encoding);
 

@@ -171,6 +171,11 @@ static const evicorn_api api_table = {
     .fetch_pause = api_fetch_pause,
     .fetch_write = api_fetch_write,
     .fetch_cancel = api_fetch_cancel,
+    .respond_file = api_respond_file,
+    .send_file = api_send_file,
+    .file_read = api_file_read,
+    .file_write = api_file_write,
+    .file_stat = api_file_stat,
 };
 
 const evicorn_api *host_api(void)

@@ -18,6 +18,8 @@
  *    its call;
  *  - host_ws.c: WebSocket sessions; host_watch.c: file descriptors and
  *    timers (watches);
+ *  - host_file.c: files (respond_file and send_file, and file I/O on the
+ *    thread pool as offloads);
  *  - host_scope.c: the request-scope getters (method, path, headers, ...);
  *  - host_xcall.c: carrying a sync handler's calls from its pool thread to
  *    the loop thread. */

@@ -213,6 +213,16 @@ void host_fetch_unloading(struct generation *g);
 int host_fetch_init(struct host *h);
 void host_fetch_free(struct host *h);
 
+/* ---- host_file.c ---- */
+
+int api_respond_file(evicorn_request *req, const evicorn_file_response *file);
+int api_send_file(evicorn_request *req, int fd, int64_t offset, int64_t count, int more);
+int api_file_read(evicorn_request *req, const char *path, size_t max_size, evicorn_file_fn fn,
+                  void *ud);
+int api_file_write(evicorn_request *req, const char *path, const void *data, size_t len,
+                   unsigned flags, evicorn_file_fn fn, void *ud);
+int api_file_stat(evicorn_request *req, const char *path, evicorn_file_fn fn, void *ud);
+
 /* ---- host.c ---- */
 
 const char *api_config(const char *name);

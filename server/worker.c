@@ -25,6 +25,7 @@
 #include "plugins.h"
 #include "pool.h"
 #include "privileges.h"
+#include "static.h"
 #include "watchdog.h"
 
 /* Connections accepted per wake-up of one listener, so one busy listener
@@ -321,6 +322,9 @@ static int worker_start_services(struct worker *w)
         return -1;
     w->dispatcher = (struct dispatcher){
         .plugins = w->plugins, .host = w->host, .status_path = w->cfg->status_path};
+    if (static_mounts_open(w->cfg->statics.items, w->cfg->statics.n, w->cfg->static_max_age,
+                           &w->dispatcher.statics) < 0)
+        return -1;
     w->requests.dispatch = dispatch_request;
     w->requests.dispatch_ud = &w->dispatcher;
     return 0;
@@ -341,6 +345,8 @@ static void worker_stop_services(struct worker *w)
     }
     host_free(w->host);
     w->host = NULL;
+    static_mounts_free(w->dispatcher.statics);
+    w->dispatcher.statics = NULL;
 }
 
 /* Tells the master this worker serves: its pid, in one write (atomic on a

@@ -393,6 +393,20 @@ static void run_out(struct outmsg *m)
         atomic_fetch_sub(&a->pending, (long)m->len);
         wake_writer(a);
         break;
+    case OUT_SEND_FILE:
+        /* pathsend or zerocopysend: the host sends the file with
+         * sendfile(2) from its own duplicate of the fd. */
+        if (!atomic_load(&a->gone)) {
+            if (m->status)
+                rc = asgi_api->start(req, m->status, m->headers, m->nheaders, -1);
+            if (rc == 0)
+                rc = asgi_api->send_file(req, m->fd, m->offset, m->count, m->more);
+            if (rc < 0 && rc != EVICORN_EPIPE)
+                asgi_log(LOG_ERROR, "cannot send the app's file (error %d)", rc);
+            if (rc == 0 && m->more)
+                watch_room(a);
+        }
+        break;
     case OUT_RECEIVE:
         areq_ref(a);
         rc = asgi_api->receive(req, on_body, a);
@@ -430,7 +444,7 @@ static void run_out(struct outmsg *m)
         else if (m->code && a->ws_accepted)
             ws_close_now(a, m->code, NULL, 0);
         a->ws_closing = 1;
-        free(m);
+        outmsg_free(m);
         /* The host keeps a request open until the continuation that
          * releases its last hold has returned (abi.h), so this is safe
          * even when req carries the batch. */
@@ -438,6 +452,13 @@ static void run_out(struct outmsg *m)
         areq_unref(a); /* the loop side's reference */
         return;
     }
+    outmsg_free(m);
+}
+
+void outmsg_free(struct outmsg *m)
+{
+    if (m->fd >= 0)
+        close(m->fd);
     free(m);
 }
 
@@ -732,7 +753,8 @@ static const evicorn_route routes[] = {
 static const evicorn_plugin plugin = {
     .size = sizeof(evicorn_plugin),
     .abi_major = EVICORN_ABI_MAJOR,
-    .abi_minor = 2, /* call_on_loop and config (1.1), WebSocket (1.2) */
+    .abi_minor = 2, /* call_on_loop and config (1.1), WebSocket (1.2); send_file
+                       (1.5) is used when the host has it */
     .name = "asgi",
     .version = "1.0.0",
     .routes = routes,

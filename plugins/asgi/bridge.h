@@ -89,6 +89,8 @@ struct inmsg *inmsg_new(struct areq *a, int kind, const char *data, size_t len) 
 /* Messages from the Python thread to the loop thread (api->call_on_loop). */
 enum out_kind {
     OUT_SEND,      /* optional start, then body bytes */
+    OUT_SEND_FILE, /* optional start, then body bytes from a file (fd: ours, closed
+                      once the host has its own; offset, count) */
     OUT_RECEIVE,   /* ask the host for the next body chunk */
     OUT_FINISH,    /* the app returned: optional 500 or WebSocket close, then
                       release the request */
@@ -111,12 +113,16 @@ struct outmsg {
     evicorn_header *headers;
     const char *body;
     size_t len;
+    int fd; /* OUT_SEND_FILE: the file, owned by the message; else -1 */
+    int64_t offset, count;
     char blob[]; /* headers array, header bytes, body bytes */
 };
 
 /* Posts a batch (linked through next) to the loop thread in one
  * api->call_on_loop; 0 or a negative EVICORN_ code. */
 int outmsg_post_batch(struct outmsg *first) ASGI_HIDDEN;
+/* Frees a message that will not run (and closes its file). */
+void outmsg_free(struct outmsg *m) ASGI_HIDDEN;
 
 /* The host's table (set once by the entry point). */
 extern const evicorn_api *asgi_api ASGI_HIDDEN;

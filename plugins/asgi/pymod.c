@@ -15,9 +15,11 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- module state (one interpreter per process) ---- */
@@ -34,12 +36,17 @@ static PyObject *g_asgi;          /* {"version": "3.0", "spec_version": "2.4"} t
 static PyObject *g_server;        /* (host, port), once known */
 static PyObject *g_root_path;
 static PyObject *g_last_client; /* the last client host string, reused when equal */
+/* The host can send files (ABI 1.5 send_file): HTTP scopes offer
+ * http.response.pathsend and http.response.zerocopysend. */
+static int g_files;
 
 /* Interned strings. */
 static PyObject *s_type, *s_status, *s_headers, *s_body, *s_more_body, *s_trailers, *s_asgi,
     *s_http_version, *s_method, *s_scheme, *s_path, *s_raw_path, *s_query_string, *s_root_path,
     *s_client, *s_server, *s_state, *s_extensions, *s_http, *s_https, *s_v11, *s_v10,
     *s_http_request, *s_http_disconnect, *s_set_result, *s_set_exception, *s_done;
+/* Files */
+static PyObject *s_file, *s_offset, *s_count, *s_pathsend, *s_zerocopysend;
 /* WebSocket */
 static PyObject *s_websocket, *s_ws, *s_wss, *s_subprotocols, *s_subprotocol, *s_code, *s_reason,
     *s_text, *s_bytes, *s_ws_connect, *s_ws_receive, *s_ws_disconnect, *s_ws_http_response,
@@ -210,7 +217,7 @@ static int schedule_flush(void)
 static int post(struct outmsg *m)
 {
     if (schedule_flush() < 0) {
-        free(m);
+        outmsg_free(m);
         return -1;
     }
     m->next = NULL;
@@ -229,6 +236,7 @@ static struct outmsg *outmsg_alloc(ReqObject *self, int kind, size_t extra)
     memset(m, 0, sizeof *m);
     m->a = self->a;
     m->kind = kind;
+    m->fd = -1;
     return m;
 }
 
@@ -490,7 +498,9 @@ static PyObject *Req_scope(ReqObject *self, PyObject *unused)
         if (set_steal(d, s_subprotocols, subprotocols(req)) < 0 ||
             set_steal(d, s_extensions, Py_BuildValue("{O:{}}", s_ws_http_response)) < 0)
             goto fail;
-    } else if (set_steal(d, s_extensions, PyDict_New()) < 0) {
+    } else if (set_steal(d, s_extensions,
+                         g_files ? Py_BuildValue("{O:{},O:{}}", s_pathsend, s_zerocopysend)
+                                 : PyDict_New()) < 0) {
         goto fail;
     }
     return d;
@@ -804,7 +814,7 @@ static PyObject *mod_flush(PyObject *mod, PyObject *unused)
             asgi_log(LOG_CRITICAL, "cannot reach the event loop (error %d)", rc);
             while (batch) {
                 struct outmsg *next = batch->next;
-                free(batch);
+                outmsg_free(batch);
                 batch = next;
             }
         }
@@ -836,6 +846,55 @@ static PyObject *backpressure(ReqObject *self)
     return waiting_future(&self->drain);
 }
 
+/* uvicorn's checks of len more body bytes against the app's
+ * Content-Length. A HEAD response's Content-Length describes a body that
+ * is not sent: neither shorter nor longer is an error (as uvicorn). */
+static int check_length(ReqObject *self, long long len, int more)
+{
+    if (self->length < 0 || self->is_head)
+        return 0;
+    if (self->sent + len > self->length) {
+        PyErr_SetString(PyExc_RuntimeError, "Response content longer than Content-Length");
+        return -1;
+    }
+    if (!more && self->sent + len < self->length) {
+        PyErr_SetString(PyExc_RuntimeError, "Response content shorter than Content-Length");
+        return -1;
+    }
+    return 0;
+}
+
+/* len body bytes are on their way: the response's state, and what send()
+ * returns. */
+static PyObject *body_posted(ReqObject *self, long long len, int more)
+{
+    self->sent += len;
+    if (!more) {
+        self->resp = R_DONE;
+        if (!self->is_ws && wake_disconnect_waiter(self) < 0)
+            return NULL;
+        return ready_nothing();
+    }
+    return backpressure(self);
+}
+
+/* Posts len body bytes (copied), after the pending start if any. */
+static PyObject *post_body(ReqObject *self, const char *body, size_t len, int more)
+{
+    if (len == 0 && more && self->resp != R_START_PENDING)
+        return ready_nothing();
+    struct outmsg *m = build_send(self, body, len, more);
+    if (!m)
+        return NULL;
+    struct areq *a = self->a;
+    atomic_fetch_add(&a->pending, (long)len);
+    if (post(m) < 0) {
+        atomic_fetch_sub(&a->pending, (long)len);
+        return NULL;
+    }
+    return body_posted(self, (long long)len, more);
+}
+
 static PyObject *send_body(ReqObject *self, PyObject *msg)
 {
     PyObject *body = PyDict_GetItemWithError(msg, s_body);
@@ -850,47 +909,176 @@ static PyObject *send_body(ReqObject *self, PyObject *msg)
     Py_buffer view = {.obj = NULL, .buf = "", .len = 0};
     if (body && get_bytes(body, &view, "'body'") < 0)
         return NULL;
-    size_t len = (size_t)view.len;
-    /* A HEAD response's Content-Length describes a body that is not sent:
-     * neither shorter nor longer is an error (as uvicorn). */
-    if (self->length >= 0 && !self->is_head) {
-        if (self->sent + (long long)len > self->length) {
-            if (view.obj)
-                PyBuffer_Release(&view);
-            PyErr_SetString(PyExc_RuntimeError, "Response content longer than Content-Length");
-            return NULL;
-        }
-        if (!more && self->sent + (long long)len < self->length) {
-            if (view.obj)
-                PyBuffer_Release(&view);
-            PyErr_SetString(PyExc_RuntimeError, "Response content shorter than Content-Length");
-            return NULL;
-        }
-    }
-    if (len == 0 && more && self->resp != R_START_PENDING) {
-        if (view.obj)
-            PyBuffer_Release(&view);
-        return ready_nothing();
-    }
-    struct outmsg *m = build_send(self, view.buf, len, more);
+    PyObject *result = NULL;
+    if (check_length(self, (long long)view.len, more) == 0)
+        result = post_body(self, view.buf, (size_t)view.len, more);
     if (view.obj)
         PyBuffer_Release(&view);
-    if (!m)
-        return NULL;
-    struct areq *a = self->a;
-    atomic_fetch_add(&a->pending, (long)len);
-    if (post(m) < 0) {
-        atomic_fetch_sub(&a->pending, (long)len);
+    return result;
+}
+
+/* ---- files: http.response.pathsend and http.response.zerocopysend ----
+ *
+ * Offered when the host has send_file (ABI 1.5). send() opens the path
+ * (pathsend) or duplicates the app's descriptor (zerocopysend, so the app
+ * may close its file as soon as send() returns) here, on the Python
+ * thread: evicorn's loop never waits for the disk's metadata, and a file
+ * that cannot be opened raises in the app, as Python's open() would. The
+ * loop thread then hands the descriptor to the host, which sends the
+ * bytes with sendfile(2): none of them passes through Python. */
+
+/* Posts count bytes of fd (taken) from offset, after the pending start. */
+static PyObject *post_file(ReqObject *self, int fd, int64_t offset, int64_t count, int more)
+{
+    if (check_length(self, count, more) < 0) {
+        close(fd);
         return NULL;
     }
-    self->sent += (long long)len;
-    if (!more) {
-        self->resp = R_DONE;
-        if (!self->is_ws && wake_disconnect_waiter(self) < 0)
-            return NULL;
-        return ready_nothing();
+    if (self->is_head || count == 0) {
+        close(fd); /* a HEAD response has no body: nothing to read */
+        return post_body(self, NULL, 0, more);
     }
-    return backpressure(self);
+    struct outmsg *m = build_send(self, NULL, 0, more);
+    if (!m) {
+        close(fd);
+        return NULL;
+    }
+    m->kind = OUT_SEND_FILE;
+    m->fd = fd;
+    m->offset = offset;
+    m->count = count;
+    if (post(m) < 0)
+        return NULL;
+    return body_posted(self, count, more);
+}
+
+/* {"type": "http.response.pathsend", "path": str}: the whole file is the
+ * body, the rest of it. A relative path is taken from the working
+ * directory, where the app's own os.stat() found it (ASGI asks for an
+ * absolute path; Starlette sends FileResponse's path as given). */
+static PyObject *send_pathsend(ReqObject *self, PyObject *msg)
+{
+    PyObject *path = PyDict_GetItemWithError(msg, s_path);
+    if (!path) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "path");
+        return NULL;
+    }
+    PyObject *fs = NULL;
+    if (!PyUnicode_FSConverter(path, &fs))
+        return NULL;
+    if (self->is_head) {
+        Py_DECREF(fs);
+        return post_body(self, NULL, 0, 0);
+    }
+    const char *name = PyBytes_AS_STRING(fs);
+    struct stat st;
+    int fd, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+        /* O_NONBLOCK: a FIFO at that path must not hang the thread in open(). */
+        fd = open(name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        err = errno;
+    Py_END_ALLOW_THREADS Py_DECREF(fs);
+    if (err) {
+        if (fd >= 0)
+            close(fd);
+        errno = err;
+        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return PyErr_Format(PyExc_RuntimeError,
+                            "'http.response.pathsend': %R is not a regular file", path);
+    }
+    (void)fcntl(fd, F_SETFL, 0); /* a regular file: back to blocking reads */
+    return post_file(self, fd, 0, (int64_t)st.st_size, 0);
+}
+
+/* An optional non-negative integer of msg, or -1 when absent or None. */
+static int get_position(PyObject *msg, PyObject *key, int64_t *out)
+{
+    *out = -1;
+    PyObject *o = PyDict_GetItemWithError(msg, key);
+    if (!o)
+        return PyErr_Occurred() ? -1 : 0;
+    if (o == Py_None)
+        return 0;
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < 0) {
+        PyErr_Format(PyExc_ValueError, "'%U' must not be negative", key);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* {"type": "http.response.zerocopysend", "file": an object with fileno(),
+ * "offset", "count", "more_body"}: count bytes (or to the end) from
+ * offset, or from the file's position, which then moves past them as
+ * with sendfile(2) without an offset. The app keeps (and closes) its
+ * file. */
+static PyObject *send_zerocopy(ReqObject *self, PyObject *msg)
+{
+    PyObject *file = PyDict_GetItemWithError(msg, s_file);
+    if (!file) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "file");
+        return NULL;
+    }
+    PyObject *more_o = PyDict_GetItemWithError(msg, s_more_body);
+    if (!more_o && PyErr_Occurred())
+        return NULL;
+    int more = more_o ? PyObject_IsTrue(more_o) : 0;
+    int64_t offset, count;
+    if (more < 0 || get_position(msg, s_offset, &offset) < 0 ||
+        get_position(msg, s_count, &count) < 0)
+        return NULL;
+    int app_fd = PyObject_AsFileDescriptor(file);
+    if (app_fd < 0)
+        return NULL;
+    int fd = fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "'http.response.zerocopysend': 'file' is not a regular file");
+        goto fail;
+    }
+    int from_position = offset < 0;
+    if (from_position) {
+        off_t pos = lseek(fd, 0, SEEK_CUR);
+        if (pos < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto fail;
+        }
+        offset = (int64_t)pos;
+    }
+    int64_t left = st.st_size > offset ? (int64_t)st.st_size - offset : 0;
+    if (count < 0) {
+        count = left;
+    } else if (count > left) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "'http.response.zerocopysend': %lld bytes from offset %lld go past the end "
+                     "of the file (%lld bytes)",
+                     (long long)count, (long long)offset, (long long)st.st_size);
+        goto fail;
+    }
+    if (from_position && lseek(fd, (off_t)(offset + count), SEEK_SET) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto fail;
+    }
+    return post_file(self, fd, offset, count, more);
+fail:
+    close(fd);
+    return NULL;
 }
 
 /* A send() waiting for room learns that the client has gone. */
@@ -1464,6 +1652,14 @@ static PyObject *Req_send(ReqObject *self, PyObject *msg)
         result = send_body(self, msg);
         goto out;
     }
+    if (g_files && type_is(type, "http.response.pathsend")) {
+        result = send_pathsend(self, msg);
+        goto out;
+    }
+    if (g_files && type_is(type, "http.response.zerocopysend")) {
+        result = send_zerocopy(self, msg);
+        goto out;
+    }
     if (PyUnicode_CompareWithASCIIString(type, "http.response.trailers") == 0) {
         /* The host has no trailers: accepted and dropped (the app should
          * not send them: scope["extensions"] does not offer them). */
@@ -1831,6 +2027,11 @@ static int intern_all(void)
         {&s_ws_disconnect, "websocket.disconnect"},
         {&s_ws_http_response, "websocket.http.response"},
         {&s_future_blocking, "_asyncio_future_blocking"},
+        {&s_file, "file"},
+        {&s_offset, "offset"},
+        {&s_count, "count"},
+        {&s_pathsend, "http.response.pathsend"},
+        {&s_zerocopysend, "http.response.zerocopysend"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!(*t[i].slot = PyUnicode_InternFromString(t[i].s)))
@@ -1850,6 +2051,7 @@ PyObject *asgi_pymod_init(void)
     if (!ready_none)
         goto fail;
     ready_none->value = NULL;
+    g_files = EVICORN_API_HAS(asgi_api, send_file);
     g_asgi = Py_BuildValue("{s:s,s:s}", "version", "3.0", "spec_version", "2.4");
     if (!g_asgi)
         goto fail;

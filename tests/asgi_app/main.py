@@ -11,6 +11,8 @@ Environment knobs (all optional):
                             Starlette refuses to start without it
   ASGI_APP_BACKGROUND_LOG   where background tasks append their lines
   ASGI_APP_RESULTS_FILE     lifespan shutdown writes `results` there (JSON)
+  ASGI_APP_FILES            the folder /file and /assets serve (default:
+                            tests/asgi_app/static, which need not exist)
 
 WebSocket routes: FastAPI's tutorial (/ws, /items/{item_id}/ws, the chat
 at /ws/{client_id}) and a raw ASGI app at /wsraw for what FastAPI hides
@@ -28,13 +30,16 @@ from typing import Dict, List, Optional
 
 from fastapi import (BackgroundTasks, Cookie, Depends, FastAPI, Header, HTTPException, Query,
                      Request, WebSocket, WebSocketDisconnect, WebSocketException, status)
-from fastapi.responses import (JSONResponse, PlainTextResponse, RedirectResponse, Response,
-                               StreamingResponse)
+from fastapi.responses import (FileResponse, JSONResponse, PlainTextResponse, RedirectResponse,
+                               Response, StreamingResponse)
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 MARKER = os.environ.get("ASGI_APP_SHUTDOWN_MARKER")
 RESULTS_FILE = os.environ.get("ASGI_APP_RESULTS_FILE")
 BACKGROUND_LOG = os.environ.get("ASGI_APP_BACKGROUND_LOG")
+FILES_DIR = os.environ.get("ASGI_APP_FILES") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "static")
 
 # Results of requests that outlive their response, read back by later ones.
 results: Dict[str, object] = {}
@@ -428,6 +433,22 @@ async def raw_app(scope, receive, send):
 
 
 app.mount("/raw", raw_app)
+
+# ---- files: FileResponse and StaticFiles (Starlette sends them with
+# http.response.pathsend when the server offers it, else streams them) ----
+
+
+@app.get("/file/{name}")
+@app.head("/file/{name}")
+async def file(name: str, download: bool = False):
+    path = os.path.join(FILES_DIR, os.path.basename(name))
+    if not os.path.isfile(path):
+        raise HTTPException(status_code=404, detail="No such file")
+    return FileResponse(path, filename=name if download else None)
+
+
+app.mount("/assets", StaticFiles(directory=FILES_DIR, html=True, check_dir=False),
+          name="assets")
 
 # ---- WebSockets: FastAPI's tutorial (fastapi.tiangolo.com/advanced/websockets) ----
 # Written without Annotated, which FastAPI 0.92 lacks.

@@ -7,8 +7,9 @@ unmodified by evicorn (`evicorn modern:app --app-dir tests/asgi_app`) and by
 uvicorn (`python -m uvicorn modern:app --app-dir tests/asgi_app`).
 
 Environment knobs (all optional):
-  MODERN_APP_FILES  the folder /download and /static serve files from
-                    (default: tests/asgi_app/static, which need not exist)
+  MODERN_APP_FILES  the folder /download and /static serve files from, and
+                    /site its subfolder site (default: tests/asgi_app/static,
+                    which need not exist)
 """
 import asyncio
 import hashlib
@@ -507,6 +508,9 @@ async def download(name: Annotated[str, Path(pattern=r"^[a-z0-9_-]+\.[a-z]+$")],
 
 
 app.mount("/static", StaticFiles(directory=FILES_DIR, check_dir=False), name="static")
+# A site: index.html for a folder, 404.html for what is missing.
+app.mount("/site", StaticFiles(directory=os.path.join(FILES_DIR, "site"), html=True,
+                               check_dir=False), name="site")
 
 
 # ---- WebSockets, as FastAPI's tutorial writes them ------------------------------------

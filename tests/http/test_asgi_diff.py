@@ -4,8 +4,12 @@ same stack: the interpreter running these tests, Debian's python3 with
 Debian's packages, or the venv with the newest FastAPI and uvicorn from
 PyPI (tests/requirements-asgi.txt),
 must answer the same requests with the same status, body and key headers
-(content-type, content-length or chunked, location, set-cookie and the
-app's own headers; date and server are the servers' own).
+(content-type, content-length or chunked, location, set-cookie, a file's
+validators and ranges, and the app's own headers; date and server are the
+servers' own). Files (FileResponse, StaticFiles) leave evicorn by path
+(http.response.pathsend) on a Starlette that uses it, and are streamed
+through Python under uvicorn, or on Debian's Starlette under both: the
+answers must not tell.
 
 Debian's uvicorn (0.17) predates lifespan state, which Starlette refuses to
 start without when the lifespan yields a dict: both servers run the app
@@ -43,7 +47,18 @@ pytestmark = [
 ]
 
 KEY_HEADERS = ("content-type", "content-length", "transfer-encoding", "location", "x-error",
-               "x-custom", "cache-control")
+               "x-custom", "cache-control", "etag", "last-modified", "accept-ranges",
+               "content-range", "content-disposition")
+
+FILE_MTIME = 1700000000
+FILES = {
+    "report.txt": "".join("line %04d of the report\n" % i for i in range(400)).encode(),
+    "data.bin": bytes(range(256)) * 1000 + b"end",
+    "empty.txt": b"",
+    "index.html": b"<!doctype html><p>assets home</p>\n",
+    "404.html": b"<!doctype html><p>not here</p>\n",
+    "sub/index.html": b"<!doctype html><p>sub folder</p>\n",
+}
 
 
 
@@ -52,7 +67,13 @@ KEY_HEADERS = ("content-type", "content-length", "transfer-encoding", "location"
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    env = dict(os.environ, ASGI_APP_NO_YIELD_STATE="1")
+    files = tmp_path_factory.mktemp("files")
+    for name, data in FILES.items():
+        path = files / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.utime(path, (FILE_MTIME, FILE_MTIME))
+    env = dict(os.environ, ASGI_APP_NO_YIELD_STATE="1", ASGI_APP_FILES=str(files))
     plugins = str(tmp_path_factory.mktemp("plugins"))
     ev_port, uv_port = free_port(), free_port()
     procs = []
@@ -129,6 +150,25 @@ CASES = [
     ("POST", "/echo/raw", {"content": b"\x00\x01binary\xff" * 1000}),
     ("POST", "/send-notification/x@example.com", {}),
     ("GET", "/raw/unknown", {}),
+    ("GET", "/file/report.txt", {}),
+    ("HEAD", "/file/report.txt", {}),
+    ("GET", "/file/data.bin", {}),
+    ("GET", "/file/data.bin?download=1", {}),
+    ("GET", "/file/empty.txt", {}),
+    ("HEAD", "/file/empty.txt", {}),
+    ("GET", "/file/data.bin", {"headers": {"Range": "bytes=100-199"}}),
+    ("GET", "/file/data.bin", {"headers": {"Range": "bytes=-3"}}),
+    ("HEAD", "/file/data.bin", {"headers": {"Range": "bytes=100-199"}}),
+    ("GET", "/file/data.bin", {"headers": {"Range": "bytes=0-9", "If-Range": '"stale"'}}),
+    ("GET", "/file/missing.txt", {}),
+    ("GET", "/assets/report.txt", {}),
+    ("HEAD", "/assets/data.bin", {}),
+    ("GET", "/assets/data.bin", {"headers": {"Range": "bytes=256000-"}}),
+    ("GET", "/assets/", {}),
+    ("GET", "/assets/sub/", {}),
+    ("GET", "/assets/sub", {"headers": {"Host": "h.example"}}),
+    ("GET", "/assets/missing.txt", {}),
+    ("POST", "/assets/report.txt", {}),
 ]
 # Not compared here (test_asgi.py covers them):
 #  - /raw/invalid: uvicorn 0.17 marks the response started before it
@@ -161,6 +201,34 @@ def test_same_answer_as_uvicorn(servers, method, path, kw):
     ev = fetch(ev_port, method, path, kw)
     uv = fetch(uv_port, method, path, kw)
     assert ev == uv
+
+
+def test_file_answers_are_whole(servers):
+    """The files themselves, as evicorn sends them."""
+    ev_port, _ = servers
+    status, body, headers = fetch(ev_port, "GET", "/file/data.bin", {})
+    assert (status, body) == (200, FILES["data.bin"])
+    assert headers["content-length"] == [str(len(FILES["data.bin"]))]
+    assert headers["transfer-encoding"] == []
+    status, body, headers = fetch(ev_port, "GET", "/file/empty.txt", {})
+    assert (status, body, headers["content-length"]) == (200, b"", ["0"])
+    status, body, _ = fetch(ev_port, "GET", "/assets/sub/", {})
+    assert (status, body) == (200, FILES["sub/index.html"])
+    status, body, _ = fetch(ev_port, "GET", "/assets/missing.txt", {})
+    assert (status, body) == (404, FILES["404.html"])
+
+
+def test_file_conditional_requests_like_uvicorn(servers):
+    """If-None-Match and If-Modified-Since on StaticFiles: 304 under both."""
+    ev_port, uv_port = servers
+    _, _, headers = fetch(ev_port, "GET", "/assets/report.txt", {})
+    (etag,), (modified,) = headers["etag"], headers["last-modified"]
+    for cond in ({"If-None-Match": etag}, {"If-Modified-Since": modified},
+                 {"If-None-Match": '"other"'}):
+        ev = fetch(ev_port, "GET", "/assets/report.txt", {"headers": cond})
+        uv = fetch(uv_port, "GET", "/assets/report.txt", {"headers": cond})
+        assert ev == uv
+        assert ev[0] == (200 if cond.get("If-None-Match") == '"other"' else 304)
 
 
 def test_same_scope_as_uvicorn(servers):

@@ -79,17 +79,26 @@ def file_bytes(n):
     return hashlib.sha256(b"seed").digest() * (n // 32) + b"z" * (n % 32)
 
 
+CONTENTS = {
+    "report.txt": "".join("line %04d of the report\n" % i for i in range(400)).encode(),
+    "data.bin": file_bytes(200000),
+    "tiny.txt": b"tiny\n",
+    # /site: StaticFiles(html=True); each page under GZip's minimum size.
+    "site/index.html": b"<!doctype html><title>Home</title><p>home page</p>\n",
+    "site/docs/index.html": b"<!doctype html><title>Docs</title><p>the docs</p>\n",
+    "site/404.html": b"<!doctype html><title>Missing</title><p>no such page</p>\n",
+    "site/style.css": b"body { margin: 0 }\n" * 200,
+}
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """The files /download and /static serve, with a known mtime."""
+    """The files /download, /static and /site serve, with a known mtime."""
     d = tmp_path_factory.mktemp("files")
-    contents = {
-        "report.txt": "".join("line %04d of the report\n" % i for i in range(400)).encode(),
-        "data.bin": file_bytes(200000),
-        "tiny.txt": b"tiny\n",
-    }
+    contents = dict(CONTENTS)
     for name, data in contents.items():
         path = d / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         os.utime(path, (FILE_MTIME, FILE_MTIME))
     return str(d), contents
@@ -237,11 +246,7 @@ CASES = [
     ("POST", "/events/release/none", {}, 404),
     ("POST", "/upload", {"data": {"note": "no file"}}, 422),
     ("POST", "/upload", {"files": {"file": ("a.txt", b"abc", "text/plain")}}, 422),
-    ("GET", "/download/report.txt", {}, 200),
-    ("GET", "/download/report.txt", {"headers": IDENTITY}, 200),
     ("GET", "/download/tiny.txt", {}, 200),
-    ("GET", "/download/data.bin", {}, 200),
-    ("GET", "/download/data.bin?attachment=1", {"headers": IDENTITY}, 200),
     ("GET", "/download/missing.txt", {}, 404),
     ("GET", "/download/..%2Fmodern.py", {}, 404),
     ("GET", "/download/Bad.TXT", {}, 422),
@@ -253,8 +258,6 @@ CASES = [
     ("HEAD", "/download/data.bin", {"headers": {"Range": "bytes=0-9"}}, 206),
     ("GET", "/download/data.bin", {"headers": {"Range": "bytes=999999-"}}, 416),
     ("GET", "/download/data.bin", {"headers": {"Range": "lines=1-2"}}, 400),
-    ("GET", "/download/data.bin", {"headers": {"Range": "bytes=0-9",
-                                               "If-Range": '"not-the-etag"'}}, 200),
     ("GET", "/static/tiny.txt", {}, 200),
     ("GET", "/static/data.bin", {"headers": {"Range": "bytes=10-19"}}, 206),
     ("HEAD", "/static/report.txt", {}, 200),
@@ -632,13 +635,115 @@ def file_validators(data):
     return etag, email.utils.formatdate(FILE_MTIME, usegmt=True)
 
 
+# ---- files: the same file, however it left ---------------------------------------
+#
+# evicorn offers http.response.pathsend, uvicorn does not: Starlette's
+# FileResponse hands evicorn the path of a whole file (which leaves by
+# sendfile, with the app's Content-Length), and streams it through
+# Python under uvicorn. GZipMiddleware compresses (and marks with Vary) only
+# what it streams: a file sent by path goes out as it is. So a whole file's
+# answer is compared on what a client of either gets: the status, the
+# decoded bytes and the file's headers; the framing where uvicorn's is not
+# compressed. Ranges, HEAD and 304 are streamed by Starlette under both.
+
+FILE_HEADERS = ("content-type", "etag", "last-modified", "accept-ranges", "content-range",
+                "content-disposition", "cache-control", "location")
+
+
+def file_view(answer):
+    return (answer.status, answer.body,
+            tuple((k, v) for k, v in answer.headers if k in FILE_HEADERS))
+
+
+def same_file(servers, method, path, **kw):
+    """Sends the request to both; asserts the same file answer (see above)
+    and that evicorn's is whole: never compressed, never chunked, its
+    Content-Length that of the bytes sent; returns evicorn's."""
+    ev, uv = (exchange(c, method, path, **kw) for c in servers)
+    assert file_view(ev) == file_view(uv)
+    if header(uv, "content-encoding") is None:
+        assert header(ev, "content-length") == header(uv, "content-length")
+    assert header(ev, "content-encoding") is None
+    assert header(ev, "transfer-encoding") is None
+    if method == "HEAD" or ev.status == 304:
+        assert ev.raw == b""
+    else:
+        assert header(ev, "content-length") == str(len(ev.raw))
+    return ev
+
+
+REPORT_ETAG, REPORT_MODIFIED = file_validators(CONTENTS["report.txt"])
+FILE_CASES = [
+    ("GET", "/download/report.txt", {}, 200),
+    ("GET", "/download/report.txt", {"headers": IDENTITY}, 200),
+    ("GET", "/download/data.bin", {}, 200),
+    ("GET", "/download/data.bin?attachment=1", {"headers": IDENTITY}, 200),
+    ("HEAD", "/download/data.bin", {}, 200),
+    ("GET", "/download/data.bin", {"headers": {"Range": "bytes=0-9",
+                                               "If-Range": '"not-the-etag"'}}, 200),
+    ("GET", "/download/data.bin", {"headers": {"Range": "bytes=0-9", "If-Range": REPORT_ETAG}},
+     200),
+    ("GET", "/download/report.txt", {"headers": {"Range": "bytes=0-9", "If-Range": REPORT_ETAG}},
+     206),
+    ("GET", "/download/report.txt", {"headers": {"Range": "bytes=10-"}}, 206),
+    ("HEAD", "/download/report.txt", {"headers": {"Range": "bytes=10-"}}, 206),
+    ("GET", "/static/report.txt", {}, 200),
+    ("GET", "/static/data.bin", {"headers": IDENTITY}, 200),
+    ("HEAD", "/static/data.bin", {}, 200),
+    ("GET", "/static/report.txt", {"headers": {"If-None-Match": REPORT_ETAG}}, 304),
+    ("GET", "/static/report.txt", {"headers": {"If-Modified-Since": REPORT_MODIFIED}}, 304),
+    ("HEAD", "/static/report.txt", {"headers": {"If-None-Match": REPORT_ETAG}}, 304),
+    ("GET", "/static/report.txt", {"headers": {"If-None-Match": '"other"'}}, 200),
+    ("GET", "/static/report.txt", {"headers": {"Range": "bytes=0-99"}}, 206),
+    ("GET", "/static/report.txt", {"headers": {"Range": "bytes=99999-"}}, 416),
+    ("GET", "/static/nope.txt", {}, 404),
+    ("HEAD", "/static/nope.txt", {}, 404),
+    ("GET", "/site/", {}, 200),
+    ("HEAD", "/site/", {}, 200),
+    ("GET", "/site/index.html", {}, 200),
+    ("GET", "/site/docs/", {}, 200),
+    ("GET", "/site/docs", {"headers": {"Host": "h.example"}}, 307),
+    ("GET", "/site/style.css", {}, 200),
+    ("GET", "/site/style.css", {"headers": {"Range": "bytes=5-9"}}, 206),
+    ("GET", "/site/missing.html", {}, 404),
+    ("GET", "/site/docs/missing/", {}, 404),
+]
+
+
+@pytest.mark.parametrize("method,path,kw,status", FILE_CASES,
+                         ids=["%s %s %d" % (m, p, i) for i, (m, p, _, _) in enumerate(FILE_CASES)])
+def test_same_file_as_uvicorn(servers, files, method, path, kw, status):
+    answer = same_file(servers, method, path, **kw)
+    assert answer.status == status, answer
+
+
+def test_site_folder_index_and_not_found_page(servers, files):
+    """StaticFiles(html=True): a folder is its index.html, a folder named
+    without its slash is redirected, a missing page is 404.html with status
+    404."""
+    contents = files[1]
+    answer = same_file(servers, "GET", "/site/")
+    assert answer.body == contents["site/index.html"]
+    assert header(answer, "content-type") == "text/html; charset=utf-8"
+    answer = same_file(servers, "GET", "/site/docs/")
+    assert answer.body == contents["site/docs/index.html"]
+    answer = same_file(servers, "GET", "/site/docs", headers={"Host": "h.example"})
+    assert header(answer, "location") == "http://h.example/site/docs/"
+    answer = same_file(servers, "GET", "/site/missing.html")
+    assert answer.status == 404 and answer.body == contents["site/404.html"]
+    answer = same_file(servers, "GET", "/site/style.css")
+    assert answer.body == contents["site/style.css"]
+    assert header(answer, "content-type") == "text/css; charset=utf-8"
+
+
 def test_file_response(servers, files):
     """FileResponse: Content-Length, ETag, Last-Modified, Accept-Ranges; a
     HEAD with the same headers and no body; a download's
-    Content-Disposition; gzip on the way out of a text file."""
+    Content-Disposition; a text file gzipped when streamed (uvicorn), sent
+    as it is when sent by path (evicorn)."""
     data = files[1]["data.bin"]
     etag, modified = file_validators(data)
-    answer = same(servers, "GET", "/download/data.bin", headers=IDENTITY)
+    answer = same_file(servers, "GET", "/download/data.bin", headers=IDENTITY)
     assert answer.status == 200 and answer.body == data
     assert header(answer, "content-length") == str(len(data))
     assert header(answer, "content-type") == "application/octet-stream"
@@ -651,15 +756,20 @@ def test_file_response(servers, files):
     # A streamed GET passes through GZip's streaming path, which adds Vary.
     assert [h for h in head.headers if h[0] != "vary"] == [
         h for h in answer.headers if h[0] != "vary"]
-    answer = same(servers, "GET", "/download/data.bin?attachment=1", headers=IDENTITY)
+    answer = same_file(servers, "GET", "/download/data.bin?attachment=1", headers=IDENTITY)
     assert header(answer, "content-disposition") == 'attachment; filename="data.bin"'
 
     report = files[1]["report.txt"]
-    answer = same(servers, "GET", "/download/report.txt")
-    assert header(answer, "content-encoding") == "gzip"
-    assert header(answer, "content-type") == "text/plain; charset=utf-8"
-    assert answer.body == report
-    assert header(answer, "etag") == file_validators(report)[0]
+    ev, uv = (exchange(c, "GET", "/download/report.txt") for c in servers)
+    # uvicorn: Starlette streams the file through GZip, which compresses it.
+    assert header(uv, "content-encoding") == "gzip"
+    # evicorn: the file leaves by path (pathsend), which GZip lets by.
+    assert header(ev, "content-encoding") is None
+    assert header(ev, "content-length") == str(len(report))
+    for answer in (ev, uv):
+        assert header(answer, "content-type") == "text/plain; charset=utf-8"
+        assert answer.body == report
+        assert header(answer, "etag") == file_validators(report)[0]
 
 
 def test_file_ranges(servers, files):
@@ -679,8 +789,8 @@ def test_file_ranges(servers, files):
     answer = same(servers, "GET", "/download/data.bin",
                   headers={"Range": "bytes=0-9", "If-Range": etag})
     assert answer.status == 206 and answer.body == data[:10]
-    answer = same(servers, "GET", "/download/data.bin",
-                  headers={"Range": "bytes=0-9", "If-Range": '"stale"', **IDENTITY})
+    answer = same_file(servers, "GET", "/download/data.bin",
+                       headers={"Range": "bytes=0-9", "If-Range": '"stale"', **IDENTITY})
     assert answer.status == 200 and answer.body == data
     answer = same(servers, "GET", "/download/data.bin", headers={"Range": "bytes=999999-"})
     assert answer.status == 416

@@ -15,7 +15,9 @@
  *   - outbound HTTP: whole responses, streamed ones (1.4) and a reverse
  *     proxy helper;
  *   - WebSocket routes: accept, send text/binary/JSON, close, and groups
- *     of connections to broadcast to.
+ *     of connections to broadcast to;
+ *   - files (1.5): responses the server sends with sendfile(2), ranges
+ *     and validators included, and file I/O on the thread pool.
  *
  * A complete plugin:
  *
@@ -839,6 +841,85 @@ static inline int evicorn_watch_set(evicorn_watch *w, unsigned events, double ti
 static inline void evicorn_watch_cancel(evicorn_watch *w)
 {
     evicorn_sdk_api_->watch_cancel(w);
+}
+
+/* ======================================================================
+ * Files (ABI 1.5)
+ * ====================================================================== */
+
+/* Responding with a file: the server sends it with sendfile(2) (never
+ * read into memory) and does what a static file server does: Content-Type
+ * from the extension, ETag and Last-Modified, conditional requests (304,
+ * 412), Range (206, 416) and HEAD. The response is complete when it
+ * returns 0; EVICORN_ENOENT (no such file) and EVICORN_EPERM (unreadable,
+ * or not a regular file) mean nothing was sent: the handler answers, e.g.
+ * with evicorn_respond_error(req, 404, NULL). The path is opened as given:
+ * a name taken from the client must be checked first
+ * (evicorn_file_name_ok). Either thread. Each returns EVICORN_ENOSYS on a
+ * host older than 1.5. */
+static inline int evicorn_respond_file(evicorn_request *req, const evicorn_file_response *file)
+{
+    if (!EVICORN_HAS(respond_file))
+        return EVICORN_ENOSYS;
+    return evicorn_sdk_api_->respond_file(req, file);
+}
+/* The whole file at path; flags EVICORN_FILE_PRECOMPRESSED (serve path.br
+ * or path.gz to a client that takes it) and EVICORN_FILE_NO_VALIDATORS. */
+int evicorn_respond_file_path(evicorn_request *req, const char *path, unsigned flags);
+
+/* Body bytes from a file, after evicorn_start: count bytes of fd from
+ * offset (count < 0: to the end), more == 0 to complete the response. The
+ * server duplicates fd; the caller still closes its own. Either thread. */
+static inline int evicorn_send_file(evicorn_request *req, int fd, int64_t offset, int64_t count,
+                                    int more)
+{
+    if (!EVICORN_HAS(send_file))
+        return EVICORN_ENOSYS;
+    return evicorn_sdk_api_->send_file(req, fd, offset, count, more);
+}
+
+/* Nonzero when name[0..len) is safe to append to a folder of one's own:
+ * a relative path of one or more segments separated by '/', none empty,
+ * "." or "..", with no backslash, NUL or control character. It cannot
+ * climb out of the folder by its text; symbolic links inside the folder
+ * still lead where the folder's owner made them lead. */
+int evicorn_file_name_ok(const char *name, size_t len);
+
+/* Blocking file I/O run on the thread pool for async handlers (Python's
+ * aiofiles): fn runs later on the loop with status 0 and the result, or
+ * an error (res NULL): EVICORN_ENOENT, EVICORN_EPERM, EVICORN_EEXIST,
+ * EVICORN_EMSGSIZE, EVICORN_EIO, or EVICORN_ECANCELED when the client left
+ * first (the I/O may still have happened; free ud there). Loop thread
+ * only; a sync handler uses open/read/write directly. Returns 0, or an
+ * error and fn will not run. */
+
+/* The whole file, at most max_size bytes (EVICORN_EMSGSIZE beyond); the
+ * bytes are res->data[0..res->len), valid during fn. */
+static inline int evicorn_file_read(evicorn_request *req, const char *path, size_t max_size,
+                                    evicorn_file_fn fn, void *ud)
+{
+    if (!EVICORN_HAS(file_read))
+        return EVICORN_ENOSYS;
+    return evicorn_sdk_api_->file_read(req, path, max_size, fn, ud);
+}
+/* Writes data[0..len) (copied before it returns). flags 0 replaces the
+ * file atomically and durably (a new file beside it, synced, renamed
+ * over it); EVICORN_FILE_APPEND appends (creating the file);
+ * EVICORN_FILE_EXCLUSIVE creates it, EVICORN_EEXIST if it exists. */
+static inline int evicorn_file_write(evicorn_request *req, const char *path, const void *data,
+                                     size_t len, unsigned flags, evicorn_file_fn fn, void *ud)
+{
+    if (!EVICORN_HAS(file_write))
+        return EVICORN_ENOSYS;
+    return evicorn_sdk_api_->file_write(req, path, data, len, flags, fn, ud);
+}
+/* res->size, res->mtime and res->mode of path (symbolic links followed). */
+static inline int evicorn_file_stat(evicorn_request *req, const char *path, evicorn_file_fn fn,
+                                    void *ud)
+{
+    if (!EVICORN_HAS(file_stat))
+        return EVICORN_ENOSYS;
+    return evicorn_sdk_api_->file_stat(req, path, fn, ud);
 }
 
 #if defined(__GNUC__)
