@@ -142,6 +142,18 @@ def parse_wrk(text, unit="s"):
     return r
 
 
+WRK_SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
+
+
+def parse_wrk_read_bytes(text):
+    """The bytes wrk read in a run ("... requests in 3.00s, 1.63GB read"),
+    from its binary units; None if it did not say. Divided by the requests
+    it tells what one response weighed: a server answering small errors
+    fast shows it."""
+    m = re.search(r"requests in [\d.]+\w+, ([\d.]+)(B|KB|MB|GB|TB) read", text)
+    return float(m.group(1)) * WRK_SIZE_UNITS[m.group(2)] if m else None
+
+
 class PinnedServer:
     """One server process, started under `taskset -c cpu` (unless cpu is None
     or negative) with its output appended to log_path, and always stopped by
@@ -269,6 +281,47 @@ class Evicorn(PinnedServer):
             raise RuntimeError(f"expected one worker under master {self.proc.pid}, found {kids}")
         self.worker = kids[0]
         return self
+
+
+class GroupServer(PinnedServer):
+    """A PinnedServer in its own session (process group), stopped through
+    the group, and any member that outlived the leader (a master's worker)
+    with it. .status is "ok" until the caller marks it otherwise (with a
+    .note saying why)."""
+
+    def __init__(self, name, argv, cwd=None, env=None, cpu=0, log_path=None, port=None):
+        super().__init__(name, argv, cpu=cpu, port=port, log_path=log_path, cwd=cwd, env=env,
+                         new_session=True)
+        self.status, self.note = "ok", None
+
+    def stop(self):
+        pgid = self.proc.pid if self.proc is not None else None
+        try:
+            super().stop()
+        finally:
+            if pgid is not None:
+                kill_group_leftovers(pgid)
+
+
+def check_pinning(name, pid, cpu, record, log=None):
+    """Every thread of pid's processes on `cpu` alone? Counts the check in
+    record (checks, max_threads, and unpinned: what was elsewhere, as
+    "cpus: pid/tid, ..."), warns through log (a function of one string);
+    returns True when all were on `cpu`."""
+    aff = tree_affinity(pid)
+    record["checks"] = record.get("checks", 0) + 1
+    record["max_threads"] = max(record.get("max_threads", 0), sum(len(v) for v in aff.values()))
+    bad = {k: v for k, v in aff.items() if k != str(cpu)}
+    if not bad:
+        return True
+    desc = "; ".join("%s: %s" % (k, ", ".join("%d/%d" % t for t in v[:6]))
+                     for k, v in bad.items())
+    record.setdefault("unpinned", [])
+    if desc not in record["unpinned"]:
+        record["unpinned"].append(desc)
+    (log or (lambda m: print(m, file=sys.stderr)))(
+        "warning: %s has threads not on CPU %s (pid/tid): %s" % (name, cpu, desc))
+    return False
 
 
 def exit_on_signals():
@@ -517,6 +570,7 @@ def core_shares(c0, c1, own_ticks):
 
 def other_benchmarks(patterns=("bench/run", "bench/asgi/run.py", "bench/pyservers/run.py",
                                "bench/ws/run.py", "bench/db/run.py", "bench/fetch/run.py",
+                               "bench/static/run.py",
                                "hot_reload.py",
                                "async_sleep.py")):
     """Processes of other benchmarks on this machine (a wrk, or a command line

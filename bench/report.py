@@ -981,7 +981,8 @@ def ws_section(doc, ws):
 # --docs puts its own section into docs/benchmarks.md): kept as they are when
 # the rest of the file is regenerated.
 STANDALONE_SECTIONS = ("## Outbound HTTP (`bench/fetch/run.py`)",
-                       "## Databases (`bench/db/run.py`)")
+                       "## Databases (`bench/db/run.py`)",
+                       "## Static files (`bench/static/run.py`)")
 
 
 def standalone_sections(doc, path=os.path.join(ROOT, "docs", "benchmarks.md")):
