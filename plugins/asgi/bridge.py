@@ -247,12 +247,22 @@ class Bridge:
         self.loop = self.new_loop(loop_kind)
         ready = threading.Event()
 
+        self.stopped = self.loop.create_future()
+
+        async def serve():
+            await self.stopped
+
         def run():
             asyncio.set_event_loop(self.loop)
             self.loop.add_reader(_evicorn.fd(), _evicorn.drain)
             self.loop.call_soon(ready.set)
             try:
-                self.loop.run_forever()
+                # Under a root task, as asyncio.run and uvicorn run theirs:
+                # libraries look for it. anyio keeps its worker threads
+                # (to_thread: FastAPI's def routes, FileResponse's stat) for
+                # the root task's life; without one it ties them to the
+                # calling request's task and starts a thread per call.
+                self.loop.run_until_complete(serve())
             finally:
                 try:
                     self.loop.remove_reader(_evicorn.fd())
@@ -275,7 +285,11 @@ class Bridge:
     def stop_thread(self):
         if self.thread is None:
             return
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        def finish():
+            if not self.stopped.done():
+                self.stopped.set_result(None)
+
+        self.loop.call_soon_threadsafe(finish)
         self.thread.join(10)
         self.thread = None
 

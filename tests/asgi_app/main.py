@@ -108,6 +108,11 @@ def sync_route():
     return {"sync": True, "main_thread": threading.current_thread() is threading.main_thread()}
 
 
+@app.get("/sync/thread")
+def sync_thread():
+    return {"thread": threading.get_native_id()}
+
+
 @app.get("/items/{item_id}")
 async def read_item(item_id: int, q: Optional[str] = None, limit: int = 10, short: bool = False):
     return {"item_id": item_id, "q": q, "limit": limit, "short": short}

@@ -110,6 +110,15 @@ def test_async_and_def_routes_with_typed_parameters(app_server):
         assert [e["loc"] for e in r.json()["detail"]] == [["path", "item_id"], ["query", "limit"]]
 
 
+def test_def_routes_reuse_the_worker_threads(app_server):
+    # FastAPI runs def routes on anyio's worker threads, which live as long
+    # as the loop's root task: one request after another reuses one thread
+    # (a thread per request would be a new thread id each time).
+    with client(app_server) as c:
+        ids = {c.get("/sync/thread").json()["thread"] for _ in range(50)}
+    assert len(ids) <= 2, ids
+
+
 def test_pydantic_bodies_and_422s(app_server):
     with client(app_server) as c:
         r = c.post("/items/", json={"name": "hammer", "price": 9.5, "tags": ["tool"]})
