@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "access_log.h"
 #include "http.h"
 #include "log.h"
 #include "proxy_trust.h"
@@ -81,6 +82,9 @@ static const struct opt opts[] = {
     {"uds", OPT_STRING, F(uds), 0, 0, "Bind to a UNIX domain socket."},
     {"fd", OPT_INT, F(fd), 0, 1 << 20,
      "Serve on an inherited listening socket with this file descriptor."},
+    {"fd-name", OPT_LIST, F(fd_names), 0, 0,
+     "With systemd socket activation, serve only the sockets of this name (LISTEN_FDNAMES); "
+     "repeatable. [default: every socket passed]"},
     {"backlog", OPT_INT, F(backlog), 1, 1 << 20,
      "Maximum number of connections waiting to be accepted. [default: 2048]"},
     {"workers", OPT_INT, F(workers), 0, 1024,
@@ -91,6 +95,14 @@ static const struct opt opts[] = {
      "Folder watched for plugin .so files. [default: ./plugins]"},
     {"status-path", OPT_STRING, F(status_path), 0, 0,
      "Serve the worker's plugin status as JSON on this path (off by default)."},
+    {"metrics-path", OPT_STRING, F(metrics_path), 0, 0,
+     "Serve Prometheus metrics of the whole instance on this path (off by default)."},
+    {"health-path", OPT_STRING, F(health_path), 0, 0,
+     "Answer 200 on this path while the instance takes work, 503 once shutdown begins (off by "
+     "default)."},
+    {"shutdown-delay", OPT_SECONDS, F(shutdown_delay), 0, 0,
+     "On SIGTERM/SIGINT, fail --health-path at once but keep serving this many seconds before "
+     "the graceful shutdown. [default: 0]"},
     {"plugins-insecure", OPT_BOOL, F(plugins_insecure), 0, 0,
      "Only warn about plugin files and folders others can write (development). [default: "
      "refuse them]"},
@@ -108,6 +120,9 @@ static const struct opt opts[] = {
      "Colour level names and status codes. [default: when the output is a terminal]"},
     {"access-log", OPT_BOOL, F(access_log), 0, 0,
      "Enable/disable the access log. [default: enabled]"},
+    {"access-log-format", OPT_STRING, F(access_log_format), 0, 0,
+     "Access log line as %(name)s fields (h r s b B m U q H t T L D f a p R {header}i), or "
+     "'json' for one JSON object per line. [default: uvicorn's line]"},
     {"timeout-keep-alive", OPT_SECONDS, F(timeout_keep_alive), 0, 0,
      "Close idle keep-alive connections after this many seconds. [default: 5]"},
     {"timeout-header", OPT_SECONDS, F(timeout_header), 0, 0,
@@ -666,10 +681,19 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv, char 
         set_error(err, errlen, "--interface wsgi needs an APP");
         return CONFIG_ERROR;
     }
+    if (cfg->access_log_format && access_format_check(cfg->access_log_format, err, errlen) < 0)
+        return CONFIG_ERROR;
     if (cfg->reload && !cfg->app) {
         set_error(err, errlen, "--reload needs an APP (plugins reload by themselves)");
         return CONFIG_ERROR;
     }
+    const char *const paths[][2] = {{"--metrics-path", cfg->metrics_path},
+                                    {"--health-path", cfg->health_path}};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (paths[i][1] && paths[i][1][0] != '/') {
+            set_error(err, errlen, "%s: '%s' must start with '/'", paths[i][0], paths[i][1]);
+            return CONFIG_ERROR;
+        }
     return CONFIG_OK;
 }
 
@@ -704,8 +728,8 @@ void config_free(struct config *cfg)
 {
     proxy_trust_free(cfg->proxy_trust);
     cfg->proxy_trust = NULL;
-    struct str_list *lists[] = {&cfg->headers, &cfg->reload_dirs, &cfg->reload_includes,
-                                &cfg->reload_excludes, &cfg->statics};
+    struct str_list *lists[] = {&cfg->headers,         &cfg->reload_dirs, &cfg->reload_includes,
+                                &cfg->reload_excludes, &cfg->statics,     &cfg->fd_names};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         free(lists[i]->items);
         *lists[i] = (struct str_list){0};

@@ -51,6 +51,9 @@ struct config {
     int port;
     const char *uds;
     int fd; /* -1 when not given */
+    /* --fd-name: of the sockets systemd passed (LISTEN_FDNAMES), serve
+     * only those so named (default: all; listener.h). */
+    struct str_list fd_names;
     int backlog;
     int workers; /* -1 until config_apply_env: not given */
     int threads;
@@ -60,6 +63,13 @@ struct config {
     const char *private_dir;
     /* Serve this worker's plugin status as JSON on this path (opt-in). */
     const char *status_path;
+    /* Prometheus metrics of the instance, and its health for a load
+     * balancer, on these paths (opt-in; metrics.h). */
+    const char *metrics_path;
+    const char *health_path;
+    /* After SIGTERM/SIGINT: seconds the health path fails while the
+     * instance still serves, before the graceful shutdown begins. */
+    double shutdown_delay;
     /* Workers run as this user and group (names or ids), root only. */
     const char *user;
     const char *group;
@@ -74,6 +84,9 @@ struct config {
     int log_level;
     bool log_level_given; /* by --log-level, not the default */
     bool access_log;
+    /* --access-log-format: NULL for uvicorn's line, "json" for JSON lines,
+     * else a template of %(name)s fields (access_log.h). */
+    const char *access_log_format;
     int use_colors; /* -1: when the output is a terminal */
 
     double timeout_keep_alive;

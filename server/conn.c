@@ -15,6 +15,7 @@
 
 #include "container.h"
 #include "log.h"
+#include "metrics.h"
 
 /* Output held for a client before reading from it pauses and producers are
  * told to wait; they hear it is writable again below the low mark. */
@@ -177,6 +178,7 @@ struct conn *conn_new(struct conn_ctx *ctx, int fd, const struct addr *peer)
         ctx->conns->prev = c;
     ctx->conns = c;
     ctx->nconns++;
+    metrics_conn_opened();
     return c;
 }
 
@@ -221,6 +223,7 @@ static void conn_close(struct conn *c, enum conn_end why)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
     ctx->nconns--;
+    metrics_conn_closed();
     if (log_enabled(LOG_TRACE)) {
         char peer[ADDR_TEXT_MAX];
         log_trace("%s: closed", conn_peer_text(c, peer));
@@ -326,8 +329,10 @@ ssize_t conn_read_now(struct conn *c)
     ssize_t n = c->io->read(c, ctx->scratch, ctx->scratch_cap);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    if (n > 0)
+    if (n > 0) {
+        metrics_bytes_received((uint64_t)n);
         conn_deliver(c, ctx->scratch, (size_t)n);
+    }
     return n;
 }
 
@@ -346,6 +351,7 @@ static void on_read(struct ev_loop *loop, ev_io *io, int revents)
         conn_close(c, c->lingering ? CONN_END_DONE : CONN_END_PEER);
         return;
     }
+    metrics_bytes_received((uint64_t)n);
     conn_deliver(c, ctx->scratch, (size_t)n);
     if (c->fd >= 0) {
         conn_schedule_flush(c);
@@ -402,6 +408,7 @@ static enum write_result write_buf(struct conn *c, struct buf *b, bool more)
     while (buf_size(b) > 0) {
         ssize_t n = c->io->write(c, buf_start(b), buf_size(b), more);
         if (n > 0) {
+            metrics_bytes_sent((uint64_t)n);
             buf_consume(b, (size_t)n);
             c->write_progress = ev_now(c->ctx->loop);
             continue;
@@ -423,6 +430,7 @@ static enum write_result write_file(struct conn *c, struct conn_file *f, size_t 
         size_t want = f->len < *budget ? (size_t)f->len : *budget;
         ssize_t n = c->io->sendfile(c, f->fd, &f->off, want);
         if (n > 0) {
+            metrics_bytes_sent((uint64_t)n);
             f->len -= (uint64_t)n;
             *budget -= (size_t)n;
             c->write_progress = ev_now(c->ctx->loop);

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "host.h"
+#include "metrics.h"
 #include "plugins.h"
 #include "request.h"
 #include "router.h"
@@ -23,6 +24,41 @@ static void respond_status(const struct dispatcher *d, struct request *r)
     buf_free(&body);
 }
 
+static void respond_metrics(struct request *r)
+{
+    struct buf body = {0};
+    static const struct http_header h[] = {
+        {"content-type", 12, "text/plain; version=0.0.4; charset=utf-8", 40},
+        {"cache-control", 13, "no-store", 8}};
+    if (metrics_render(&body) < 0)
+        request_respond_error(r, 500, NULL);
+    else
+        request_respond(r, 200, h, 2, buf_start(&body), buf_size(&body));
+    buf_free(&body);
+}
+
+/* 200 while the instance takes work; 503 once its shutdown has begun (a
+ * load balancer then stops sending before connections close) or while no
+ * worker serves. */
+static void respond_health(const struct dispatcher *d, struct request *r)
+{
+    static const struct http_header h[] = {{"content-type", 12, "application/json", 16},
+                                           {"cache-control", 13, "no-store", 8}};
+    bool serving = !(d->draining && *d->draining);
+    if (metrics_instance_healthy(serving)) {
+        static const char ok[] = "{\"status\":\"ok\"}";
+        request_respond(r, 200, h, 2, ok, sizeof ok - 1);
+    } else {
+        static const char down[] = "{\"status\":\"unavailable\"}";
+        request_respond(r, 503, h, 2, down, sizeof down - 1);
+    }
+}
+
+static bool is_path(const char *want, const char *path, size_t len)
+{
+    return want && strlen(want) == len && memcmp(want, path, len) == 0;
+}
+
 void dispatch_request(struct request *r, void *ud)
 {
     const struct dispatcher *d = ud;
@@ -30,9 +66,21 @@ void dispatch_request(struct request *r, void *ud)
     const char *method = request_method(r, &mlen);
     const char *path = request_path(r, &plen);
 
-    if (d->status_path && strlen(d->status_path) == plen &&
-        memcmp(d->status_path, path, plen) == 0) {
+    if (is_path(d->status_path, path, plen)) {
+        r->metrics_route = metrics_route(d->status_path);
         respond_status(d, r);
+        request_finish(r, NULL);
+        return;
+    }
+    if (is_path(d->health_path, path, plen)) {
+        r->metrics_route = metrics_route(d->health_path);
+        respond_health(d, r);
+        request_finish(r, NULL);
+        return;
+    }
+    if (is_path(d->metrics_path, path, plen)) {
+        r->metrics_route = metrics_route(d->metrics_path);
+        respond_metrics(r);
         request_finish(r, NULL);
         return;
     }
@@ -47,18 +95,24 @@ void dispatch_request(struct request *r, void *ud)
         /* A WebSocket handshake goes to WebSocket routes only; with none
          * at its path it is refused with Starlette's status (403). */
         if (router_match(t->ws_router, "GET", 3, path, plen, &m) == ROUTER_FOUND) {
+            r->metrics_route = metrics_route(m.pattern);
+            r->log_route = m.pattern;
             host_dispatch(d->host, r, m.target, t, &m);
             return;
         }
+        r->metrics_route = METRICS_ROUTE_UNMATCHED;
         request_respond_error(r, 403, "No WebSocket route at this path");
         request_finish(r, NULL);
         return;
     }
     enum router_result res = router_match(t->router, method, mlen, path, plen, &m);
     if (res == ROUTER_FOUND) {
+        r->metrics_route = metrics_route(m.pattern);
+        r->log_route = m.pattern;
         host_dispatch(d->host, r, m.target, t, &m);
         return;
     }
+    r->metrics_route = METRICS_ROUTE_UNMATCHED;
     if (res == ROUTER_METHOD_NOT_ALLOWED) {
         static const char body[] = "{\"detail\":\"Method Not Allowed\"}";
         struct http_header h[2] = {{"content-type", 12, "application/json", 16},

@@ -15,6 +15,7 @@
 #include "container.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "ws_handshake.h"
 
 /* Requests parsed ahead of their responses on one connection; beyond this
@@ -218,6 +219,10 @@ static void parse_failed(struct h1_conn *hc)
         char peer[ADDR_TEXT_MAX];
         log_debug("%s: invalid request: %s", conn_peer_text(hc->conn, peer), reason ? reason : "?");
     }
+    if (status == 400)
+        metrics_client_error(METRICS_CLIENT_BAD_REQUEST);
+    else if (status == 413 || status == 414 || status == 431)
+        metrics_client_error(METRICS_CLIENT_LIMITS);
     if (!s) {
         s = stream_new(hc);
         if (!s) {
@@ -297,6 +302,7 @@ static int websocket_head(struct h1_conn *hc, struct h1_stream *s)
     }
     request_discard_body(r);
     hc->need_linger = true;
+    metrics_client_error(METRICS_CLIENT_BAD_REQUEST);
     if (check == WS_CHECK_BAD_REQUEST) {
         request_respond_error(r, 400, why);
         return -1;
@@ -434,6 +440,10 @@ static ev_tstamp h1_deadline(const struct conn *c)
 static bool h1_timeout(struct conn *c)
 {
     const struct h1_conn *hc = h1_of(c);
+    /* Part of a request that did not arrive in time; an idle connection
+     * closing is no error. */
+    if (hc->reading || h1_parser_in_message(hc->parser))
+        metrics_client_error(METRICS_CLIENT_TIMEOUT);
     if (log_enabled(LOG_DEBUG)) {
         char peer[ADDR_TEXT_MAX];
         log_debug("%s: %s timeout", conn_peer_text(c, peer),

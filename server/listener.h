@@ -2,10 +2,11 @@
  *
  * The master binds before forking and every worker inherits the same
  * sockets (rather than each binding its own with SO_REUSEPORT): a bind
- * error is reported once, before any worker starts; --fd and --uds work the
- * same way as TCP; and a worker that dies or is replaced on SIGHUP loses no
- * connection waiting in the accept queue, because the queue belongs to the
- * shared socket, not to the worker. */
+ * error is reported once, before any worker starts; --fd, --uds and the
+ * sockets systemd passed work the same way as TCP; and a worker that dies
+ * or is replaced on SIGHUP loses no connection waiting in the accept
+ * queue, because the queue belongs to the shared socket, not to the
+ * worker. */
 #ifndef EVICORN_LISTENER_H
 #define EVICORN_LISTENER_H
 
@@ -22,7 +23,12 @@ struct listener {
     struct addr addr; /* the address clients reach (no IP or port for a unix socket) */
 };
 
-/* Opens what cfg asks for; returns 0, or -1 with a one-line reason. */
+/* Opens what cfg asks for: the sockets systemd passed (socket activation,
+ * sd_listen_fds(3) semantics: all of them, or those --fd-name names) when
+ * $LISTEN_PID is this process, else --fd, --uds or --host/--port. Returns
+ * 0, or -1 (or LISTENERS_USAGE for sockets or flags that cannot be served as
+ * given) with a one-line reason. */
+#define LISTENERS_USAGE (-2)
 int listeners_open(const struct config *cfg, struct listener **out, size_t *n, char *err,
                    size_t errlen);
 void listeners_close(struct listener *l, size_t n);

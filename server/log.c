@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access_log.h"
 #include "http.h"
 #include "log_sink.h"
 
@@ -146,6 +147,22 @@ void log_access(const struct addr *client, const char *method, size_t method_len
                      c ? RESET : "");
     if (m > 0 && (size_t)m < sizeof access_buf - access_len)
         access_len += (size_t)m;
+}
+
+void log_access_formatted(const char *fmt, const struct access_entry *e)
+{
+    if (!log_enabled(LOG_INFO))
+        return;
+    static char line[ACCESS_LINE_MAX];
+    size_t n = access_format_render(fmt, e, line, sizeof line);
+    if (access_len + n > sizeof access_buf)
+        log_flush();
+    if (n > sizeof access_buf) {
+        write_all(STDOUT_FILENO, line, n);
+        return;
+    }
+    memcpy(access_buf + access_len, line, n);
+    access_len += n;
 }
 
 /* A line the sink could not take, in the plain format. */

@@ -48,6 +48,10 @@ void log_use_colors(bool server_lines, bool access_lines);
  * and reason phrase, as uvicorn writes it. */
 void log_access(const struct addr *client, const char *method, size_t method_len,
                 const char *target, size_t target_len, int http_minor, int status);
+/* Appends one access-log line in --access-log-format's format fmt
+ * ("json" or a template; access_log.h). */
+struct access_entry;
+void log_access_formatted(const char *fmt, const struct access_entry *e);
 /* Writes buffered access-log lines. */
 void log_flush(void);
 /* Before the process exits: buffered lines, and lines queued for the

@@ -13,7 +13,16 @@
  * when it serves (its app imported and started); only then is the old
  * worker of its slot told to drain, so a reload fails no request. New code
  * that does not start leaves the old workers serving; the next change
- * tries again. */
+ * tries again.
+ *
+ * SIGHUP replaces the workers one slot at a time (a rolling restart): the
+ * slot's new worker starts held, and only once it says it serves is it
+ * released and the slot's old worker told to drain; then the next slot.
+ * So as many workers accept as --workers asks, throughout. A new worker
+ * that ends before it serves stops the roll (the old workers keep
+ * serving, one error is logged): its replacement would most likely fail
+ * the same way. A SIGHUP during a roll starts it again from slot 0, so
+ * every worker ends up started after the last SIGHUP. */
 #include "master.h"
 
 #include <errno.h>
@@ -30,6 +39,7 @@
 #include "heartbeat.h"
 #include "log.h"
 #include "log_sink.h"
+#include "metrics.h"
 #include "privileges.h"
 #include "reload_watch.h"
 #include "scoreboard.h"
@@ -76,16 +86,29 @@ static struct {
     int exit_status;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer kill_timer;
-    ev_timer health;   /* --timeout-worker-healthcheck */
-    int ready_pipe[2]; /* workers write their pid when they serve */
+    ev_timer shutdown_delay; /* --shutdown-delay: serving on before begin_stop */
+    ev_timer health;         /* --timeout-worker-healthcheck */
+    int ready_pipe[2];       /* workers write their pid when they serve */
     ev_io ready_io;
     unsigned gen;        /* the newest code generation (--reload) */
     unsigned failed_gen; /* a generation that did not start, reported once */
     struct reload_watch *reload;
+    /* The rolling restart SIGHUP started: the slot being replaced and its
+     * new, held worker (0 when none is starting). */
+    struct {
+        bool active;
+        int slot;
+        pid_t pid;
+    } roll;
 } m;
 
 static void on_child(struct ev_loop *loop, ev_child *w, int revents);
+static void publish_ready(void);
+static enum metrics_restart_cause restart_cause(int status, bool unhealthy);
+static void on_shutdown_delay(struct ev_loop *loop, ev_timer *t, int revents);
 static void reload_failed(unsigned gen, int slot, pid_t pid, int status);
+static void roll_released(struct proc *p);
+static void roll_failed(int slot, pid_t pid, int status);
 
 /* In a new worker: drop every watcher the master had, so the worker's loop
  * starts clean. */
@@ -96,6 +119,7 @@ static void forget_master_state(void)
     ev_signal_stop(m.loop, &m.sig_int);
     ev_signal_stop(m.loop, &m.sig_hup);
     ev_timer_stop(m.loop, &m.kill_timer);
+    ev_timer_stop(m.loop, &m.shutdown_delay);
     for (int i = 0; i < m.nworkers; i++)
         ev_timer_stop(m.loop, &m.slots[i].restart);
     for (struct proc *p = m.procs; p; p = p->next)
@@ -124,6 +148,7 @@ static int spawn(int slot, bool candidate)
     log_sink_fork_begin();
     if (emb && emb->before_fork)
         emb->before_fork();
+    int metrics_slot = metrics_claim();
     pid_t pid = fork();
     if (pid != 0) {
         if (emb && emb->after_fork_parent)
@@ -133,6 +158,7 @@ static int spawn(int slot, bool candidate)
     }
     if (pid < 0) {
         log_error("cannot start worker %d: fork: %s", slot, strerror(errno));
+        metrics_unclaim(metrics_slot);
         heartbeat_free(p->hb);
         free(p);
         return -1;
@@ -143,10 +169,12 @@ static int spawn(int slot, bool candidate)
         heartbeat_adopt(p->hb);
         free(p);
         forget_master_state();
+        metrics_attach(metrics_slot);
         int status = worker_run(m.cfg, m.listeners, m.nlisteners, slot, m.ready_pipe[1], candidate);
         log_drain();
         _exit(status);
     }
+    metrics_bind(metrics_slot, pid);
     p->pid = pid;
     p->slot = slot;
     p->gen = m.gen;
@@ -198,6 +226,8 @@ static void begin_stop(int status)
         return;
     m.stopping = true;
     m.exit_status = status;
+    metrics_set_stopping();
+    ev_timer_stop(m.loop, &m.shutdown_delay);
     for (int i = 0; i < m.nworkers; i++)
         ev_timer_stop(m.loop, &m.slots[i].restart);
     signal_all(SIGTERM);
@@ -218,6 +248,8 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     ev_tstamp lived = ev_now(loop) - p->started;
     pid_t pid = p->pid;
     unlink_proc(p);
+    metrics_release(pid);
+    publish_ready();
 
     /* Only a worker its watchdog ended leaves a reason. */
     char reason[512];
@@ -231,6 +263,10 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
                         why);
         if (m.stopping && !m.procs)
             ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    if (candidate && !ready && m.roll.active && pid == m.roll.pid) {
+        roll_failed(slot, pid, st);
         return;
     }
     if (candidate && !ready) {
@@ -280,6 +316,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
         log_info("worker %d (pid %d) exited; starting a new one", slot, (int)pid);
         crashed = false;
     }
+    metrics_count_restart(restart_cause(st, unhealthy));
     struct slot *s = &m.slots[slot];
     double delay = 0;
     if (crashed && penalty) {
@@ -352,6 +389,10 @@ static void on_ready(struct ev_loop *loop, ev_io *io, int revents)
             p->ready = true;
             if (!p->candidate || p->retiring)
                 continue;
+            if (m.roll.active && p->pid == m.roll.pid) {
+                roll_released(p);
+                continue;
+            }
             /* Newer code is on its way, and this worker may have read a
              * file mid-write: it stays a candidate, and the next
              * generation replaces it. */
@@ -363,11 +404,13 @@ static void on_ready(struct ev_loop *loop, ev_io *io, int revents)
                 if (old != p && old->slot == p->slot && old->gen < p->gen && !old->retiring) {
                     old->retiring = true;
                     kill(old->pid, SIGTERM);
+                    metrics_count_restart(METRICS_RESTART_RELOAD);
                 }
             if (p->gen == m.gen)
                 log_info("worker %d (pid %d) serves the new code", p->slot, (int)p->pid);
         }
     }
+    publish_ready();
 }
 
 /* A worker started for a reload ended before it served: the old workers
@@ -403,6 +446,9 @@ static void on_code_change(void *ud, const char *changed)
     if (m.stopping)
         return;
     log_warning("Detected changes in '%s'. Reloading...", changed);
+    /* The new generation replaces every slot: a rolling restart under way
+     * has nothing left to do (its held worker is stopped below). */
+    m.roll.active = false;
     /* Workers of an earlier reload that have not started yet are stale. */
     for (struct proc *p = m.procs; p; p = p->next)
         if (p->candidate && !p->retiring) {
@@ -421,16 +467,154 @@ static void on_code_change(void *ud, const char *changed)
     }
 }
 
-static void reload_workers(void)
+/* ---- SIGHUP: the rolling restart ---- */
+
+/* Starts the held replacement of the roll's current slot, or ends the roll
+ * after the last one. */
+static void roll_next(void)
 {
-    log_info("SIGHUP: starting fresh workers, then draining the old ones");
+    if (m.stopping) {
+        m.roll.active = false;
+        return;
+    }
+    if (m.roll.slot >= m.nworkers) {
+        m.roll.active = false;
+        m.roll.pid = 0;
+        log_info("SIGHUP: all %d worker(s) replaced", m.nworkers);
+        return;
+    }
+    /* A slot whose worker is between a crash and its restart is filled by
+     * the replacement itself. */
+    ev_timer_stop(m.loop, &m.slots[m.roll.slot].restart);
+    if (spawn(m.roll.slot, true) < 0) {
+        m.roll.active = false;
+        m.roll.pid = 0;
+        log_error("SIGHUP: rolling restart stopped at worker %d; the old workers keep serving",
+                  m.roll.slot);
+        return;
+    }
+    m.roll.pid = m.procs->pid; /* spawn puts the new process first */
+    log_info("SIGHUP: starting worker %d's replacement (pid %d)", m.roll.slot, (int)m.roll.pid);
+}
+
+/* The roll's new worker serves: release it, drain every other worker of
+ * its slot, and go on with the next slot. */
+static void roll_released(struct proc *p)
+{
+    p->candidate = false;
+    kill(p->pid, WORKER_SIGNAL_SERVE);
+    pid_t old_pid = 0;
+    for (struct proc *old = m.procs; old; old = old->next)
+        if (old != p && old->slot == p->slot && !old->retiring) {
+            old->retiring = true;
+            old_pid = old->pid;
+            kill(old->pid, SIGTERM);
+            metrics_count_restart(METRICS_RESTART_SIGHUP);
+        }
+    if (old_pid)
+        log_info("SIGHUP: worker %d (pid %d) serves; the old one (pid %d) drains", p->slot,
+                 (int)p->pid, (int)old_pid);
+    else
+        log_info("SIGHUP: worker %d (pid %d) serves", p->slot, (int)p->pid);
+    m.roll.slot++;
+    roll_next();
+}
+
+/* The roll's new worker ended before it served: the roll stops there. */
+static void roll_failed(int slot, pid_t pid, int status)
+{
+    m.roll.active = false;
+    m.roll.pid = 0;
+    char how[64];
+    if (WIFSIGNALED(status))
+        snprintf(how, sizeof how, "died from signal %d", WTERMSIG(status));
+    else
+        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    log_error("SIGHUP: the new worker %d (pid %d) %s before it served; rolling restart stopped, "
+              "the old workers keep serving",
+              slot, (int)pid, how);
+    /* Its slot may have lost its old worker meanwhile: fill it as after a
+     * crash. */
+    bool serving = false;
     for (struct proc *p = m.procs; p; p = p->next)
-        p->retiring = true;
-    for (int i = 0; i < m.nworkers; i++)
-        spawn(i, false);
+        serving |= p->slot == slot && !p->retiring;
+    if (!serving && !m.stopping && !ev_is_active(&m.slots[slot].restart)) {
+        ev_timer_set(&m.slots[slot].restart, BACKOFF_FIRST, 0);
+        ev_timer_start(m.loop, &m.slots[slot].restart);
+    }
+}
+
+static void roll_start(void)
+{
+    if (m.roll.active) {
+        log_info("SIGHUP during a rolling restart: starting it again from worker 0");
+        for (struct proc *p = m.procs; p; p = p->next)
+            if (p->pid == m.roll.pid && !p->retiring) {
+                p->retiring = true;
+                kill(p->pid, SIGTERM);
+            }
+    } else {
+        log_info("SIGHUP: replacing the %d worker(s) one at a time", m.nworkers);
+    }
+    m.roll.active = true;
+    m.roll.slot = 0;
+    m.roll.pid = 0;
+    roll_next();
+}
+
+/* ---- metrics, health and the shutdown delay ---- */
+
+/* How many workers accept connections now, for --health-path and the
+ * metrics. */
+static void publish_ready(void)
+{
+    int n = 0;
     for (struct proc *p = m.procs; p; p = p->next)
-        if (p->retiring)
-            kill(p->pid, SIGTERM);
+        n += p->ready && !p->candidate && !p->retiring;
+    metrics_set_workers_ready(n);
+}
+
+/* Why a worker that on_child restarts ended. */
+static enum metrics_restart_cause restart_cause(int status, bool unhealthy)
+{
+    if (unhealthy)
+        return METRICS_RESTART_HEALTHCHECK;
+    if (WIFSIGNALED(status))
+        return METRICS_RESTART_CRASH;
+    int code = WEXITSTATUS(status);
+    if (code == EXIT_LOOP_BLOCKED || code == EXIT_STARTUP_HUNG)
+        return METRICS_RESTART_WATCHDOG;
+    if (code != 0)
+        return METRICS_RESTART_CRASH;
+    return m.cfg->limit_max_requests > 0 ? METRICS_RESTART_MAX_REQUESTS : METRICS_RESTART_EXITED;
+}
+
+static void on_shutdown_delay(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    log_info("shutting down");
+    begin_stop(EXIT_OK);
+}
+
+/* SIGTERM or SIGINT: --health-path fails from now on. With
+ * --shutdown-delay the workers go on serving that long, so a load balancer
+ * sees the failing check and stops sending before connections close; a
+ * second signal meanwhile shuts down at once. */
+static void request_stop(void)
+{
+    metrics_set_stopping();
+    if (!m.stopping && m.cfg->shutdown_delay > 0 && !ev_is_active(&m.shutdown_delay)) {
+        log_info("shutting down in %g s (--shutdown-delay); serving until then",
+                 m.cfg->shutdown_delay);
+        ev_timer_set(&m.shutdown_delay, m.cfg->shutdown_delay, 0);
+        ev_timer_start(m.loop, &m.shutdown_delay);
+        return;
+    }
+    if (!m.stopping)
+        log_info("shutting down");
+    begin_stop(EXIT_OK);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
@@ -439,7 +623,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     (void)revents;
     if (s->signum == SIGHUP) {
         if (!m.stopping)
-            reload_workers();
+            roll_start();
         return;
     }
     if (s->signum == SIGINT && ++m.sigint_count >= 2) {
@@ -448,9 +632,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         log_flush();
         _exit(EXIT_ERROR);
     }
-    if (!m.stopping)
-        log_info("shutting down");
-    begin_stop(EXIT_OK);
+    request_stop();
 }
 
 /* Whose plugin files the workers will load: the operator should see it at
@@ -491,6 +673,9 @@ int master_run(const struct config *cfg, struct listener *listeners, size_t nlis
     }
     if (scoreboard_create(m.nworkers) < 0)
         log_warning("no scoreboard: crashed workers' routes will not be named");
+    if ((cfg->metrics_path || cfg->health_path) && metrics_create(m.nworkers) < 0)
+        log_warning("no shared memory for --metrics-path and --health-path: %s", strerror(errno));
+    ev_init(&m.shutdown_delay, on_shutdown_delay);
     for (int i = 0; i < m.nworkers; i++) {
         ev_init(&m.slots[i].restart, on_restart);
         m.slots[i].restart.data = &m.slots[i];

@@ -1,8 +1,8 @@
 /* master: the supervisor process.
  *
  * Forks the workers, restarts one that dies (with back-off, so a crash loop
- * cannot spin), replaces them all on SIGHUP, and shuts them down gracefully
- * on SIGTERM/SIGINT. It serves no requests itself. */
+ * cannot spin), replaces them one at a time on SIGHUP, and shuts them down
+ * gracefully on SIGTERM/SIGINT. It serves no requests itself. */
 #ifndef EVICORN_MASTER_H
 #define EVICORN_MASTER_H
 

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin_file.h"
 #include "plugin_sign.h"
 #include "plugin_watch.h"
@@ -215,6 +216,17 @@ static void run_shutdown(void *arg)
     generation_leave(prev);
 }
 
+/* The metrics' gauge of mapped generations, after one came or went. */
+static void count_generations(const struct plugins *P)
+{
+    unsigned n = 0;
+    for (const struct generation *g = P->active; g; g = g->next)
+        n++;
+    for (const struct generation *g = P->retired; g; g = g->next)
+        n++;
+    metrics_plugin_generations(n);
+}
+
 void generation_release(struct generation *g)
 {
     if (--g->refs > 0)
@@ -236,6 +248,7 @@ void generation_release(struct generation *g)
     }
     unloading(g);
     unlink_retired(g);
+    count_generations(P);
     if (!g->dl)
         log_info("plugin %s: generation %u unloaded", g->file, g->id);
     else if (dlclose(g->dl) != 0)
@@ -382,6 +395,7 @@ static int copy_routes(struct generation *g, char *why, size_t whylen)
 static void log_refusal(const char *path, const char *why)
 {
     log_error("plugin %s refused: %s", path, why);
+    metrics_plugin_refused();
 }
 
 static int file_id_of(const char *path, struct plugin_file_id *id)
@@ -573,6 +587,7 @@ static int open_file(struct load *l)
             log_error("plugin %s refused: its startup hung in an earlier worker (timeout %g s); "
                       "replace the file to retry",
                       l->path, timeout);
+            metrics_plugin_refused();
             return -1;
         }
     }
@@ -765,6 +780,7 @@ static void install(struct load *l)
     g->next = P->active;
     P->active = g;
     swap_table(P, l->table);
+    metrics_plugin_loaded();
     if (old) {
         log_info("plugin %s: replaced %s %s (generation %u) with %s %s (generation %u, %zu "
                  "routes)",
@@ -775,6 +791,7 @@ static void install(struct load *l)
         log_info("plugin %s: loaded %s %s (generation %u, %zu routes)", l->name, generation_name(g),
                  g->desc.version ? g->desc.version : "", g->id, g->nroutes);
     }
+    count_generations(P);
 }
 
 /* Loads (or reloads) one plugin file; its loading and startup are watched
@@ -812,6 +829,7 @@ static void load_file(struct plugins *P, const char *name, int tries)
     int n = snprintf(path, sizeof path, "%s/%s", P->cfg->plugins_dir, name);
     if (n < 0 || (size_t)n >= sizeof path) {
         log_error("plugin %s/%s refused: path too long", P->cfg->plugins_dir, name);
+        metrics_plugin_refused();
         return;
     }
     load_path(P, name, path, tries);
@@ -839,6 +857,7 @@ static void schedule_retry(struct plugins *P, const char *name, int tries)
     if (tries > PLUGINS_RETRY_MAX) {
         log_error("plugin %s/%s refused: still changing after %d attempts", P->cfg->plugins_dir,
                   name, PLUGINS_RETRY_MAX);
+        metrics_plugin_refused();
         return;
     }
     for (size_t i = 0; i < P->nretries; i++)
@@ -847,6 +866,7 @@ static void schedule_retry(struct plugins *P, const char *name, int tries)
     if (P->nretries == PLUGINS_RETRIES_MAX) {
         log_error("plugin %s/%s refused: too many files changing at once", P->cfg->plugins_dir,
                   name);
+        metrics_plugin_refused();
         return;
     }
     struct plugin_retry *r = &P->retries[P->nretries++];

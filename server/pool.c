@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "container.h"
+#include "metrics.h"
 
 #define POOL_STACK_SIZE  (1024 * 1024)
 #define POOL_THREAD_NAME "evicorn-pool"
@@ -85,6 +86,7 @@ static void *worker_main(void *arg)
             p->tail = &p->head;
         p->queued--;
         p->busy++;
+        metrics_pool_state(p->busy, p->queued);
         unlock(p);
 
         void (*done)(struct pool_job *) = job->done;
@@ -92,6 +94,7 @@ static void *worker_main(void *arg)
 
         lock(p);
         p->busy--;
+        metrics_pool_state(p->busy, p->queued);
         /* Posted with the lock held, so by the time done runs this thread
          * counts as not busy, and as idle once it waits again. */
         if (done) {
@@ -187,6 +190,7 @@ int pool_submit(struct pool *p, struct pool_job *job)
     *p->tail = job;
     p->tail = &job->next;
     p->queued++;
+    metrics_pool_state(p->busy, p->queued);
     if (p->idle > 0)
         check_pthread(pthread_cond_signal(&p->wake), "pthread_cond_signal");
     unlock(p);

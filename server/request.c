@@ -12,9 +12,11 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "access_log.h"
 #include "config.h"
 #include "container.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy_trust.h"
 
 /* Requests kept for reuse per pool, and the largest buffer kept with one:
@@ -78,6 +80,8 @@ struct request *request_alloc(struct request_pool *pool, struct request_ctx *ctx
     r->refs = 1; /* the protocol's */
     r->attached = true;
     r->scheme = "http";
+    if (ctx->cfg && ctx->cfg->access_log_format)
+        r->log_started = ev_time();
     r->io->reset(r);
     return r;
 }
@@ -126,6 +130,7 @@ void request_dispatch_later(struct request *r)
     r->dispatched = true;
     r->refs++; /* the handler's, dropped by request_finish */
     r->ctx->inflight++;
+    metrics_request_dispatched(&r->metrics_start_ns);
     defer_schedule(r->ctx->defer, &r->dispatch_defer, run_dispatch);
 }
 
@@ -135,6 +140,7 @@ void request_finish(struct request *r, const char *route)
         return;
     r->handler_done = true;
     r->ctx->inflight--;
+    metrics_request_finished();
     const char *what = route ? route : "handler";
     if (r->resp == RESP_NONE && r->attached) {
         log_error("%s returned without responding to \"%.*s %.*s\": answering 500", what,
@@ -416,6 +422,7 @@ int request_send(struct request *r, const void *data, size_t len, bool more)
     int rc = r->io->send(r, data, len, more);
     if (rc < 0)
         return rc;
+    r->log_bytes += len;
     if (!more)
         request_complete(r);
     return 0;
@@ -439,6 +446,7 @@ int request_send_file(struct request *r, int fd, uint64_t off, uint64_t len, boo
     rc = r->io->send_file(r, fd, off, len, more);
     if (rc < 0)
         return rc;
+    r->log_bytes += len;
     if (!more)
         request_complete(r);
     return 0;
@@ -498,11 +506,40 @@ bool request_response_started(const struct request *r)
     return r->resp != RESP_NONE;
 }
 
+static const char *header_for_log(const void *ud, const char *name, size_t *len)
+{
+    return request_header(ud, name, len);
+}
+
+/* The access-log line of --access-log-format (access_log.h). */
+static void log_access_formatted_request(struct request *r)
+{
+    struct access_entry e = {
+        .client = &r->client,
+        .method = r->head.method,
+        .method_len = r->head.method ? r->head.method_len : 0,
+        .target = r->head.method ? h1_head_target(&r->head) : NULL,
+        .target_len = r->head.method ? r->head.target_len : 0,
+        .http_minor = r->head.method ? r->head.http_minor : 1,
+        .status = r->status,
+        .bytes = r->log_bytes,
+        .duration = r->log_started > 0 ? ev_time() - r->log_started : 0,
+        .route = r->log_route,
+        .header = r->head.method ? header_for_log : NULL,
+        .header_ud = r,
+    };
+    log_access_formatted(r->ctx->cfg->access_log_format, &e);
+}
+
 static void request_complete(struct request *r)
 {
     struct request_ctx *ctx = r->ctx;
     r->resp = RESP_DONE;
-    if (ctx->cfg->access_log) {
+    metrics_request_done(r->metrics_route, r->head.method, r->head.method_len, r->status,
+                         r->metrics_start_ns);
+    if (ctx->cfg->access_log && ctx->cfg->access_log_format)
+        log_access_formatted_request(r);
+    else if (ctx->cfg->access_log) {
         if (r->head.method)
             log_access(&r->client, r->head.method, r->head.method_len, h1_head_target(&r->head),
                        r->head.target_len, r->head.http_minor, r->status);

@@ -164,6 +164,18 @@ struct request {
 
     enum request_resp resp;
     int status;
+
+    /* For --access-log-format: when the head began (0 without the flag),
+     * body bytes sent, and the matched route's template (the dispatcher
+     * sets it; the route table it points into outlives the response). */
+    double log_started;
+    uint64_t log_bytes;
+    const char *log_route;
+
+    /* For the metrics: the route's label id (metrics.h), set by the
+     * dispatcher, and when the request was dispatched (0: never). */
+    uint16_t metrics_route;
+    uint64_t metrics_start_ns;
 };
 
 /* ---- life (for the protocol) ---- */

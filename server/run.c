@@ -181,12 +181,13 @@ int evicorn_run(int argc, char **argv, const struct evicorn_embedding *emb)
 
     struct listener *listeners;
     size_t n;
-    if (listeners_open(&cfg, &listeners, &n, err, sizeof err) < 0) {
+    int opened = listeners_open(&cfg, &listeners, &n, err, sizeof err);
+    if (opened < 0) {
         log_error("%s", err);
         remove_private_dir(private_dir);
         plugin_key_free(plugin_key);
         config_free(&cfg);
-        return EXIT_ERROR;
+        return opened == LISTENERS_USAGE ? EXIT_USAGE : EXIT_ERROR;
     }
     int status = master_run(&cfg, listeners, n);
     log_drain();

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "file_response.h"
 #include "log.h"
+#include "metrics.h"
 #include "mime.h"
 #include "open_beneath.h"
 #include "request.h"
@@ -274,6 +275,7 @@ bool static_serve(const struct static_mounts *ms, struct request *r)
     const struct static_mount *m = owner(ms, path, len);
     if (!m)
         return false;
+    r->metrics_route = metrics_route(m->prefix_len ? m->prefix : "/");
     size_t mlen;
     const char *method = request_method(r, &mlen);
     if (!(mlen == 3 && memcmp(method, "GET", 3) == 0) && !r->is_head) {

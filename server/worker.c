@@ -320,8 +320,12 @@ static int worker_start_services(struct worker *w)
     w->plugins = plugins_new(w->loop, w->cfg, w->index, &w->site, host_api());
     if (!w->plugins)
         return -1;
-    w->dispatcher = (struct dispatcher){
-        .plugins = w->plugins, .host = w->host, .status_path = w->cfg->status_path};
+    w->dispatcher = (struct dispatcher){.plugins = w->plugins,
+                                        .host = w->host,
+                                        .status_path = w->cfg->status_path,
+                                        .metrics_path = w->cfg->metrics_path,
+                                        .health_path = w->cfg->health_path,
+                                        .draining = &w->conns.draining};
     if (static_mounts_open(w->cfg->statics.items, w->cfg->statics.n, w->cfg->static_max_age,
                            &w->dispatcher.statics) < 0)
         return -1;

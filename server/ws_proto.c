@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "utf8.h"
 #include "ws_frame.h"
 #include "ws_reader.h"
@@ -277,6 +278,7 @@ static void ws_closed(struct conn *c, enum conn_end why)
     struct ws_conn *wc = ws_of(c);
     (void)why;
     wc->srv->open--;
+    metrics_websocket_closed();
     uint16_t code =
         wc->close_received || wc->close_sent ? wc->close_code : (uint16_t)WS_CLOSE_ABNORMAL;
     wc->ev->closed(wc->ud, code, wc->close_reason, wc->close_reason_len);
@@ -333,6 +335,7 @@ void ws_conn_attach(void *ud, struct conn *c)
     }
     wc->conn = c;
     wc->srv->open++;
+    metrics_websocket_opened();
     wc->last_seen = now_of(wc);
     if (wc->close_sent)
         wc->close_sent_at = wc->last_seen;
