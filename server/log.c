@@ -10,6 +10,7 @@
 #include "access_log.h"
 #include "http.h"
 #include "log_sink.h"
+#include "log_writer.h"
 
 enum log_level log_threshold = LOG_INFO;
 
@@ -114,7 +115,7 @@ void log_flush(void)
 {
     if (access_len == 0)
         return;
-    write_all(STDOUT_FILENO, access_buf, access_len);
+    log_writer_put(access_buf, access_len);
     access_len = 0;
 }
 
@@ -158,7 +159,7 @@ void log_access_formatted(const char *fmt, const struct access_entry *e)
     if (access_len + n > sizeof access_buf)
         log_flush();
     if (n > sizeof access_buf) {
-        write_all(STDOUT_FILENO, line, n);
+        log_writer_put(line, n);
         return;
     }
     memcpy(access_buf + access_len, line, n);
@@ -186,5 +187,6 @@ static void write_record(const struct log_record *r)
 void log_drain(void)
 {
     log_flush();
+    log_writer_drain(2.0);
     log_sink_drain(2.0, write_record);
 }

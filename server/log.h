@@ -3,8 +3,10 @@
  * Lines follow uvicorn's shape ("INFO:     message") so operators moving from
  * uvicorn read them the same way. Each server line is written with a single
  * write(2), so lines from several processes never interleave. Access-log
- * lines are buffered and flushed once per event-loop iteration (log_flush),
- * because one write per request would cost more than the request itself. */
+ * lines are buffered and handed over once per event-loop iteration
+ * (log_flush), because one write per request would cost more than the
+ * request itself, to a writer thread (log_writer.h), so a stdout that is
+ * not read never stops the loop. */
 #ifndef EVICORN_LOG_H
 #define EVICORN_LOG_H
 
@@ -52,7 +54,7 @@ void log_access(const struct addr *client, const char *method, size_t method_len
  * ("json" or a template; access_log.h). */
 struct access_entry;
 void log_access_formatted(const char *fmt, const struct access_entry *e);
-/* Writes buffered access-log lines. */
+/* Hands buffered access-log lines to the writer thread. */
 void log_flush(void);
 /* Before the process exits: buffered lines, and lines queued for the
  * sink (log_sink.h), are written. */

@@ -263,11 +263,11 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     (void)revents;
     struct worker *w = s->data;
     if (s->signum == SIGINT && w->conns.draining) {
-        log_flush();
+        log_drain();
         _exit(EXIT_ERROR); /* a second Ctrl-C: stop now */
     }
     if (s->signum == SIGQUIT) {
-        log_flush();
+        log_drain();
         _exit(EXIT_OK);
     }
     worker_begin_shutdown(w);

@@ -1,10 +1,15 @@
 """--access-log-format: templates of %(name)s fields, JSON lines, and values
 a client chose escaped so that no request can write a line of its own."""
 import json
+import os
 import re
+import select
+import socket
+import subprocess
+import threading
 import time
 
-from evicorn_harness import run_cli, time_scale
+from evicorn_harness import evicorn_bin, free_port, run_cli, stop_group, time_scale, wait_serving
 from plugin_util import with_probe
 
 
@@ -133,3 +138,49 @@ def test_no_access_log_wins_over_a_format(make_server):
     srv = make_server("--access-log-format", "json", "--no-access-log")
     send(srv, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert not srv.wait_for_access_log(r".", 0.3), srv.output()
+
+
+def test_a_stdout_nobody_reads_never_stops_the_loop(tmp_path):
+    # stdout is a pipe the test does not read: 64 KiB of lines fill it. The
+    # server keeps answering (lines queue up to a bound, then are dropped
+    # and counted) and says how many it dropped once stdout is read again.
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [evicorn_bin(), "--host", "127.0.0.1", "--port", str(port), "--plugins", str(plugins),
+         "--workers", "1", "--access-log-format", "%(r)s %(s)s"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True)
+    err = []
+    reader = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        wait_serving(port, 10.0 * time_scale())
+        target = b"/" + b"x" * 2000
+        batch = b"".join(b"GET %s?%d HTTP/1.1\r\nHost: t\r\n\r\n" % (target, i)
+                         for i in range(100))
+        answered = 0
+        with socket.create_connection(("127.0.0.1", port), timeout=10 * time_scale()) as s:
+            # 8,000 lines of 1 KiB (a value is cut there): over the queue's bound
+            for _ in range(80):
+                s.sendall(batch)
+                got = b""
+                while got.count(b"HTTP/1.1 404") < 100:
+                    chunk = s.recv(1 << 20)
+                    assert chunk, "connection closed after %d answers" % answered
+                    got += chunk
+                answered += 100
+        assert answered == 8000
+        # Reading stdout again: lines arrive, and the drop is reported.
+        out = proc.stdout.read1(1 << 20)
+        assert out.startswith(b"GET / HTTP/1.1 404\nGET /xxx"), out[:200]
+        deadline = time.monotonic() + 10 * time_scale()
+        while time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 0.1)[0]:
+                os.read(proc.stdout.fileno(), 1 << 20)
+            if any(b"access log:" in line and b"dropped" in line for line in err):
+                break
+        assert any(re.search(rb"access log: \d+ line\(s\) dropped", line) for line in err), err
+    finally:
+        stop_group(proc)
