@@ -69,20 +69,6 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-static void write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return; /* nowhere left to report a failing log */
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (!log_enabled(level))
@@ -108,7 +94,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     }
     n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
     line[n++] = '\n';
-    write_all(STDERR_FILENO, line, n);
+    log_write_all(STDERR_FILENO, line, n);
 }
 
 void log_flush(void)
@@ -175,13 +161,14 @@ static void write_record(const struct log_record *r)
                          level_prefixes[LOG_INFO], r->client, r->method, r->target, r->http_version,
                          r->status, http_reason(r->status));
         if (m > 0)
-            write_all(STDOUT_FILENO, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1);
+            log_write_all(STDOUT_FILENO, line,
+                          (size_t)m < sizeof line ? (size_t)m : sizeof line - 1);
         return;
     }
     char line[2048];
     int m = snprintf(line, sizeof line, "%s%s\n", level_prefixes[r->level], r->text);
     if (m > 0)
-        write_all(STDERR_FILENO, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1);
+        log_write_all(STDERR_FILENO, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1);
 }
 
 void log_drain(void)

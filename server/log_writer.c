@@ -27,7 +27,7 @@ static struct {
     uint64_t dropped; /* lines, since the last report */
 } W;
 
-static void write_all(int fd, const char *p, size_t n)
+void log_write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t k = write(fd, p, n);
@@ -49,7 +49,7 @@ static void report_dropped(uint64_t lines)
                      "(pid %d)\n",
                      (unsigned long long)lines, (int)getpid());
     if (k > 0)
-        write_all(STDERR_FILENO, line, (size_t)k < sizeof line ? (size_t)k : sizeof line - 1);
+        log_write_all(STDERR_FILENO, line, (size_t)k < sizeof line ? (size_t)k : sizeof line - 1);
 }
 
 static void *writer_main(void *arg)
@@ -75,7 +75,7 @@ static void *writer_main(void *arg)
         W.dropped = 0;
         W.writing = true;
         pthread_mutex_unlock(&W.lock);
-        write_all(STDOUT_FILENO, batch, n);
+        log_write_all(STDOUT_FILENO, batch, n);
         if (dropped)
             report_dropped(dropped);
         pthread_mutex_lock(&W.lock);
@@ -122,7 +122,7 @@ void log_writer_put(const char *p, size_t n)
     if (n == 0)
         return;
     if (!writer_ready()) {
-        write_all(STDOUT_FILENO, p, n); /* no thread: as before, on the caller */
+        log_write_all(STDOUT_FILENO, p, n); /* no thread: as before, on the caller */
         return;
     }
     pthread_mutex_lock(&W.lock);

@@ -17,6 +17,9 @@
 
 #include <stddef.h>
 
+/* Writes all n bytes to fd now, retrying short writes and EINTR; a
+ * failing log is dropped (there is nowhere left to report it). */
+void log_write_all(int fd, const char *p, size_t n);
 /* Queues n bytes of whole lines for stdout. Never waits for the write. */
 void log_writer_put(const char *p, size_t n);
 /* Before the process exits: waits up to timeout seconds for what is
