@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json.h"
+
 /* A line being written: it stops growing at cap - 1, keeping room for the
  * final newline. */
 struct line {
@@ -69,7 +71,8 @@ static void put_text(struct line *l, const char *s, size_t n)
 }
 
 /* A JSON string (RFC 8259), or null for nothing. Bytes outside ASCII are
- * written as \u00HH, so the line is valid JSON whatever the client sent. */
+ * written as \u00HH (json_escape_byte's ascii_only), so the line is valid
+ * JSON whatever the client sent. */
 static void put_json(struct line *l, const char *s, size_t n, bool null_if_empty)
 {
     if (!s || (n == 0 && null_if_empty)) {
@@ -80,16 +83,8 @@ static void put_json(struct line *l, const char *s, size_t n, bool null_if_empty
         n = VALUE_MAX;
     put(l, "\"", 1);
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            put(l, esc, 2);
-        } else if (c >= 0x20 && c < 0x7f) {
-            put(l, (const char *)&c, 1);
-        } else {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            put(l, esc, 6);
-        }
+        char esc[6];
+        put(l, esc, json_escape_byte((unsigned char)s[i], true, esc));
     }
     put(l, "\"", 1);
 }

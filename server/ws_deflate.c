@@ -4,18 +4,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "http.h"
 #include "ws_frame.h"
 
 /* A cursor over a header value. */
 struct scan {
     const char *p, *end;
 };
-
-static bool tchar(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
 
 static void skip_ows(struct scan *s)
 {
@@ -29,7 +24,7 @@ static size_t token(struct scan *s, char *out, size_t cap)
 {
     skip_ows(s);
     size_t n = 0;
-    while (s->p < s->end && tchar(*s->p)) {
+    while (s->p < s->end && http_is_tchar((unsigned char)*s->p)) {
         if (n + 1 < cap)
             out[n] = *s->p;
         n++;

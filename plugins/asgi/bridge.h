@@ -147,6 +147,12 @@ int asgi_app_load_failed(void) ASGI_HIDDEN;
 
 /* The request's Content-Length; -1 when absent or invalid. */
 long long bridge_content_length(evicorn_request *req) ASGI_HIDDEN;
+/* A Content-Length value (1 to 18 digits, nothing else); -1 when invalid. */
+long long bridge_parse_length(const unsigned char *p, size_t n) ASGI_HIDDEN;
+/* Whether an app's response header is one HTTP may carry (RFC 9110 §5):
+ * a name that is a token, a value without control bytes but tab. */
+int bridge_header_name_valid(const unsigned char *p, size_t n) ASGI_HIDDEN;
+int bridge_header_value_valid(const unsigned char *p, size_t n) ASGI_HIDDEN;
 /* The message of the Python exception being raised, as "what: Type:
  * message", into err; the exception is cleared. */
 void bridge_python_error(const char *what, char *err, size_t errlen) ASGI_HIDDEN;

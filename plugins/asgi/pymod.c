@@ -564,19 +564,6 @@ static PyObject *Req_receive(ReqObject *self, PyObject *unused)
 
 /* ---- send ---- */
 
-static const unsigned char tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
-    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
-    ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,  ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,  ['n'] = 1, ['o'] = 1,
-    ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,  ['v'] = 1, ['w'] = 1,
-    ['x'] = 1, ['y'] = 1, ['z'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1,  ['D'] = 1, ['E'] = 1,
-    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,  ['L'] = 1, ['M'] = 1,
-    ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1,  ['T'] = 1, ['U'] = 1,
-    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-};
-
 /* A bytes-like view of o; release with PyBuffer_Release when view->obj. */
 static int get_bytes(PyObject *o, Py_buffer *view, const char *what)
 {
@@ -650,22 +637,16 @@ static int parse_headers(PyObject *headers, struct hdrs *out)
             goto out;
         const unsigned char *np = views[i].name.buf, *vp = views[i].value.buf;
         Py_ssize_t nl = views[i].name.len, vl = views[i].value.len;
-        int ok = nl > 0;
-        for (Py_ssize_t k = 0; k < nl && ok; k++)
-            ok = tchar[np[k]];
-        if (!ok) {
+        if (!bridge_header_name_valid(np, (size_t)nl)) {
             PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header name.");
             goto out;
         }
-        for (Py_ssize_t k = 0; k < vl; k++)
-            if ((vp[k] < 0x20 && vp[k] != '\t') || vp[k] == 0x7f) {
-                PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header value.");
-                goto out;
-            }
+        if (!bridge_header_value_valid(vp, (size_t)vl)) {
+            PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header value.");
+            goto out;
+        }
         if (nl == 14 && strncasecmp((const char *)np, "content-length", 14) == 0) {
-            long long v = vl > 0 && vl <= 18 ? 0 : -1;
-            for (Py_ssize_t k = 0; k < vl && v >= 0; k++)
-                v = vp[k] >= '0' && vp[k] <= '9' ? v * 10 + (vp[k] - '0') : -1;
+            long long v = bridge_parse_length(vp, (size_t)vl);
             if (v < 0) {
                 PyErr_SetString(PyExc_RuntimeError, "Invalid Content-Length header.");
                 goto out;

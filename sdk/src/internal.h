@@ -13,6 +13,10 @@
 size_t sdk_utf8_seq(const unsigned char *s, size_t len);
 /* How many bytes at s (an invalid sequence) one U+FFFD replaces. */
 size_t sdk_utf8_bad(const unsigned char *s, size_t len);
+/* s[0..len) with every %XX decoded, and '+' as a space when plus_is_space
+ * (a query string), into out, which has room for len bytes. Other bytes,
+ * a stray '%' included, are copied. Returns the length written. */
+size_t sdk_pct_decode(const char *s, size_t len, bool plus_is_space, char *out);
 /* Whether all of s[0..len) is valid UTF-8. */
 bool sdk_utf8_valid(const char *s, size_t len);
 /* Appends s[0..len) with every invalid byte replaced by U+FFFD. */

@@ -217,15 +217,13 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-/* '+' and %XX decoded into raw bytes (not yet UTF-8 checked). Returns the
- * length written to out, which has room for len bytes. */
-static size_t decode_raw(const char *s, size_t len, char *out)
+size_t sdk_pct_decode(const char *s, size_t len, bool plus_is_space, char *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         int hi, lo;
-        if (c == '+')
+        if (c == '+' && plus_is_space)
             out[n++] = ' ';
         else if (c == '%' && i + 2 < len && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
                  (lo = hexval((unsigned char)s[i + 2])) >= 0) {
@@ -242,7 +240,7 @@ char *evicorn_url_decode(const char *s, size_t len, size_t *outlen)
     char *raw = malloc(len + 1);
     if (!raw)
         return NULL;
-    size_t n = decode_raw(s, len, raw);
+    size_t n = sdk_pct_decode(s, len, true, raw);
     if (sdk_utf8_valid(raw, n)) {
         raw[n] = '\0';
         if (outlen)
@@ -271,7 +269,7 @@ static bool name_matches(const char *s, size_t len, const char *name)
     char *buf = len <= sizeof small ? small : malloc(len);
     if (!buf)
         return false;
-    size_t n = decode_raw(s, len, buf);
+    size_t n = sdk_pct_decode(s, len, true, buf);
     bool eq = n == want && memcmp(buf, name, n) == 0;
     if (!eq && n >= want && !sdk_utf8_valid(buf, n)) {
         /* a name with invalid UTF-8 is compared as Python sees it */

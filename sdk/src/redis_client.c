@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "internal.h"
 #include "redis_internal.h"
 
 static void on_connect(const redisAsyncContext *ac, int status);
@@ -48,35 +49,13 @@ static const char *role(const struct rconn *rc)
 
 /* ---- settings ---- */
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* A NUL-terminated copy of s[0..len) with %XX decoded (URL userinfo). */
 static char *pct_decode(const char *s, size_t len)
 {
     char *out = malloc(len + 1);
     if (!out)
         return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < len && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
+    out[sdk_pct_decode(s, len, false, out)] = '\0';
     return out;
 }
 
