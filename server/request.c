@@ -554,6 +554,18 @@ static void request_complete(struct request *r)
 
 /* ---- scope ---- */
 
+/* Whether the head has X-Forwarded-Proto or X-Forwarded-For (names are
+ * lowercased by the parser). */
+static bool has_forwarded_headers(const struct request *r)
+{
+    for (uint32_t i = 0; i < r->head.nheaders; i++) {
+        size_t n = r->head.headers[i].name_len;
+        if ((n == 15 || n == 17) && memcmp(h1_header_name(&r->head, i), "x-forwarded-", 12) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* X-Forwarded-Proto and X-Forwarded-For from a trusted proxy, as uvicorn
  * reads them (proxy_trust.h). */
 static void apply_proxy_headers(struct request *r)
@@ -632,8 +644,10 @@ int request_prepare(struct request *r, const struct addr *peer)
         r->path = buf_start(&r->path_buf);
         r->path_len = k;
     }
+    /* The peer's trust is looked up only for a request that carries the
+     * headers: the lookup parses its address, on every request otherwise. */
     const struct proxy_trust *trust = r->ctx->cfg->proxy_trust;
-    if (r->ctx->cfg->proxy_headers && trust &&
+    if (r->ctx->cfg->proxy_headers && trust && has_forwarded_headers(r) &&
         (peer->unix_socket ? proxy_trust_everyone(trust)
                            : proxy_trust_has(trust, peer->ip, strlen(peer->ip))))
         apply_proxy_headers(r);
