@@ -33,8 +33,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
-#include "proxy_trust.h"
 #include "request.h"
 #include "router.h"
 #include "split_input.h"
@@ -237,26 +237,26 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
             abort();
         }
     }
-    static const char *headers[] = {"x-fuzz: 1"};
-    cfg = (struct config){
-        .threads = 1,
-        .headers = {headers, 1},
-        .log_level = LOG_CRITICAL,
-        .access_log = false,
-        .timeout_keep_alive = 5,
-        .timeout_header = 10,
-        .timeout_body = 30,
-        .timeout_write = 60,
-        .timeout_graceful_shutdown = 30,
-        .limit_body = 1024 * 1024,
-        .server_header = true,
-        .date_header = true,
-        .root_path = "",
-        .proxy_headers = true,
-        .forwarded_allow_ips = "127.0.0.1, 10.0.0.0/8",
-    };
-    if (!(cfg.proxy_trust = proxy_trust_parse(cfg.forwarded_allow_ips)))
+    /* The server's own defaults (config_parse), with the flags that make
+     * more of the code reachable. */
+    char *args[] = {"evicorn",
+                    "--threads",
+                    "1",
+                    "--header",
+                    "x-fuzz:1",
+                    "--log-level",
+                    "critical",
+                    "--no-access-log",
+                    "--proxy-headers",
+                    "--forwarded-allow-ips",
+                    "127.0.0.1, 10.0.0.0/8"};
+    char err[256];
+    if (config_parse(&cfg, (int)(sizeof args / sizeof args[0]), args, err, sizeof err) !=
+            CONFIG_OK ||
+        config_apply_env(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "fuzz_request: %s\n", err);
         abort();
+    }
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     if (!loop || worker_core_init(&wk, loop, &cfg) < 0)
         abort();
