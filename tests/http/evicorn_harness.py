@@ -138,6 +138,26 @@ class LogCapture:
                     return None
                 self.cond.wait(min(left, 0.1))
 
+    def wait_for_lines(self, regex, n, timeout, start=0):
+        """Waits until n lines of lines[start:] match regex (up to timeout
+        times EVICORN_TIME_SCALE); returns the index after the n-th, or
+        None. Lines are counted, not their texts: workers write the same
+        line alike."""
+        rx = re.compile(regex) if isinstance(regex, str) else regex
+        deadline = time.monotonic() + timeout * time_scale()
+        with self.cond:
+            i, found = start, 0
+            while True:
+                while i < len(self.lines):
+                    found += bool(rx.search(self.lines[i]))
+                    i += 1
+                    if found == n:
+                        return i
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    return None
+                self.cond.wait(min(left, 0.1))
+
     def join(self, timeout=2.0):
         self.thread.join(timeout)
 
@@ -285,6 +305,10 @@ class Server:
         cap = self.stderr if stream == "stderr" else self.stdout
         return cap.wait_for(regex, timeout, start)
 
+    def wait_for_log_lines(self, regex, n, timeout=5.0, start=0):
+        """The index after the n-th line from start matching regex, or None."""
+        return self.stderr.wait_for_lines(regex, n, timeout, start)
+
     def wait_for_access_log(self, regex, timeout=5.0, start=0):
         return self.stdout.wait_for(regex, timeout, start)
 
@@ -345,6 +369,7 @@ class Conn:
         self.buf = b""
         self.eof = False
         self.reset = False
+        self.got_bytes = False  # whether any byte came since the last send
 
     @classmethod
     def tcp(cls, port, timeout=SOCK_TIMEOUT):
@@ -374,6 +399,7 @@ class Conn:
     def send(self, data):
         if isinstance(data, str):
             data = data.encode("latin-1")
+        self.got_bytes = False
         self.sock.sendall(data)
 
     def _fill(self, deadline):
@@ -395,6 +421,7 @@ class Conn:
         if not data:
             self.eof = True
             raise ConnClosed("connection closed")
+        self.got_bytes = True
         self.buf += data
 
     def _read_line(self, deadline, limit=65536):
@@ -552,27 +579,54 @@ class KeepAliveLoad:
     Under lock, the threads record failures as (time, tag, repr of the
     response or error), successes as (time, tag), and every response's body
     as (time, body). A thread stops when the block exits or after `seconds`;
-    scale multiplies that and the wait for the threads to end."""
+    scale multiplies that and the wait for the threads to end.
 
-    def __init__(self, srv, request, conns=4, body=None, seconds=30, scale=1.0):
+    retry_idle_close: behave as an HTTP client library does: a request on a
+    reused connection that the server closed before sending a byte of the
+    answer (it closed the connection as it sat idle, draining) is sent again
+    on a new connection, as RFC 9112 section 9.3.1 allows for idempotent
+    requests, and counted in `reconnects`, not as a failure; an answer with
+    Connection: close ends its connection."""
+
+    def __init__(self, srv, request, conns=4, body=None, seconds=30, scale=1.0,
+                 retry_idle_close=False):
         self.srv, self.request, self.body = srv, request, body
         self.seconds, self.scale = seconds, scale
+        self.retry_idle_close = retry_idle_close
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.failures = []  # (time, tag, repr)
         self.successes = []  # (time, tag)
         self.bodies = []  # (time, body)
+        self.reconnects = 0
         tagged = [(None, None)] * conns if isinstance(conns, int) else conns
         self.threads = [threading.Thread(target=self._run, args=(c, tag), daemon=True)
                         for c, tag in tagged]
 
+    def _send(self, conn, reused):
+        """One request on conn; with retry_idle_close, once more on a new
+        connection when a reused one was closed before any byte came.
+        Returns the connection used and the response."""
+        try:
+            return conn, conn.request(self.request)
+        except (ConnClosed, ConnectionResetError, BrokenPipeError):
+            if not (self.retry_idle_close and reused and not conn.got_bytes):
+                raise
+        conn.close()
+        with self.lock:
+            self.reconnects += 1
+        conn = self.srv.connect()
+        return conn, conn.request(self.request)
+
     def _run(self, conn, tag):
         deadline = time.monotonic() + self.seconds * self.scale
+        reused = conn is not None
         while not self.stop.is_set() and time.monotonic() < deadline:
             try:
                 if conn is None:
-                    conn, tag = self.srv.connect(), None
-                r = conn.request(self.request)
+                    conn, tag, reused = self.srv.connect(), None, False
+                conn, r = self._send(conn, reused)
+                reused = True
                 ok = r.status == 200 and (self.body is None or r.body == self.body)
                 with self.lock:
                     self.bodies.append((time.monotonic(), r.body))
@@ -580,6 +634,9 @@ class KeepAliveLoad:
                         self.successes.append((time.monotonic(), tag))
                     else:
                         self.failures.append((time.monotonic(), tag, repr(r)))
+                if self.retry_idle_close and (r.header("connection") or "").lower() == "close":
+                    conn.close()
+                    conn = None
             except (OSError, ConnClosed, AssertionError) as e:
                 with self.lock:
                     self.failures.append((time.monotonic(), tag, repr(e)))

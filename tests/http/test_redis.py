@@ -70,11 +70,9 @@ class Serving:
             raise
 
     def wait_loaded(self, name):
-        start = 0
-        for _ in range(self.srv.workers or 1):
-            m = self.srv.wait_for_log(r"plugin %s\.so: loaded" % name, 10.0, start=start)
-            assert m, self.srv.output()
-            start = self.srv.stderr.snapshot().index(m.string) + 1
+        assert self.srv.wait_for_log_lines(r"plugin %s\.so: loaded" % name,
+                                           self.srv.workers or 1, 10.0) is not None, \
+            self.srv.output()
 
     @property
     def port(self):
@@ -295,12 +293,22 @@ def test_redis_restarted_under_use(serving, own_redis):
     assert s.json("/redisprobe/stats")["reconnects"] >= 2
 
     # One warning when it went away, one line when it came back.
+    assert eventually(lambda: "redis %s: connected again" % server in s.log()), s.log()
     log = s.log()
     down = [line for line in log.splitlines() if "redis %s" % server in line
             and line.startswith("WARNING")]
     up = [line for line in log.splitlines() if "redis %s: connected again" % server in line]
     assert len(down) == 1, log
     assert len(up) == 1, log
+
+
+def test_url_password_is_percent_decoded(serving, own_redis):
+    # RFC 3986 userinfo: '@', ':' and '/' in a password are percent-encoded.
+    own_redis.command("CONFIG", "SET", "requirepass", "p@ss:w/rd%")
+    url = "redis://:p%%40ss%%3Aw%%2Frd%%25@127.0.0.1:%d" % own_redis.port
+    s = serving(None, env={"REDIS_URL": url})
+    assert eventually(lambda: s.get(cmd("SET", "k", "v")).status == 200), s.log()
+    assert s.json(cmd("GET", "k")) == {"reply": "v"}
 
 
 def test_a_server_down_at_startup_is_waited_for(serving, own_redis):

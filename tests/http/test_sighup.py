@@ -10,92 +10,20 @@ import signal
 import threading
 import time
 
-from evicorn_harness import ConnClosed, children_of, get, pid_alive, time_scale
+from evicorn_harness import KeepAliveLoad, children_of, get, pid_alive, time_scale
 from plugin_util import VERSION_REQ, with_probe
 
 SCALE = time_scale()
 
 
-class KeepAliveClients:
-    """Threads sending a GET (the probe's version by default) in a loop on keep-alive
-    connections, as an HTTP client library does: a request on a reused
-    connection that the server closed before sending a byte of the answer
-    (it drained the connection as it sat idle) is sent again on a new
-    connection, as RFC 9112 section 9.3.1 allows for idempotent requests;
-    that is a reconnect, not a failure. Anything else is a failure: an
-    error on a new connection, a cut response, a status other than 200 or
-    another body than expected."""
+def keep_alive_clients(srv, conns, request=VERSION_REQ, body=b"1"):
+    """Clients on keep-alive connections that, as HTTP client libraries do,
+    send a request again on a new connection when a reused one was closed
+    idle (KeepAliveLoad's retry_idle_close); anything else is a failure."""
+    return KeepAliveLoad(srv, request, conns=conns, body=body, seconds=60, scale=SCALE,
+                         retry_idle_close=True)
 
-    def __init__(self, srv, conns, request=VERSION_REQ, body=b"1"):
-        self.srv, self.request, self.body = srv, request, body
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.ok, self.reconnects, self.failures = 0, 0, []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(conns)]
 
-    def _one(self, conn):
-        conn.got_bytes = False
-        conn.send(self.request)
-        return conn.read_response()
-
-    def _connect(self):
-        conn = self.srv.connect(timeout=10 * SCALE)
-        fill = conn._fill
-
-        def counted(deadline):  # notes whether any byte of an answer came
-            before = len(conn.buf)
-            try:
-                fill(deadline)
-            finally:
-                conn.got_bytes = getattr(conn, "got_bytes", False) or len(conn.buf) > before
-        conn._fill = counted
-        return conn
-
-    def _run(self):
-        deadline = time.monotonic() + 60 * SCALE
-        conn, reused = None, False
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            try:
-                if conn is None:
-                    conn, reused = self._connect(), False
-                try:
-                    r = self._one(conn)
-                except (ConnClosed, ConnectionResetError) as e:
-                    if not reused or conn.got_bytes:
-                        raise
-                    with self.lock:
-                        self.reconnects += 1
-                    conn.close()
-                    conn, reused = self._connect(), False
-                    r = self._one(conn)
-                with self.lock:
-                    if r.status == 200 and r.body == self.body:
-                        self.ok += 1
-                    else:
-                        self.failures.append(repr(r))
-                reused = True
-                if (r.header("connection") or "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (OSError, ConnClosed, AssertionError) as e:
-                with self.lock:
-                    self.failures.append(repr(e))
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(15 * SCALE)
-        return False
 START_RE = re.compile(r"SIGHUP: starting worker (\d+)'s replacement \(pid (\d+)\)")
 SERVES_RE = re.compile(r"SIGHUP: worker (\d+) \(pid (\d+)\) serves; the old one \(pid (\d+)\) "
                        r"drains")
@@ -153,13 +81,13 @@ def test_sighup_replaces_workers_one_at_a_time_under_load_with_no_failed_request
     old = set(srv.wait_workers(n))
     mark = len(srv.stderr.snapshot())
     with ProcSampler(srv) as sampler, \
-            KeepAliveClients(srv, 6) as load:
+            keep_alive_clients(srv, 6) as load:
         time.sleep(0.3 * SCALE)
         srv.signal(signal.SIGHUP)
         done = srv.wait_for_log(r"SIGHUP: all %d worker\(s\) replaced" % n, 20, start=mark)
         assert done, srv.output()
         time.sleep(0.3 * SCALE)
-        during = load.ok
+        during = len(load.successes)
     assert load.failures == [], load.failures[:5]
     assert during > 50, during
 
@@ -194,7 +122,7 @@ def test_a_single_worker_is_replaced_without_a_gap(make_server):
     srv = with_probe(make_server("--no-access-log"))
     (old,) = srv.wait_workers(1)
     mark = len(srv.stderr.snapshot())
-    with KeepAliveClients(srv, 3) as load:
+    with keep_alive_clients(srv, 3) as load:
         time.sleep(0.2 * SCALE)
         srv.signal(signal.SIGHUP)
         assert srv.wait_for_log(r"SIGHUP: all 1 worker\(s\) replaced", 20, start=mark), \
@@ -252,7 +180,7 @@ def test_a_second_sighup_during_a_roll_starts_it_again_from_worker_0(make_server
     srv, old = serve_app(make_server, tmp_path, n)
     (tmp_path / "slow").write_text("")
     mark = len(srv.stderr.snapshot())
-    with KeepAliveClients(srv, 4, request=get("/"), body=b"ok") as load:
+    with keep_alive_clients(srv, 4, request=get("/"), body=b"ok") as load:
         srv.signal(signal.SIGHUP)
         assert srv.wait_for_log(START_RE, 10, start=mark), srv.output()
         srv.signal(signal.SIGHUP)
@@ -264,7 +192,7 @@ def test_a_second_sighup_during_a_roll_starts_it_again_from_worker_0(make_server
             srv.output()
         time.sleep(0.2 * SCALE)
     assert load.failures == [], load.failures[:5]
-    assert load.ok > 20
+    assert len(load.successes) > 20
     # Every worker serving now was started after the second SIGHUP.
     after = [e[2] for e in roll_events(srv, second) if e[0] == "serves"]
     assert len(after) == n

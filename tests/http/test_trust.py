@@ -127,10 +127,7 @@ def mark(srv):
 
 def each_worker(srv, regex, n, start=0, timeout=5.0):
     """Waits for n lines matching regex (one per worker) after start."""
-    for _ in range(n):
-        m = srv.wait_for_log(regex, timeout, start=start)
-        assert m, srv.output()
-        start = srv.stderr.snapshot().index(m.string, start) + 1
+    assert srv.wait_for_log_lines(regex, n, timeout, start=start) is not None, srv.output()
 
 
 @pytest.fixture
