@@ -68,7 +68,7 @@ static int run_python(const char *python, char *const argv[], char *out, size_t 
         if (devnull >= 0)
             dup2(devnull, STDERR_FILENO);
         execv(python, argv);
-        _exit(127);
+        _exit(EXIT_EXEC_FAILED);
     }
     close(fds[1]);
     size_t n = 0;

@@ -23,6 +23,8 @@ enum exit_status {
     /* A worker its watchdog ended: a plugin's loading or startup outlived
      * --timeout-startup (the file is quarantined). */
     EXIT_STARTUP_HUNG = 91,
+    /* A child that could not exec its program (the shell's convention). */
+    EXIT_EXEC_FAILED = 127,
 };
 
 #endif

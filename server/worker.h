@@ -5,11 +5,15 @@
  * queue, then one write per connection with output, then the access log),
  * the accept path and the signals. Everything the worker holds hangs off
  * struct worker, and the loop thread alone touches it, except through the
- * mailbox. A few things live outside it, by their nature: the scoreboard,
- * which the master maps before forking and every process shares; the log's
- * buffer and the Date header's once-a-second cache, which belong to the
- * process; and the one pointer the host keeps for the ABI calls that take
- * no request (host.c).
+ * mailbox. A few things live outside it, by their nature: what the master
+ * maps before forking and every process shares, each process keeping a
+ * pointer to its own part (the scoreboard, the metrics slots, the
+ * heartbeat); what belongs to the process (the log's buffer, the access
+ * log's writer thread and queue, the records bound for Python's logging,
+ * the Date header's once-a-second cache, the MIME table read once, the
+ * DNS library's one-time set-up); the generation whose code runs now
+ * (plugins.c, for the watchdog's reports); and the one pointer the host
+ * keeps for the ABI calls that take no request (host.c).
  *
  * The layers, each calling only downwards (and upwards only through the
  * function pointers it was handed):
