@@ -66,6 +66,22 @@ static int set_env(void *ud, const char *name, const char *value)
     return rc;
 }
 
+/* os.environ is the interpreter's copy of the environment: a variable
+ * the server removed from the process stays there unless removed too. */
+static void unset_env(const char *name)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *env_map = os ? PyObject_GetAttrString(os, "environ") : NULL;
+    PyObject *r = env_map ? PyObject_CallMethod(env_map, "pop", "sO", name, Py_None) : NULL;
+    if (!r)
+        PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(env_map);
+    Py_XDECREF(os);
+    PyGILState_Release(g);
+}
+
 /* ---- logging (evicorn/logging.py) ---- */
 
 static PyObject *logging_mod; /* evicorn.logging, once configured */
@@ -179,6 +195,7 @@ static const struct evicorn_embedding embedding = {
     .after_fork_parent = after_fork_parent,
     .after_fork_child = after_fork_child,
     .set_env = set_env,
+    .unset_env = unset_env,
     .configure_logging = configure_logging,
     .log_sink = &python_logging,
 };

@@ -32,6 +32,10 @@ struct evicorn_embedding {
     /* Sets an environment variable where the interpreter sees it
      * (os.environ), unless it is set (--env-file); 0 or -1. */
     int (*set_env)(void *ud, const char *name, const char *value);
+    /* Removes a variable from where the interpreter sees it (os.environ
+     * is a copy made at its start), after the server removed it from the
+     * process environment (socket activation's LISTEN_*). */
+    void (*unset_env)(const char *name);
     /* Python's logging, set up as uvicorn does before the workers start:
      * log_config (a file, or NULL for uvicorn's default), log_level (a
      * name, or NULL when not given), whether the access log is on, colours

@@ -189,6 +189,9 @@ static bool name_wanted(const struct config *cfg, const char *name)
     return false;
 }
 
+const char *const listener_activation_vars[LISTENER_ACTIVATION_VARS] = {"LISTEN_PID", "LISTEN_FDS",
+                                                                        "LISTEN_FDNAMES"};
+
 /* How many sockets systemd passed to this process (0: none, or they were
  * for another process), and their names (a copy the caller frees). The
  * variables are removed from the environment in any case. */
@@ -210,9 +213,8 @@ static long activation_take(char **names)
             *names = names_s ? strdup(names_s) : NULL;
         }
     }
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_FDNAMES");
+    for (size_t i = 0; i < LISTENER_ACTIVATION_VARS; i++)
+        unsetenv(listener_activation_vars[i]);
     return n;
 }
 

@@ -23,6 +23,11 @@ struct listener {
     struct addr addr; /* the address clients reach (no IP or port for a unix socket) */
 };
 
+/* The variables socket activation reads; listeners_open removes them from
+ * the environment, whether they were meant for this process or not. */
+#define LISTENER_ACTIVATION_VARS 3
+extern const char *const listener_activation_vars[LISTENER_ACTIVATION_VARS];
+
 /* Opens what cfg asks for: the sockets systemd passed (socket activation,
  * sd_listen_fds(3) semantics: all of them, or those --fd-name names) when
  * $LISTEN_PID is this process, else --fd, --uds or --host/--port. Returns

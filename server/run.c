@@ -182,6 +182,9 @@ int evicorn_run(int argc, char **argv, const struct evicorn_embedding *emb)
     struct listener *listeners;
     size_t n;
     int opened = listeners_open(&cfg, &listeners, &n, err, sizeof err);
+    if (emb && emb->unset_env)
+        for (size_t i = 0; i < LISTENER_ACTIVATION_VARS; i++)
+            emb->unset_env(listener_activation_vars[i]);
     if (opened < 0) {
         log_error("%s", err);
         remove_private_dir(private_dir);

@@ -152,3 +152,34 @@ def test_fd_with_activation_is_a_usage_error(tmp_path):
         a.close()
     assert res.returncode == 2, (res.returncode, res.stderr)
     assert "--fd cannot be used with systemd socket activation" in res.stderr, res.stderr
+
+
+# Answers with the socket-activation variables its os.environ still has.
+ENV_APP = '''\
+import os
+
+async def app(scope, receive, send):
+    names = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+    left = ",".join(n for n in names if n in os.environ) or "none"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": left.encode()})
+'''
+
+
+def test_an_app_does_not_see_the_activation_variables(make_server, tmp_path):
+    # sd_listen_fds(3) removes them, so that nothing the app starts takes
+    # the sockets for its own; Python's os.environ is a copy of its own.
+    (tmp_path / "envapp.py").write_text(ENV_APP)
+    a = tcp_listener()
+    pa = a.getsockname()[1]
+    wrapper, fds = activate([a], "web")
+    try:
+        srv = make_server("envapp:app", "--app-dir", tmp_path, "--lifespan", "off", listen=[],
+                          wrapper=wrapper, pass_fds=fds, ready_timeout=20.0)
+    finally:
+        a.close()
+    assert srv.port == pa, srv.output()
+    with Conn.tcp(pa) as c:
+        r = c.request(get("/"))
+    assert (r.status, r.body) == (200, b"none"), (r, srv.output())
